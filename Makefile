@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-all bench kafka-fetch clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python -m assay.demo
+
+# Services the suite needs (Kafka jars from Maven Central) are fetched here; the tests start and stop them.
+kafka-fetch:
+	bash scripts/kafka.sh fetch
+
+test: install kafka-fetch
+	$(BIN)/python -m pytest -q
+
+# Soak and scale runs too (long).
+test-all: install kafka-fetch
+	ASSAY_SOAK=1 $(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .cache demo

@@ -1,0 +1,123 @@
+"""The definitions a pipeline declares: frozen records, with where in the user's code each was made.
+
+Decorators in `assay.pipelines` only build these and put them in a `Registry`; planning and
+running them is the job of `assay.graph` and `assay.runtime`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+STREAMING_TABLE = "streaming_table"
+MATERIALIZED_VIEW = "materialized_view"
+TEMPORARY_VIEW = "temporary_view"
+
+WARN, DROP, FAIL = "warn", "drop", "fail"
+
+NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    name: str
+    sql: str
+    action: str  # warn | drop | fail
+
+
+@dataclass(frozen=True)
+class Dedupe:
+    """Deduplication the runtime enforces across batches and runs.
+
+    keys: the columns that identify a row. event_time + watermark: rows older than the
+    watermark go to `<table>_late`. order_by: how the surviving row of a duplicate group is
+    chosen (smallest first); by default the event time, then `_source_file`, `_source_position`.
+    """
+    keys: tuple[str, ...]
+    event_time: str | None = None
+    watermark: str | None = None
+    order_by: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    kind: str
+    location: SourceLocation
+    schema_name: str | None = None      # the storage schema (e.g. "01_bronze"); None: the default
+    comment: str | None = None
+    schema: Any = None                  # DDL string or StructType the output must have
+    partition_cols: tuple[str, ...] = ()
+    cluster_by: tuple[str, ...] = ()
+    table_properties: dict = field(default_factory=dict)
+    private: bool = False
+    quarantine: bool = False
+    expectations: tuple[Expectation, ...] = ()
+    dedupe: Dedupe | None = None
+
+    @property
+    def is_table(self) -> bool:
+        return self.kind in (STREAMING_TABLE, MATERIALIZED_VIEW)
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A query writing into a dataset. A streaming table may have several (append flows)."""
+    name: str
+    target: str
+    func: Callable[[], Any] | None
+    location: SourceLocation
+    sql: str | None = None              # for flows defined in SQL files
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name == self.target else f"{self.target} ← {self.name}"
+
+
+class Registry:
+    """Every definition of one pipeline, in the order they were declared."""
+
+    def __init__(self) -> None:
+        self.datasets: dict[str, Dataset] = {}
+        self.flows: dict[str, Flow] = {}
+        self.errors: list[str] = []
+
+    def add_dataset(self, ds: Dataset) -> None:
+        check_name(ds.name, ds.location)
+        if ds.name in self.datasets:
+            first = self.datasets[ds.name].location
+            self.errors.append(f"dataset '{ds.name}' is defined twice: at {first} and at {ds.location}")
+            return
+        self.datasets[ds.name] = ds
+
+    def replace_dataset(self, ds: Dataset) -> None:
+        self.datasets[ds.name] = ds
+
+    def add_flow(self, flow: Flow) -> None:
+        check_name(flow.name, flow.location)
+        if flow.name in self.flows:
+            first = self.flows[flow.name].location
+            self.errors.append(f"flow '{flow.name}' is defined twice: at {first} and at {flow.location}")
+            return
+        self.flows[flow.name] = flow
+
+    def flows_into(self, target: str) -> list[Flow]:
+        return [f for f in self.flows.values() if f.target == target]
+
+
+def check_name(name: str, where: SourceLocation | None = None) -> None:
+    from .errors import GraphError
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        at = f" (at {where})" if where else ""
+        raise GraphError(
+            f"'{name}' is not a valid dataset name{at}: use letters, digits and underscores, "
+            "starting with a letter or underscore")

@@ -1,0 +1,36 @@
+"""The embedded engine: Sail's Spark Connect server, started in this process (no JVM)."""
+from __future__ import annotations
+
+import logging
+import os
+
+from .base import Engine
+
+log = logging.getLogger(__name__)
+
+
+class SailEngine(Engine):
+    name = "sail"
+
+    def __init__(self, conf: dict[str, str]):
+        super().__init__(conf)
+        self._server = None
+
+    def _start_session(self):
+        # Sail logs every session at INFO on stderr; keep the terminal for Assay's own progress.
+        os.environ.setdefault("RUST_LOG", "warn")
+        from pysail.spark import SparkConnectServer
+        from pyspark.sql import SparkSession
+
+        self._server = SparkConnectServer(ip="127.0.0.1", port=0)
+        self._server.start(background=True)
+        host, port = self._server.listening_address
+        return SparkSession.builder.remote(f"sc://{host}:{port}").getOrCreate()
+
+    def _stop_session(self) -> None:
+        if self._server is not None:
+            try:
+                self._server.stop()
+            except Exception as exc:
+                log.debug("stopping Sail: %s", exc)
+            self._server = None

@@ -1,0 +1,112 @@
+"""The arrival skeleton shared by every event source: which event lands where, and when.
+
+Events happen over a time span that is cut into consecutive file slots (drop-major: slot
+g is file g % files_per_drop of drop g // files_per_drop). Each slot holds the events of
+its time window, slightly shuffled; then
+  * late events get a timestamp well behind their file's window (they arrive late);
+  * duplicates are extra lines that repeat an event, in the same file (anywhere in it),
+    in the next file (taken from the tail of their own file, so a watermark keeps them
+    on time), or in any later file, possibly of a later drop.
+Lines are then ordered by (slot, position); everything else about a line is looked up
+from its source event through `src`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .rand import exact_count, pick
+
+TAIL_MS = 60_000          # "end of file" window from which next-file duplicates are taken
+JITTER_MS = 2_000         # in-file disorder, far below any watermark delay
+
+
+@dataclass
+class Stream:
+    n_events: int
+    ms: np.ndarray            # event time per source event (epoch ms, UTC), after lateness
+    slot_of_event: np.ndarray
+    late: np.ndarray          # bool per source event: was pushed behind its file's window
+    src: np.ndarray           # per landed line (arrival order): index of its source event
+    copy: np.ndarray          # per landed line: True when the line is an injected duplicate
+    slot: np.ndarray          # per landed line: file slot
+    bounds: np.ndarray        # lines of slot g are [bounds[g], bounds[g+1])
+    n_slots: int
+
+    @property
+    def n_lines(self) -> int:
+        return len(self.src)
+
+    def positions(self) -> np.ndarray:
+        """0-based position of each landed line inside its file."""
+        return np.arange(self.n_lines) - self.bounds[self.slot]
+
+
+def build_stream(rng: np.random.Generator, *, lines: int, slots: int, start_ms: int, span_ms: int,
+                 duplicate_rate: float, late_rate: float, late_minutes: float,
+                 same_file_share: float = 0.5, next_file_share: float = 0.3) -> Stream:
+    n_dup = int(round(lines * duplicate_rate / (1.0 + duplicate_rate))) if duplicate_rate > 0 else 0
+    n = lines - n_dup
+    if n < slots:
+        raise ValueError(f"{lines} rows cannot fill {slots} files; ask for more rows or fewer files")
+
+    # Equal-sized slots; times uniform within each slot's window, sorted, then jittered.
+    slot_of_event = (np.arange(n, dtype=np.int64) * slots) // n
+    win = span_ms / slots
+    t = start_ms + (slot_of_event + rng.random(n)) * win
+    order = np.lexsort((t, slot_of_event))
+    t = t[order]
+    ms = (t + rng.uniform(-JITTER_MS, JITTER_MS, n)).astype(np.int64)
+
+    # Late events: well behind the start of their own window (never in slot 0, which has no watermark).
+    late = np.zeros(n, dtype=bool)
+    cand = np.flatnonzero(slot_of_event > 0)
+    chosen = pick(rng, cand, late_rate, of=n)
+    late[chosen] = True
+    win_start = (start_ms + slot_of_event[chosen] * win).astype(np.int64)
+    ms[chosen] = win_start - (late_minutes * 60_000 * rng.uniform(1.0, 2.0, len(chosen))).astype(np.int64)
+
+    # Position keys: events keep their (time) order inside a slot; copies go anywhere in theirs.
+    first = np.searchsorted(slot_of_event, np.arange(slots))
+    count = np.diff(np.append(first, n))
+    key = (np.arange(n) - first[slot_of_event] + 0.5) / count[slot_of_event]
+
+    dup_src, dup_slot = _duplicates(rng, n_dup, ms, late, slot_of_event, slots, start_ms, win,
+                                    same_file_share, next_file_share)
+    all_src = np.concatenate([np.arange(n), dup_src])
+    all_slot = np.concatenate([slot_of_event, dup_slot])
+    all_key = np.concatenate([key, rng.random(len(dup_src))])
+    arrival = np.lexsort((all_key, all_slot))
+    src = all_src[arrival]
+    slot = all_slot[arrival]
+    bounds = np.searchsorted(slot, np.arange(slots + 1))
+    return Stream(n, ms, slot_of_event, late, src, arrival >= n, slot, bounds, slots)
+
+
+def _duplicates(rng, n_dup, ms, late, slot_of_event, slots, start_ms, win, same_share, next_share):
+    if n_dup == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    n = len(ms)
+    n_next = exact_count(n_dup, next_share) if slots > 1 else 0
+    n_same = min(n_dup - n_next, exact_count(n_dup, same_share))
+    n_later = n_dup - n_next - n_same
+
+    same = rng.integers(0, n, n_same)
+
+    # Next-file copies come from the last minute of their file so that they are on time there.
+    win_end = start_ms + (slot_of_event + 1) * win
+    tail = np.flatnonzero((ms >= win_end - TAIL_MS) & ~late & (slot_of_event < slots - 1))
+    if len(tail) == 0:
+        tail = np.flatnonzero(slot_of_event < slots - 1) if slots > 1 else np.arange(n)
+    nxt = tail[rng.integers(0, len(tail), n_next)] if n_next else np.zeros(0, np.int64)
+
+    later = rng.integers(0, n, n_later)
+    lo = slot_of_event[later] + 1
+    later_slot = np.where(lo < slots, lo + (rng.random(n_later) * np.maximum(slots - lo, 1)).astype(np.int64),
+                          slot_of_event[later])
+    later_slot = np.minimum(later_slot, slots - 1)
+
+    src = np.concatenate([same, nxt, later]).astype(np.int64)
+    slot = np.concatenate([slot_of_event[same], np.minimum(slot_of_event[nxt] + 1, slots - 1), later_slot])
+    return src, slot.astype(np.int64)

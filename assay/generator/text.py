@@ -1,0 +1,158 @@
+"""Vectorised text building: fixed-width fields as uint8 matrices, the rest as Arrow strings.
+
+A file's content is the data buffer of one Arrow string array whose elements are whole
+lines, so nothing is formatted or written row by row in Python.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Two ASCII digits / hex digits per value, as little-endian uint16, for table look-ups.
+_DIG2 = np.array([(48 + i // 10) | ((48 + i % 10) << 8) for i in range(100)], dtype=np.uint16)
+_HEX = b"0123456789abcdef"
+_HEX2 = np.array([_HEX[i >> 4] | (_HEX[i & 15] << 8) for i in range(256)], dtype=np.uint16)
+MS_PER_DAY = 86_400_000
+
+
+def fixed(mat: np.ndarray) -> pa.Array:
+    """A string array whose i-th element is row i of a (n, width) uint8 matrix."""
+    n, w = mat.shape
+    big = n * w >= 2**31
+    off = np.arange(n + 1, dtype=np.int64 if big else np.int32) * w
+    typ = pa.large_string() if big else pa.string()
+    return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(off), pa.py_buffer(np.ascontiguousarray(mat))])
+
+
+def literal(s: str, n: int) -> np.ndarray:
+    return np.broadcast_to(np.frombuffer(s.encode(), dtype=np.uint8), (n, len(s)))
+
+
+def put_digits2(mat: np.ndarray, col: int, val: np.ndarray) -> None:
+    mat[:, col:col + 2] = _DIG2[val].view(np.uint8).reshape(-1, 2)
+
+
+def hex_bytes(mat: np.ndarray, col: int, words: np.ndarray, nbytes: int) -> None:
+    """Write the nbytes most significant bytes of uint64 words as 2*nbytes lowercase hex digits."""
+    b = words.astype(">u8").view(np.uint8).reshape(-1, 8)[:, :nbytes]
+    mat[:, col:col + 2 * nbytes] = _HEX2[b].view(np.uint8).reshape(-1, 2 * nbytes)
+
+
+def uuid_words(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stamp version 4 / variant bits so the ids look like real random UUIDs."""
+    hi = (hi & np.uint64(0xFFFFFFFFFFFF0FFF)) | np.uint64(0x4000)
+    lo = (lo & np.uint64(0x3FFFFFFFFFFFFFFF)) | np.uint64(0x8000000000000000)
+    return hi, lo
+
+
+def put_uuid(mat: np.ndarray, col: int, hi: np.ndarray, lo: np.ndarray) -> None:
+    """36 characters 8-4-4-4-12 from two (already stamped) uint64 words."""
+    n = len(hi)
+    h = np.empty((n, 32), dtype=np.uint8)
+    hex_bytes(h, 0, hi, 8)
+    hex_bytes(h, 16, lo, 8)
+    dst = mat[:, col:col + 36]
+    dst[:, 0:8] = h[:, 0:8]
+    dst[:, 9:13] = h[:, 8:12]
+    dst[:, 14:18] = h[:, 12:16]
+    dst[:, 19:23] = h[:, 16:20]
+    dst[:, 24:36] = h[:, 20:32]
+    dst[:, [8, 13, 18, 23]] = ord("-")
+
+
+def uuid_strings(hi: np.ndarray, lo: np.ndarray) -> pa.Array:
+    m = np.empty((len(hi), 36), dtype=np.uint8)
+    put_uuid(m, 0, hi, lo)
+    return fixed(m)
+
+
+def _date_prefixes(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """'YYYY-MM-DD' for the few distinct days present, plus each row's index into them."""
+    uniq, inv = np.unique(days, return_inverse=True)
+    text = np.datetime_as_string(uniq.astype("datetime64[D]")).astype("S10")
+    return np.frombuffer(text.tobytes(), dtype=np.uint8).reshape(-1, 10), inv
+
+
+def put_iso_ms(mat: np.ndarray, col: int, ms: np.ndarray, sep: str = "T", zulu: bool = True, millis: bool = True) -> None:
+    """'2026-11-01T10:15:30.123Z' (24 chars) from epoch milliseconds, UTC.
+
+    Variants (other separator, no millis, no Z) serve the formats of the clickstream source.
+    """
+    days = ms // MS_PER_DAY
+    rem = ms - days * MS_PER_DAY
+    pref, inv = _date_prefixes(days)
+    mat[:, col:col + 10] = pref[inv]
+    sec = rem // 1000
+    mat[:, col + 10] = ord(sep)
+    put_digits2(mat, col + 11, sec // 3600)
+    mat[:, col + 13] = ord(":")
+    put_digits2(mat, col + 14, (sec // 60) % 60)
+    mat[:, col + 16] = ord(":")
+    put_digits2(mat, col + 17, sec % 60)
+    c = col + 19
+    if millis:
+        milli = rem - sec * 1000
+        mat[:, c] = ord(".")
+        put_digits2(mat, c + 1, milli // 10)
+        mat[:, c + 3] = 48 + milli % 10
+        c += 4
+    if zulu:
+        mat[:, c] = ord("Z")
+
+
+def iso_width(millis: bool = True, zulu: bool = True) -> int:
+    return 19 + (4 if millis else 0) + (1 if zulu else 0)
+
+
+def iso_strings(ms: np.ndarray, **kw) -> pa.Array:
+    m = np.empty((len(ms), iso_width(kw.get("millis", True), kw.get("zulu", True))), dtype=np.uint8)
+    put_iso_ms(m, 0, ms, **kw)
+    return fixed(m)
+
+
+def int_strings(values: np.ndarray) -> pa.Array:
+    return pc.cast(pa.array(np.asarray(values, dtype=np.int64)), pa.string())
+
+
+def cents_strings(cents: np.ndarray) -> pa.Array:
+    """'123.45' from integer cents (exact; no float formatting involved)."""
+    cents = np.asarray(cents, dtype=np.int64)
+    cc = np.empty((len(cents), 3), dtype=np.uint8)
+    cc[:, 0] = ord(".")
+    put_digits2(cc, 1, cents % 100)
+    return join(int_strings(cents // 100), fixed(cc))
+
+
+def table(values: list[str | None]) -> pa.Array:
+    """A small dictionary of pre-rendered snippets, picked per row with take()."""
+    return pa.array(values, type=pa.string())
+
+
+def pick(snippets: pa.Array, idx: np.ndarray) -> pa.Array:
+    return snippets.take(pa.array(np.asarray(idx, dtype=np.int64)))
+
+
+def join(*pieces, sep: str = "") -> pa.Array:
+    return pc.binary_join_element_wise(*pieces, sep)
+
+
+def patch(base: pa.Array, rows: np.ndarray, values: pa.Array) -> pa.Array:
+    """base with base[rows[i]] replaced by values[i] (rows sorted ascending)."""
+    if len(rows) == 0:
+        return base
+    mask = np.zeros(len(base), dtype=bool)
+    mask[rows] = True
+    return pc.replace_with_mask(base, pa.array(mask), values.cast(base.type))
+
+
+def content(lines: pa.Array) -> memoryview:
+    """The bytes of all elements back to back (the file content when elements are lines)."""
+    if len(lines) == 0:
+        return memoryview(b"")
+    if lines.null_count:
+        raise ValueError("a line is null")
+    wide = pa.types.is_large_string(lines.type)
+    off = np.frombuffer(lines.buffers()[1], dtype=np.int64 if wide else np.int32)
+    start, stop = int(off[lines.offset]), int(off[lines.offset + len(lines)])
+    return memoryview(lines.buffers()[2])[start:stop]

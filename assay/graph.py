@@ -1,0 +1,251 @@
+"""The dataflow graph: run every query once on empty inputs to learn what it reads and produces,
+then validate (unknown datasets or columns, cycles, bad expectation SQL) and order the flows.
+
+Every error names the dataset and the file and line that defined it; all errors of a graph are
+reported together.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .definitions import MATERIALIZED_VIEW, STREAMING_TABLE, TEMPORARY_VIEW, Dataset, Flow, Registry
+from .errors import AssayError, GraphError
+from .quality import check_sql, first_line
+from .runtime.context import FlowContext, Pending, SourceSpec
+from .runtime import dedupe as dedupe_rules
+from .spec import PipelineSpec
+from .sources.schema import resolve_schema
+from .sql import run_sql_flow
+
+
+@dataclass
+class FlowAnalysis:
+    flow: Flow
+    schema: object = None                  # StructType of the query's output
+    sources: list[SourceSpec] = field(default_factory=list)
+    static_reads: set = field(default_factory=set)
+    stream_reads: set = field(default_factory=set)
+
+    @property
+    def inputs(self) -> list[str]:
+        return sorted(self.static_reads | self.stream_reads)
+
+
+class Graph:
+    def __init__(self, spec: PipelineSpec, registry: Registry, engine):
+        self.spec = spec
+        self.registry = registry
+        self.engine = engine
+        self.analyses: dict[str, FlowAnalysis] = {}
+        self._schemas: dict[str, object] = {}
+        self.order: list[str] = []           # flow names, dependencies first
+        self._file_sources: dict = {}
+
+    # --- lookups used by FlowContext ----------------------------------------------------
+
+    @property
+    def spark(self):
+        return self.engine.spark
+
+    def dataset(self, name: str) -> Dataset:
+        return self.registry.datasets[name]
+
+    def schema_name(self, name: str) -> str:
+        return self.spec.schema_for(self.dataset(name).schema_name)
+
+    def table_path(self, name: str, suffix: str = "") -> Path:
+        return self.spec.table_path(self.schema_name(name), name + suffix)
+
+    def schema_of(self, name: str):
+        if name not in self._schemas:
+            raise Pending(name)
+        return self._schemas[name]
+
+    def read_table(self, name: str):
+        path = self.table_path(name)
+        if not (path / "_delta_log").exists():
+            return self.spark.createDataFrame([], self.schema_of(name))
+        return self.engine.read_delta(path)
+
+    def evaluate_view(self, name: str, ctx: FlowContext):
+        flow = self.registry.flows_into(name)[0]
+        return self.run_query(flow, ctx)
+
+    def file_source(self, flow: Flow, spec: SourceSpec):
+        from .sources.files import FileSource
+        key = (flow.name, spec.args["path"], spec.args["format"])
+        if key not in self._file_sources:
+            path = Path(spec.args["path"])
+            root = path if path.is_absolute() else self.spec.landing / path
+            options = dict(spec.args["options"])
+            source = FileSource(root, spec.args["format"], spec.args["schema"], options,
+                                self.checkpoint_dir(flow.name))
+            source.schema = resolve_schema(self.spark, source.schema)
+            self._file_sources[key] = source
+        return self._file_sources[key]
+
+    def checkpoint_dir(self, flow_name: str) -> Path:
+        return self.spec.system_dir / "checkpoints" / flow_name
+
+    # --- running queries ----------------------------------------------------------------
+
+    def run_query(self, flow: Flow, ctx: FlowContext):
+        from . import pipelines
+        token = pipelines._context.set(ctx)
+        try:
+            if flow.sql is not None:
+                return run_sql_flow(ctx, flow.sql)
+            return flow.func()
+        finally:
+            pipelines._context.reset(token)
+
+    # --- analysis -----------------------------------------------------------------------
+
+    def analyse(self) -> "Graph":
+        errors: list[str] = []
+        pending = list(self.registry.flows.values())
+        for flow in pending:
+            if flow.target not in self.registry.datasets:
+                errors.append(f"flow '{flow.name}' (at {flow.location}) appends to '{flow.target}', which is not "
+                              "declared: add dp.create_streaming_table('" + flow.target + "')")
+        pending = [f for f in pending if f.target in self.registry.datasets]
+        waiting: dict[str, str] = {}
+        while pending:
+            progressed = False
+            for flow in list(pending):
+                ctx = FlowContext(graph=self, flow=flow, spark=self.spark, analysing=True)
+                try:
+                    df = self.run_query(flow, ctx)
+                    if df is None or not hasattr(df, "schema"):
+                        raise GraphError(f"the query of '{flow.name}' (at {flow.location}) returned "
+                                         f"{type(df).__name__}, not a DataFrame")
+                    schema = df.schema
+                except Pending as waiting_for:
+                    waiting[flow.name] = waiting_for.name
+                    continue
+                except AssayError as exc:
+                    errors.append(str(exc))
+                    pending.remove(flow)
+                    continue
+                except Exception as exc:  # the engine's analysis error: unknown column, bad SQL...
+                    errors.append(f"dataset '{flow.target}' (at {flow.location}): {first_line(str(exc))}")
+                    pending.remove(flow)
+                    continue
+                self.analyses[flow.name] = FlowAnalysis(flow, schema, ctx.sources, ctx.static_reads,
+                                                        ctx.stream_reads)
+                self._schemas.setdefault(flow.target, schema)
+                pending.remove(flow)
+                waiting.pop(flow.name, None)
+                progressed = True
+            if not progressed and pending:
+                failed_names = {self.registry.flows[n].target for n in waiting} | set()
+                cycle = self._describe_cycle(waiting)
+                if cycle:
+                    errors.append(f"the graph has a cycle: {cycle}")
+                else:
+                    for flow in pending:
+                        dep = waiting.get(flow.name)
+                        if dep not in failed_names:
+                            errors.append(f"dataset '{flow.target}' (at {flow.location}) cannot be analysed because "
+                                          f"'{dep}' failed")
+                break
+        if not errors:
+            errors += self._validate()
+        if errors:
+            raise GraphError(f"{len(errors)} problem(s) in pipeline '{self.spec.name}':\n- " + "\n- ".join(errors))
+        self.order = self._topological_order()
+        return self
+
+    def _describe_cycle(self, waiting: dict[str, str]) -> str | None:
+        target_flow = {}
+        for name in waiting:
+            target_flow.setdefault(self.registry.flows[name].target, name)
+        for start in waiting:
+            seen, node = [], start
+            while node in waiting and node not in seen:
+                seen.append(node)
+                node = target_flow.get(waiting[node], waiting[node])
+            if node in seen:
+                loop = seen[seen.index(node):] + [node]
+                return " → ".join(f"{self.registry.flows[n].target} ({self.registry.flows[n].location})"
+                                  if n in self.registry.flows else n for n in loop)
+        return None
+
+    def _validate(self) -> list[str]:
+        errors = []
+        for ds in self.registry.datasets.values():
+            flows = self.registry.flows_into(ds.name)
+            if not flows:
+                errors.append(f"dataset '{ds.name}' (at {ds.location}) has no flow writing to it")
+                continue
+            schema = self._schemas.get(ds.name)
+            if schema is None:
+                continue
+            columns = [f.name for f in schema.fields]
+            for rule in ds.expectations:
+                problem = check_sql(self.spark, schema, rule)
+                if problem:
+                    errors.append(f"expectation '{rule.name}' of '{ds.name}' (at {ds.location}) is not valid SQL "
+                                  f"over its columns: {problem}")
+            for col in (*ds.partition_cols, *ds.cluster_by):
+                if col not in columns:
+                    errors.append(f"'{ds.name}' (at {ds.location}) is partitioned or clustered by '{col}', which its "
+                                  f"query does not produce (columns: {', '.join(columns)})")
+            if ds.dedupe is not None:
+                if ds.kind != STREAMING_TABLE:
+                    errors.append(f"dedupe on '{ds.name}' (at {ds.location}): only streaming tables deduplicate")
+                else:
+                    try:
+                        dedupe_rules.resolve(ds.dedupe, columns, ds.name, ds.location)
+                    except GraphError as exc:
+                        errors.append(str(exc))
+            if ds.schema is not None:
+                declared = resolve_schema(self.spark, ds.schema)
+                missing = [f.name for f in declared.fields if f.name not in columns]
+                if missing:
+                    errors.append(f"'{ds.name}' (at {ds.location}) declares column(s) {', '.join(missing)} that its "
+                                  f"query does not produce")
+            for flow in flows:
+                analysis = self.analyses.get(flow.name)
+                if analysis and ds.kind == MATERIALIZED_VIEW and analysis.sources:
+                    errors.append(f"materialized view '{ds.name}' (at {flow.location}) reads a stream; use dp.read() "
+                                  "or make it a streaming table")
+                if analysis and ds.kind == STREAMING_TABLE and not analysis.sources:
+                    errors.append(f"streaming table '{ds.name}' (at {flow.location}) reads no stream (dp.read_stream, "
+                                  "dp.read_files or dp.read_kafka): make it a materialized view")
+        return errors
+
+    def _topological_order(self) -> list[str]:
+        writers: dict[str, list[str]] = {}
+        for flow in self.registry.flows.values():
+            writers.setdefault(flow.target, []).append(flow.name)
+        order, done, visiting = [], set(), set()
+
+        def upstream_flows(flow_name: str) -> list[str]:
+            result = []
+            for name in self.analyses[flow_name].inputs:
+                for writer in writers.get(name, []):
+                    if self.dataset(name).kind == TEMPORARY_VIEW:
+                        result.extend(upstream_flows(writer))
+                    else:
+                        result.append(writer)
+            return result
+
+        def visit(name: str) -> None:
+            if name in done:
+                return
+            visiting.add(name)
+            for dep in upstream_flows(name):
+                if dep not in visiting:
+                    visit(dep)
+            visiting.discard(name)
+            done.add(name)
+            order.append(name)
+
+        for name in self.registry.flows:
+            visit(name)
+        return [n for n in order if self.dataset(self.registry.flows[n].target).kind != TEMPORARY_VIEW]
+
+    def downstream_of(self, names: set[str]) -> set[str]:
+        return {n for n in self.order if set(self.analyses[n].inputs) & names}

@@ -1,0 +1,269 @@
+"""The public API pipelines are written with: `from assay import pipelines as dp`.
+
+Shaped like Spark Declarative Pipelines. Decorators only register definitions; nothing runs at
+import time. Inside a query function, `dp.read`, `dp.read_stream`, `dp.read_files` and
+`dp.read_kafka` return DataFrames of the current run (or, while the graph is analysed,
+empty DataFrames with the right schema).
+"""
+from __future__ import annotations
+
+import contextvars
+import inspect
+import os
+from dataclasses import replace
+from typing import Any, Callable
+
+from .definitions import (DROP, FAIL, MATERIALIZED_VIEW, STREAMING_TABLE, TEMPORARY_VIEW, WARN, Dataset,
+                          Dedupe, Expectation, Flow, Registry, SourceLocation)
+from .errors import GraphError
+
+_registry: contextvars.ContextVar[Registry | None] = contextvars.ContextVar("assay_registry", default=None)
+_context: contextvars.ContextVar[Any] = contextvars.ContextVar("assay_flow_context", default=None)
+
+_EXPECTATIONS_ATTR = "__assay_expectations__"
+_DEDUPE_ATTR = "__assay_dedupe__"
+_DATASET_ATTR = "__assay_dataset__"
+
+
+# --- registration -------------------------------------------------------------------------
+
+def _current_registry() -> Registry:
+    reg = _registry.get()
+    if reg is None:
+        raise GraphError("pipeline definitions can only be made while Assay loads a pipeline "
+                         "(run them with `assay run`, not by importing the file)")
+    return reg
+
+
+def _caller_location(depth: int = 2) -> SourceLocation:
+    frame = inspect.stack()[depth]
+    return SourceLocation(os.path.relpath(frame.filename), frame.lineno)
+
+
+def _func_location(func: Callable) -> SourceLocation:
+    try:
+        return SourceLocation(os.path.relpath(inspect.getsourcefile(func) or "?"),
+                              inspect.getsourcelines(func)[1])
+    except (OSError, TypeError):
+        return _caller_location(3)
+
+
+def _split_name(name: str) -> tuple[str | None, str]:
+    """'silver.orders' → ('silver', 'orders'); the schema part may be a layer key from assay.yml."""
+    if "." in name:
+        schema, _, table = name.rpartition(".")
+        return schema, table
+    return None, name
+
+
+def _as_tuple(cols) -> tuple[str, ...]:
+    if cols is None:
+        return ()
+    if isinstance(cols, str):
+        return (cols,)
+    return tuple(cols)
+
+
+def _dataset_decorator(kind: str, query_function=None, **options):
+    def register(func: Callable) -> Callable:
+        reg = _current_registry()
+        schema_name, name = _split_name(options.pop("name", None) or func.__name__)
+        location = _func_location(func)
+        expectations = tuple(getattr(func, _EXPECTATIONS_ATTR, ()))
+        dedupe = getattr(func, _DEDUPE_ATTR, None)
+        if kind == TEMPORARY_VIEW and (options.get("quarantine") or dedupe):
+            raise GraphError(f"temporary view '{name}' (at {location}) cannot have quarantine or dedupe: "
+                             "it is not stored")
+        reg.add_dataset(Dataset(
+            name=name, kind=kind, location=location, schema_name=schema_name,
+            comment=options.get("comment"), schema=options.get("schema"),
+            partition_cols=_as_tuple(options.get("partition_cols")),
+            cluster_by=_as_tuple(options.get("cluster_by")),
+            table_properties=dict(options.get("table_properties") or {}),
+            private=bool(options.get("private", False)), quarantine=bool(options.get("quarantine", False)),
+            expectations=expectations, dedupe=dedupe))
+        reg.add_flow(Flow(name=name, target=name, func=func, location=location))
+        setattr(func, _DATASET_ATTR, name)
+        return func
+
+    if query_function is not None:
+        return register(query_function)
+    return register
+
+
+def table(query_function=None, *, name: str | None = None, comment: str | None = None, schema=None,
+          partition_cols=None, cluster_by=None, table_properties: dict | None = None,
+          private: bool = False, quarantine: bool = False):
+    """A streaming table: each run processes only the input not seen by an earlier run."""
+    return _dataset_decorator(STREAMING_TABLE, query_function, name=name, comment=comment, schema=schema,
+                              partition_cols=partition_cols, cluster_by=cluster_by,
+                              table_properties=table_properties, private=private, quarantine=quarantine)
+
+
+def materialized_view(query_function=None, *, name: str | None = None, comment: str | None = None, schema=None,
+                      partition_cols=None, cluster_by=None, table_properties: dict | None = None,
+                      private: bool = False, quarantine: bool = False):
+    """A table recomputed from its inputs on every run."""
+    return _dataset_decorator(MATERIALIZED_VIEW, query_function, name=name, comment=comment, schema=schema,
+                              partition_cols=partition_cols, cluster_by=cluster_by,
+                              table_properties=table_properties, private=private, quarantine=quarantine)
+
+
+def temporary_view(query_function=None, *, name: str | None = None, comment: str | None = None):
+    """A named query, not stored, that other datasets of the pipeline can read."""
+    return _dataset_decorator(TEMPORARY_VIEW, query_function, name=name, comment=comment)
+
+
+def create_streaming_table(name: str, *, comment: str | None = None, schema=None, partition_cols=None,
+                           cluster_by=None, table_properties: dict | None = None, private: bool = False,
+                           expect_all: dict | None = None, expect_all_or_drop: dict | None = None,
+                           expect_all_or_fail: dict | None = None, quarantine: bool = False,
+                           dedupe: Dedupe | None = None) -> None:
+    """A streaming table whose rows come from one or more `@append_flow`s."""
+    reg = _current_registry()
+    schema_name, table_name = _split_name(name)
+    expectations = (_expectations(expect_all, WARN) + _expectations(expect_all_or_drop, DROP)
+                    + _expectations(expect_all_or_fail, FAIL))
+    reg.add_dataset(Dataset(
+        name=table_name, kind=STREAMING_TABLE, location=_caller_location(), schema_name=schema_name,
+        comment=comment, schema=schema, partition_cols=_as_tuple(partition_cols), cluster_by=_as_tuple(cluster_by),
+        table_properties=dict(table_properties or {}), private=private, quarantine=quarantine,
+        expectations=tuple(expectations), dedupe=dedupe))
+
+
+def append_flow(query_function=None, *, target: str, name: str | None = None, comment: str | None = None):
+    """A flow appending its query's new rows to the streaming table `target`."""
+    def register(func: Callable) -> Callable:
+        reg = _current_registry()
+        reg.add_flow(Flow(name=name or func.__name__, target=_split_name(target)[1], func=func,
+                          location=_func_location(func)))
+        return func
+    if query_function is not None:
+        return register(query_function)
+    return register
+
+
+# --- expectations and deduplication ------------------------------------------------------
+
+def _expectations(rules: dict | None, action: str) -> list[Expectation]:
+    return [Expectation(name, sql, action) for name, sql in (rules or {}).items()]
+
+
+def _attach(func: Callable, attr: str, value, merge: bool) -> Callable:
+    registered = getattr(func, _DATASET_ATTR, None)
+    if registered is not None:  # decorator written above @dp.table: update the registered dataset
+        reg = _current_registry()
+        ds = reg.datasets[registered]
+        if attr == _EXPECTATIONS_ATTR:
+            reg.replace_dataset(replace(ds, expectations=tuple(value) + ds.expectations))
+        else:
+            reg.replace_dataset(replace(ds, dedupe=value))
+        return func
+    if merge:
+        setattr(func, attr, list(value) + list(getattr(func, attr, [])))
+    else:
+        setattr(func, attr, value)
+    return func
+
+
+def _expect_decorator(rules: list[Expectation]):
+    for rule in rules:
+        if not isinstance(rule.sql, str) or not rule.sql.strip():
+            raise GraphError(f"expectation '{rule.name}' needs a SQL boolean expression, got {rule.sql!r}")
+    return lambda func: _attach(func, _EXPECTATIONS_ATTR, rules, merge=True)
+
+
+def expect(name: str, constraint: str):
+    """Count rows that violate `constraint` (a SQL boolean expression); keep them."""
+    return _expect_decorator([Expectation(name, constraint, WARN)])
+
+
+def expect_or_drop(name: str, constraint: str):
+    """Drop rows that violate `constraint` (to `<table>_quarantine` when the table has quarantine=True)."""
+    return _expect_decorator([Expectation(name, constraint, DROP)])
+
+
+def expect_or_fail(name: str, constraint: str):
+    """Stop the flow, writing nothing of the batch, when a row violates `constraint`."""
+    return _expect_decorator([Expectation(name, constraint, FAIL)])
+
+
+def expect_all(expectations: dict[str, str]):
+    return _expect_decorator(_expectations(expectations, WARN))
+
+
+def expect_all_or_drop(expectations: dict[str, str]):
+    return _expect_decorator(_expectations(expectations, DROP))
+
+
+def expect_all_or_fail(expectations: dict[str, str]):
+    return _expect_decorator(_expectations(expectations, FAIL))
+
+
+def dedupe(keys, *, event_time: str | None = None, watermark: str | None = None, order_by=None):
+    """Keep one row per `keys` across all batches and runs.
+
+    With `event_time` and `watermark` (e.g. "3 minutes"), rows older than the watermark are
+    kept apart in `<table>_late` and counted. The surviving row of a duplicate group is the
+    smallest by `order_by` (default: event time, then `_source_file`, `_source_position`).
+    """
+    if (event_time is None) != (watermark is None) and watermark is not None:
+        raise GraphError("dedupe: a watermark needs an event_time column")
+    spec = Dedupe(keys=_as_tuple(keys), event_time=event_time, watermark=watermark,
+                  order_by=_as_tuple(order_by) or None)
+    if not spec.keys:
+        raise GraphError("dedupe needs at least one key column")
+    return lambda func: _attach(func, _DEDUPE_ATTR, spec, merge=False)
+
+
+# --- reading inside query functions -------------------------------------------------------
+
+def _flow_context():
+    ctx = _context.get()
+    if ctx is None:
+        raise GraphError("dp.read*, dp.spark and dp.config are only available inside a query function "
+                         "while Assay runs the pipeline")
+    return ctx
+
+
+def read(name: str):
+    """The whole current content of a dataset of this pipeline (a batch DataFrame)."""
+    return _flow_context().read(_split_name(name)[1])
+
+
+def read_stream(name: str):
+    """The rows appended to streaming table `name` since this flow last read it."""
+    return _flow_context().read_stream(_split_name(name)[1])
+
+
+def read_files(path: str, format: str = "json", *, schema=None, **options):
+    """New files of a landing folder (Auto Loader semantics): each file is read once.
+
+    `path` is relative to the pipeline's landing root unless absolute. Options: header,
+    schema_hints, schema_evolution_mode, max_files_per_batch, max_bytes_per_batch,
+    allow_overwrites, include_metadata, rescued_data_column.
+    """
+    return _flow_context().read_files(path, format, schema, options)
+
+
+def read_kafka(topics, *, bootstrap_servers: str | None = None, starting_offsets="earliest",
+               options: dict | None = None, max_records_per_batch: int | None = None):
+    """New messages of Kafka (or Azure Event Hubs) topics, as offset ranges tracked by Assay."""
+    return _flow_context().read_kafka(topics, bootstrap_servers, starting_offsets, dict(options or {}),
+                                      max_records_per_batch)
+
+
+def spark():
+    """The engine's SparkSession, for createDataFrame, SQL or functions needing a session."""
+    return _flow_context().spark
+
+
+def config(key: str, default: Any = None) -> Any:
+    """A value from the `configuration` section of assay.yml (after the target's overrides)."""
+    return _flow_context().config(key, default)
+
+
+__all__ = ["table", "materialized_view", "temporary_view", "create_streaming_table", "append_flow",
+           "expect", "expect_or_drop", "expect_or_fail", "expect_all", "expect_all_or_drop",
+           "expect_all_or_fail", "dedupe", "read", "read_stream", "read_files", "read_kafka", "spark",
+           "config", "Dedupe"]

@@ -1,0 +1,1 @@
+"""Assay's incremental runtime: checkpointed micro-batches over batch DataFrames, on every engine."""

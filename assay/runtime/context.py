@@ -1,0 +1,93 @@
+"""What `dp.read*` return inside a query function: during analysis, empty DataFrames with the
+right schema; during a batch, the batch's data."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import GraphError
+
+
+class Pending(Exception):
+    """The query read a dataset whose schema is not known yet (it is analysed later)."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+@dataclass
+class SourceSpec:
+    """A streaming input a flow's query asked for, in call order."""
+    kind: str                 # delta | files | kafka
+    args: dict
+    stream_of: str | None = None   # for delta: the upstream dataset
+
+
+@dataclass
+class FlowContext:
+    """Shared by analysis and execution; the `graph` provides dataset lookups."""
+    graph: Any
+    flow: Any
+    spark: Any
+    analysing: bool
+    loaded: dict = field(default_factory=dict)       # source index → DataFrame (execution)
+    sources: list = field(default_factory=list)      # SourceSpecs in call order
+    static_reads: set = field(default_factory=set)
+    stream_reads: set = field(default_factory=set)
+
+    def has_dataset(self, name: str) -> bool:
+        return name in self.graph.registry.datasets
+
+    def _dataset(self, name: str):
+        ds = self.graph.registry.datasets.get(name)
+        if ds is None:
+            known = ", ".join(sorted(self.graph.registry.datasets))
+            raise GraphError(f"flow '{self.flow.name}' (at {self.flow.location}) reads '{name}', which is not a "
+                             f"dataset of this pipeline (datasets: {known})")
+        return ds
+
+    def read(self, name: str):
+        ds = self._dataset(name)
+        self.static_reads.add(name)
+        if ds.kind == "temporary_view":
+            return self.graph.evaluate_view(name, self)
+        if self.analysing:
+            return self.spark.createDataFrame([], self.graph.schema_of(name))
+        return self.graph.read_table(name)
+
+    def read_stream(self, name: str):
+        ds = self._dataset(name)
+        if ds.kind == "temporary_view":
+            return self.graph.evaluate_view(name, self)
+        if ds.kind != "streaming_table":
+            raise GraphError(f"flow '{self.flow.name}' (at {self.flow.location}) reads '{name}' as a stream, but it "
+                             f"is a {ds.kind.replace('_', ' ')}: only streaming tables can be read incrementally; "
+                             "use dp.read()")
+        self.stream_reads.add(name)
+        return self._source(SourceSpec("delta", {"name": name}, stream_of=name),
+                            lambda: self.spark.createDataFrame([], self.graph.schema_of(name)))
+
+    def read_files(self, path, fmt, schema, options):
+        spec = SourceSpec("files", {"path": path, "format": fmt, "schema": schema, "options": options})
+        return self._source(spec, lambda: self.graph.file_source(self.flow, spec).analysis_frame(self.spark))
+
+    def read_kafka(self, topics, bootstrap_servers, starting_offsets, options, max_records_per_batch):
+        spec = SourceSpec("kafka", {"topics": topics, "bootstrap_servers": bootstrap_servers,
+                                    "starting_offsets": starting_offsets, "options": options,
+                                    "max_records_per_batch": max_records_per_batch})
+        return self._source(spec, lambda: self.spark.createDataFrame([], KAFKA_SCHEMA))
+
+    def _source(self, spec: SourceSpec, analysis_frame):
+        index = len(self.sources)
+        self.sources.append(spec)
+        if self.analysing:
+            return analysis_frame()
+        return self.loaded[index]
+
+    def config(self, key: str, default=None):
+        return self.graph.spec.configuration.get(key, default)
+
+
+KAFKA_SCHEMA = ("key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp, "
+                "timestampType int")

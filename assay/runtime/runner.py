@@ -1,0 +1,315 @@
+"""`assay run`: load the pipeline, analyse the graph, then run the selected flows in dependency order.
+
+Streaming tables run batch after batch until their sources have nothing new (availableNow);
+materialized views are recomputed. Each batch is planned ahead in the flow's checkpoint and
+committed after its tables, so a crash at any instant is repaired by the next run.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from .. import secrets, storage
+from ..definitions import MATERIALIZED_VIEW, STREAMING_TABLE
+from ..engines import create_engine
+from ..errors import AssayError, FlowError
+from ..graph import Graph
+from ..loader import load_registry
+from ..quality import first_line
+from ..sources.base import BatchLimits, LoadContext, Plan
+from ..sources.delta import DeltaSource
+from ..spec import PipelineSpec
+from .batch import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchWriter
+from .checkpoint import Checkpoint
+from .context import FlowContext
+from .eventlog import (FLOW_COMPLETED, FLOW_FAILED, FLOW_PROGRESS, RUN_COMPLETED, RUN_FAILED, RUN_STARTED, Event,
+                       EventLog)
+from .lock import PipelineLock
+
+
+@dataclass
+class RunOptions:
+    full_refresh: set[str] = field(default_factory=set)
+    full_refresh_all: bool = False
+    refresh: set[str] | None = None          # None: every flow
+    max_files: int | None = None
+    max_bytes: int | None = None
+    stop_requested: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class FlowSummary:
+    flow: str
+    target: str
+    kind: str
+    batches: int = 0
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_dropped: int = 0
+    rows_quarantined: int = 0
+    rows_late: int = 0
+    rows_duplicate: int = 0
+    status: str = "pending"
+    seconds: float = 0.0
+    error: str | None = None
+
+    def add(self, result: BatchResult) -> None:
+        self.batches += 1
+        for attr in ("rows_read", "rows_written", "rows_dropped", "rows_quarantined", "rows_late", "rows_duplicate"):
+            setattr(self, attr, getattr(self, attr) + getattr(result, attr))
+
+
+def build_graph(spec: PipelineSpec, engine) -> Graph:
+    return Graph(spec, load_registry(spec), engine).analyse()
+
+
+class Runner:
+    def __init__(self, spec: PipelineSpec, options: RunOptions | None = None, engine=None,
+                 on_progress: Callable[[FlowSummary], None] | None = None):
+        self.spec = spec
+        self.options = options or RunOptions()
+        self.engine = engine or create_engine(spec.engine, spec.engine_conf)
+        self.on_progress = on_progress or (lambda summary: None)
+        self.events = EventLog(spec.system_dir / "event_log", spec.name)
+        self.summaries: dict[str, FlowSummary] = {}
+
+    # --- the run ------------------------------------------------------------------------
+
+    def run(self) -> list[FlowSummary]:
+        with PipelineLock(self.spec.system_dir):
+            started = time.monotonic()
+            graph = build_graph(self.spec, self.engine)
+            selected = self._select(graph)
+            for name in graph.order:
+                flow = graph.registry.flows[name]
+                self.summaries[name] = FlowSummary(name, flow.target, graph.dataset(flow.target).kind,
+                                                   status="queued" if name in selected else "skipped")
+                self.on_progress(self.summaries[name])
+            self.events.record(Event(RUN_STARTED, metrics={"flows": sorted(selected), "engine": self.engine.name,
+                                                           "target": self.spec.target}))
+            self._full_refresh(graph, selected)
+            try:
+                for name in graph.order:
+                    if name in selected:
+                        if self.options.stop_requested():
+                            break
+                        self._run_flow(graph, name)
+            except AssayError as exc:
+                self.events.record(Event(RUN_FAILED, status="failed", message=str(exc),
+                                         duration_s=time.monotonic() - started))
+                raise
+            self.events.record(Event(RUN_COMPLETED, status="completed", duration_s=time.monotonic() - started,
+                                     metrics={name: s.rows_written for name, s in self.summaries.items()}))
+            return list(self.summaries.values())
+
+    def _select(self, graph: Graph) -> set[str]:
+        names = set(graph.order)
+        for requested in (self.options.full_refresh | (self.options.refresh or set())):
+            if requested not in graph.registry.datasets:
+                raise AssayError(f"--refresh/--full-refresh: '{requested}' is not a dataset of pipeline "
+                                 f"'{self.spec.name}' (datasets: {', '.join(sorted(graph.registry.datasets))})")
+        if self.options.refresh is None and not self.options.full_refresh:
+            return names
+        wanted = set(self.options.refresh or set()) | self.options.full_refresh
+        return {n for n in names if graph.registry.flows[n].target in wanted}
+
+    def _full_refresh(self, graph: Graph, selected: set[str]) -> None:
+        """Reset checkpoints, state and tables of the refreshed datasets; a marker makes it crash-safe."""
+        targets = set(self.options.full_refresh)
+        if self.options.full_refresh_all:
+            targets = {graph.registry.flows[n].target for n in selected}
+        marker_dir = self.spec.system_dir / "full_refresh"
+        pending = {p.name for p in marker_dir.glob("*")} if marker_dir.exists() else set()
+        for target in sorted(targets | pending):
+            if target not in graph.registry.datasets:
+                continue
+            marker = marker_dir / target
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+            for flow in graph.registry.flows_into(target):
+                Checkpoint(graph.checkpoint_dir(flow.name)).reset()
+                shutil.rmtree(self.spec.system_dir / "state" / flow.name, ignore_errors=True)
+            for suffix in ("", QUARANTINE_SUFFIX, LATE_SUFFIX):
+                path = graph.table_path(target, suffix)
+                table = storage.open_table(path)
+                if table is not None:
+                    import pyarrow as pa
+                    empty = table.schema().to_arrow()
+                    storage.write(path, pa.Table.from_batches([], schema=pa.schema(empty)), mode="overwrite",
+                                  metadata={"assay.operation": "full_refresh"})
+            marker.unlink()
+
+    # --- one flow -----------------------------------------------------------------------
+
+    def _run_flow(self, graph: Graph, name: str) -> None:
+        flow = graph.registry.flows[name]
+        dataset = graph.dataset(flow.target)
+        summary = self.summaries[name]
+        summary.status = "running"
+        self.on_progress(summary)
+        started = time.monotonic()
+        analysis = graph.analyses[name]
+        try:
+            if dataset.kind == MATERIALIZED_VIEW:
+                self._refresh_view(graph, name)
+            elif dataset.kind == STREAMING_TABLE:
+                self._run_stream(graph, name)
+        except AssayError as exc:
+            summary.status, summary.error = "failed", str(exc)
+            summary.seconds = time.monotonic() - started
+            self.on_progress(summary)
+            self.events.record(Event(FLOW_FAILED, flow=name, target=flow.target, status="failed",
+                                     message=str(exc), duration_s=summary.seconds, inputs=analysis.inputs,
+                                     outputs=[flow.target]))
+            raise
+        except Exception as exc:
+            message = (f"flow '{name}' (defined at {flow.location}) failed: {type(exc).__name__}: "
+                       f"{first_line(secrets.redact(str(exc)))}")
+            summary.status, summary.error = "failed", message
+            summary.seconds = time.monotonic() - started
+            self.on_progress(summary)
+            self.events.record(Event(FLOW_FAILED, flow=name, target=flow.target, status="failed", message=message,
+                                     duration_s=summary.seconds, inputs=analysis.inputs, outputs=[flow.target]))
+            raise FlowError(message + ". Tables and checkpoints are unchanged for the failed batch; the next run "
+                            "retries it.") from exc
+        summary.status = "done"
+        summary.seconds = time.monotonic() - started
+        self.on_progress(summary)
+        self.events.record(Event(FLOW_COMPLETED, flow=name, target=flow.target, status="completed",
+                                 rows_read=summary.rows_read, rows_written=summary.rows_written,
+                                 rows_dropped=summary.rows_dropped, rows_quarantined=summary.rows_quarantined,
+                                 rows_late=summary.rows_late, rows_duplicate=summary.rows_duplicate,
+                                 duration_s=summary.seconds, inputs=analysis.inputs,
+                                 outputs=self._outputs(dataset, flow.target),
+                                 metrics={"batches": summary.batches}))
+
+    def _outputs(self, dataset, target: str) -> list[str]:
+        outputs = [target]
+        if dataset.quarantine:
+            outputs.append(target + QUARANTINE_SUFFIX)
+        if dataset.dedupe is not None and dataset.dedupe.watermark:
+            outputs.append(target + LATE_SUFFIX)
+        return outputs
+
+    def _staging(self, name: str, batch: int) -> Path:
+        folder = self.spec.system_dir / "staging" / name / str(batch)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        return folder
+
+    def _refresh_view(self, graph: Graph, name: str) -> None:
+        flow = graph.registry.flows[name]
+        dataset = graph.dataset(flow.target)
+        ckpt = Checkpoint(graph.checkpoint_dir(name))
+        last = ckpt.last_committed()
+        batch = 0 if last is None else last[0] + 1
+        staging = self._staging(name, batch)
+        ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=False)
+        started = time.monotonic()
+        df = graph.run_query(flow, ctx)
+        writer = BatchWriter(graph, dataset, name, ckpt.generation, staging)
+        result = writer.process(df, batch, mode="overwrite")
+        ckpt.write_commit(batch, {"batch": batch, "rows": result.rows_written})
+        shutil.rmtree(staging, ignore_errors=True)
+        self._progress(graph, name, batch, result, {}, time.monotonic() - started, ctx)
+
+    def _run_stream(self, graph: Graph, name: str) -> None:
+        flow = graph.registry.flows[name]
+        dataset = graph.dataset(flow.target)
+        analysis = graph.analyses[name]
+        ckpt = Checkpoint(graph.checkpoint_dir(name))
+        generation = ckpt.generation
+        sources = [self._make_source(graph, flow, spec) for spec in analysis.sources]
+        limits = BatchLimits(max_files=self.options.max_files or self.spec.batch_max_files,
+                             max_bytes=self.options.max_bytes or self.spec.batch_max_bytes,
+                             max_records=self.spec.batch_max_records)
+        writer_state = self.spec.system_dir / "state" / name
+        while not self.options.stop_requested():
+            planned, committed = ckpt.last_planned(), ckpt.last_committed()
+            committed_id = committed[0] if committed else -1
+            if planned and planned[0] > committed_id:
+                batch, record = planned                       # replay the batch a crash interrupted
+                plans = [Plan(**p) if p else None for p in record["plans"]]
+            else:
+                batch = committed_id + 1
+                positions = (committed[1]["positions"] if committed else [None] * len(sources))
+                plans = [src.plan(pos, limits) for src, pos in zip(sources, positions)]
+                if all(p is None for p in plans):
+                    return
+                plans = [p if p is not None else Plan(start=pos, end=pos, info={"unchanged": True})
+                         for p, pos in zip(plans, positions)]
+                record = {"batch": batch, "plans": [p.__dict__ for p in plans],
+                          "state_version": storage.current_version(writer_state),
+                          "previous_max": committed[1].get("watermark_max") if committed else None,
+                          "planned_at": datetime.utcnow().isoformat() + "Z"}
+                ckpt.write_plan(batch, record)
+            started = time.monotonic()
+            staging = self._staging(name, batch)
+            loaded = {}
+            for index, (src, plan) in enumerate(zip(sources, plans)):
+                folder = staging / f"source{index}"
+                folder.mkdir()
+                if plan.info.get("unchanged"):
+                    loaded[index] = self._empty_like(graph, flow, analysis.sources[index])
+                else:
+                    loaded[index] = src.load(LoadContext(self.engine.spark, str(folder)), plan)
+            ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=False, loaded=loaded)
+            df = graph.run_query(flow, ctx)
+            previous_max = record.get("previous_max")
+            previous_max = datetime.fromisoformat(previous_max) if previous_max else None
+            writer = BatchWriter(graph, dataset, name, generation, staging)
+            result = writer.process(df, batch, mode="append", state_version=record.get("state_version"),
+                                    previous_max=previous_max)
+            watermark_max = result.watermark_max or previous_max
+            ckpt.write_commit(batch, {"batch": batch, "positions": [p.end for p in plans],
+                                      "watermark_max": watermark_max.isoformat() if watermark_max else None,
+                                      "rows": result.rows_written})
+            shutil.rmtree(staging, ignore_errors=True)
+            offsets = {src.key(): p.info for src, p in zip(sources, plans)}
+            self._progress(graph, name, batch, result, offsets, time.monotonic() - started, ctx)
+
+    def _empty_like(self, graph: Graph, flow, spec):
+        ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=True)
+        if spec.kind == "delta":
+            return ctx.read_stream(spec.stream_of)
+        if spec.kind == "files":
+            return graph.file_source(flow, spec).analysis_frame(self.engine.spark)
+        return ctx.read_kafka(**{k: spec.args[k] for k in ("topics", "bootstrap_servers", "starting_offsets",
+                                                            "options", "max_records_per_batch")})
+
+    def _make_source(self, graph: Graph, flow, spec):
+        if spec.kind == "delta":
+            return DeltaSource(spec.stream_of, graph.table_path(spec.stream_of))
+        if spec.kind == "files":
+            return graph.file_source(flow, spec)
+        if spec.kind == "kafka":
+            from ..sources.kafka import KafkaSource
+            args = dict(spec.args)
+            bootstrap = args["bootstrap_servers"] or self.spec.configuration.get("kafka.bootstrap_servers")
+            if not bootstrap:
+                raise FlowError(f"flow '{flow.name}' (at {flow.location}) reads Kafka without bootstrap_servers "
+                                "(give it to dp.read_kafka or set configuration.kafka.bootstrap_servers)")
+            secrets.register_options(args["options"])
+            return KafkaSource(args["topics"], bootstrap, options=args["options"],
+                               starting_offsets=args["starting_offsets"],
+                               max_records_per_batch=args["max_records_per_batch"])
+        raise FlowError(f"unknown source kind {spec.kind}")
+
+    def _progress(self, graph, name, batch, result: BatchResult, offsets, seconds, ctx) -> None:
+        flow = graph.registry.flows[name]
+        summary = self.summaries[name]
+        summary.add(result)
+        self.on_progress(summary)
+        self.events.record(Event(
+            FLOW_PROGRESS, flow=name, target=flow.target, batch_id=batch, rows_read=result.rows_read,
+            rows_written=result.rows_written, rows_dropped=result.rows_dropped,
+            rows_quarantined=result.rows_quarantined, rows_late=result.rows_late,
+            rows_duplicate=result.rows_duplicate, duration_s=seconds, sources=offsets or None,
+            expectations=[r.__dict__ for r in result.rules] or None,
+            inputs=sorted(ctx.static_reads | ctx.stream_reads) or graph.analyses[name].inputs,
+            outputs=self._outputs(graph.dataset(flow.target), flow.target), metrics=result.metrics or None,
+            status="ok"))

@@ -1,0 +1,39 @@
+"""Values that must never be shown: resolved ${env:...} references and Kafka passwords.
+
+Everything Assay prints, logs or stores in the event log passes through `redact`.
+"""
+from __future__ import annotations
+
+import re
+import threading
+
+_lock = threading.Lock()
+_values: dict[str, str] = {}          # secret value → the name shown instead
+_SENSITIVE_KEY = re.compile(r"(password|secret|token|connection_?string|sasl\.jaas|api_?key)", re.I)
+
+
+def register(name: str, value: str | None) -> None:
+    """Remember a value so that `redact` masks it. Short values (< 4 chars) are not worth masking."""
+    if value and len(value) >= 4:
+        with _lock:
+            _values[value] = name
+
+
+def is_sensitive_key(key: str) -> bool:
+    return bool(_SENSITIVE_KEY.search(key))
+
+
+def register_options(options: dict) -> None:
+    """Register the values of options whose key names a credential (sasl.password, ...)."""
+    for key, value in options.items():
+        if is_sensitive_key(str(key)) and isinstance(value, str):
+            register(str(key), value)
+
+
+def redact(text: str) -> str:
+    with _lock:
+        items = sorted(_values.items(), key=lambda kv: -len(kv[0]))
+    for value, name in items:
+        if value in text:
+            text = text.replace(value, f"***{name}***")
+    return text

@@ -1,0 +1,642 @@
+"""Apache Kafka as an Assay source: offsets live in Assay's checkpoint, never in Kafka.
+
+A batch is a set of offset ranges, one per partition: `plan` reads the partitions' watermarks
+and decides the ranges, `load` consumes exactly those ranges (with `assign()`, no consumer
+group is ever joined, nothing is committed to Kafka) into one parquet file with the columns of
+Spark's Kafka source: key, value (binary), topic, partition, offset, timestamp, timestampType.
+
+Positions are JSON: ``{"<topic>": {"<partition>": <next offset>, ...}, ...}``.
+
+Values are never parsed here: invalid UTF-8, empty values, null keys or large values load as
+they are, and parsing belongs to the flow that reads the batch.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_CREATE_TIME,
+    TIMESTAMP_LOG_APPEND_TIME,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+
+from assay.sources.base import BatchLimits, LoadContext, Plan, Source
+
+log = logging.getLogger(__name__)
+
+#: Spark's Kafka source schema (without headers).
+KAFKA_SCHEMA = pa.schema([
+    pa.field("key", pa.binary()),
+    pa.field("value", pa.binary()),
+    pa.field("topic", pa.string()),
+    pa.field("partition", pa.int32()),
+    pa.field("offset", pa.int64()),
+    pa.field("timestamp", pa.timestamp("us", tz="UTC")),
+    pa.field("timestampType", pa.int32()),
+])
+
+# Spark's startingOffsets codes inside an explicit offsets dict
+SPARK_EARLIEST, SPARK_LATEST = -2, -1
+
+# rows per parquet row group (and per in-memory buffer of one partition)
+_ROW_GROUP = 65536
+
+# the group.id librdkafka wants to see; it is never joined (assign() only) and nothing is committed
+_DUMMY_GROUP = "assay-kafka-source-unused"
+
+_SECRET_WORDS = ("password", "secret", "token", "jaas", "private.key", "credential")
+
+
+class KafkaSourceError(RuntimeError):
+    """A Kafka source could not plan or load a batch; the message never holds a secret."""
+
+
+def _is_secret(key: str) -> bool:
+    k = key.lower()
+    return any(word in k for word in _SECRET_WORDS)
+
+
+def normalize_options(options: Mapping[str, Any] | None) -> dict[str, str]:
+    """librdkafka settings: Spark-style ``kafka.``-prefixed keys lose their prefix."""
+    out: dict[str, str] = {}
+    for key, value in (options or {}).items():
+        key = str(key)
+        if key.startswith("kafka."):
+            key = key[len("kafka."):]
+        if value is None:
+            continue
+        out[key] = value if isinstance(value, str) else (
+            str(value).lower() if isinstance(value, bool) else str(value))
+    return out
+
+
+def redact(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a configuration that may be logged: secret values are replaced by ***."""
+    return {k: ("***" if _is_secret(k) else v) for k, v in conf.items()}
+
+
+class _Scrubber:
+    """Removes the values of secret settings from any text (librdkafka errors may quote them)."""
+
+    def __init__(self, conf: Mapping[str, Any]):
+        self._values = sorted({str(v) for k, v in conf.items() if _is_secret(k) and str(v)},
+                              key=len, reverse=True)
+
+    def __call__(self, text: object) -> str:
+        text = str(text)
+        for value in self._values:
+            text = text.replace(value, "***")
+        return text
+
+
+class _ScrubbingLogger:
+    """What librdkafka logs goes to this module's logger, with secret values removed."""
+
+    def __init__(self, scrub: _Scrubber):
+        self._scrub = scrub
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        if log.isEnabledFor(level):
+            log.log(level, "%s", self._scrub(msg % args if args else msg))
+
+
+@dataclass(frozen=True)
+class _Range:
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+
+def _offsets_of(position: Any) -> dict[str, dict[int, int]]:
+    """A position (JSON: string partition keys) as {topic: {partition(int): offset}}."""
+    out: dict[str, dict[int, int]] = {}
+    for topic, parts in (position or {}).items():
+        out[str(topic)] = {int(p): int(o) for p, o in (parts or {}).items()}
+    return out
+
+
+def _as_position(offsets: Mapping[str, Mapping[int, int]]) -> dict[str, dict[str, int]]:
+    return {t: {str(p): int(offsets[t][p]) for p in sorted(offsets[t])} for t in sorted(offsets)}
+
+
+def fair_shares(available: Mapping[Any, int], budget: int) -> dict[Any, int]:
+    """Split `budget` records over partitions with `available` records each, max-min fairly.
+
+    Every partition gets the same share, except those with less available, whose leftover is
+    spread over the others. When the budget is smaller than the number of partitions with data,
+    the partitions that have the most waiting go first (ties: by key), so nothing starves.
+    """
+    shares = {k: 0 for k in available}
+    pending = sorted((k for k, n in available.items() if n > 0), key=lambda k: (available[k], k))
+    left = max(0, int(budget))
+    while pending and left > 0:
+        each = left // len(pending)
+        if each == 0:
+            # fewer records than partitions: one each to the partitions with the most waiting
+            for k in sorted(pending, key=lambda k: (-(available[k] - shares[k]), k))[:left]:
+                shares[k] += 1
+            break
+        nxt = []
+        for k in pending:
+            give = min(each, available[k] - shares[k])
+            shares[k] += give
+            left -= give
+            if shares[k] < available[k]:
+                nxt.append(k)
+        pending = nxt
+    return shares
+
+
+class KafkaSource(Source):
+    """Topics of a Kafka cluster, read by offset ranges kept in Assay's checkpoint.
+
+    Args:
+        topics: one topic or a list of topics.
+        bootstrap_servers: "host:port[,host:port...]".
+        options: librdkafka settings passed through (security.protocol, sasl.mechanism,
+            sasl.username, sasl.password, ssl.*...). Spark-style keys ("kafka.sasl.mechanism")
+            are accepted. Values of keys naming a password/secret/token are never logged.
+        starting_offsets: where partitions never read before start: "earliest", "latest", or
+            {"topic": {"partition": offset}} where offset -2 means earliest and -1 latest
+            (Spark's codes); partitions not listed start at the earliest offset.
+        max_records_per_batch: upper bound of records per batch (with BatchLimits.max_records,
+            the smaller one wins), spread fairly over the partitions.
+        poll_timeout_s: how long a metadata/offsets request, or a load that makes no progress,
+            may wait for the broker before failing.
+        fail_on_data_loss: if data of a planned range was deleted (retention) before `load`,
+            fail instead of loading what is left. Plans themselves never fail on it: a start
+            below the earliest available offset is moved up and reported in `Plan.info`.
+    """
+
+    kind = "kafka"
+
+    def __init__(
+        self,
+        topics: str | list[str],
+        bootstrap_servers: str,
+        options: dict[str, str] | None = None,
+        starting_offsets: str | dict = "earliest",
+        max_records_per_batch: int | None = None,
+        poll_timeout_s: float = 30.0,
+        fail_on_data_loss: bool = False,
+    ):
+        names = [topics] if isinstance(topics, str) else list(topics)
+        names = [t.strip() for t in names]
+        if not names or any(not t for t in names):
+            raise ValueError("KafkaSource needs at least one non-empty topic name")
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate topics in {names}")
+        if not bootstrap_servers:
+            raise ValueError("KafkaSource needs bootstrap_servers")
+        if isinstance(starting_offsets, str):
+            if starting_offsets not in ("earliest", "latest"):
+                raise ValueError("starting_offsets must be 'earliest', 'latest' or a dict of offsets")
+        elif isinstance(starting_offsets, Mapping):
+            unknown = set(starting_offsets) - set(names)
+            if unknown:
+                raise ValueError(f"starting_offsets names topics not read by this source: {sorted(unknown)}")
+        else:
+            raise ValueError("starting_offsets must be 'earliest', 'latest' or a dict of offsets")
+        if max_records_per_batch is not None and max_records_per_batch < 1:
+            raise ValueError("max_records_per_batch must be >= 1")
+        if poll_timeout_s <= 0:
+            raise ValueError("poll_timeout_s must be > 0")
+
+        self.topics = sorted(names)
+        self.bootstrap_servers = bootstrap_servers
+        self.options = normalize_options(options)
+        self.starting_offsets = starting_offsets
+        self.max_records_per_batch = max_records_per_batch
+        self.poll_timeout_s = float(poll_timeout_s)
+        self.fail_on_data_loss = fail_on_data_loss
+        self._scrub = _Scrubber(self.options)
+        self._pinned: dict[tuple[str, int], int] = {}
+        #: what the last load found (data deleted between plan and load...), for the event log
+        self.last_load_report: dict = {}
+
+    # ------------------------------------------------------------------------------ identity
+    def key(self) -> str:
+        return "kafka:" + ",".join(self.topics)
+
+    def describe(self) -> str:
+        return f"kafka {','.join(self.topics)} @ {self.bootstrap_servers}"
+
+    def __repr__(self) -> str:
+        return (f"KafkaSource(topics={self.topics!r}, bootstrap_servers={self.bootstrap_servers!r}, "
+                f"options={redact(self.options)!r}, starting_offsets={self.starting_offsets!r}, "
+                f"max_records_per_batch={self.max_records_per_batch!r})")
+
+    # ------------------------------------------------------------------------------ clients
+    def _consumer_conf(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {"client.id": "assay", "fetch.wait.max.ms": "100"}
+        conf.update(self.options)
+        conf.update({
+            # the checkpoint owns the offsets: no group membership, no commits, no silent resets
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": _DUMMY_GROUP,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "error",
+            "enable.partition.eof": True,
+            "logger": _ScrubbingLogger(self._scrub),
+            "error_cb": self._on_error,
+        })
+        return conf
+
+    def _on_error(self, err: KafkaError) -> None:
+        self._errors.append(self._scrub(err))
+        del self._errors[:-5]
+
+    def _consumer(self) -> Consumer:
+        self._errors: list[str] = []
+        try:
+            return Consumer(self._consumer_conf())
+        except (KafkaException, ValueError, TypeError) as e:
+            raise KafkaSourceError(f"cannot create a Kafka consumer for {self.describe()}: "
+                                   f"{self._scrub(e)} (options: {redact(self.options)})") from None
+
+    def _broker_errors(self) -> str:
+        errors = getattr(self, "_errors", [])
+        return f"; broker errors: {' | '.join(errors)}" if errors else ""
+
+    def _fail(self, what: str, exc: object | None = None) -> KafkaSourceError:
+        detail = f": {self._scrub(exc)}" if exc is not None else ""
+        return KafkaSourceError(f"{what} ({self.describe()}){detail}{self._broker_errors()}")
+
+    # ------------------------------------------------------------------------------ plan
+    def _partitions(self, consumer: Consumer) -> dict[str, list[int]]:
+        try:
+            md = consumer.list_topics(timeout=self.poll_timeout_s)
+        except KafkaException as e:
+            raise self._fail("cannot read the cluster's metadata", e) from None
+        out: dict[str, list[int]] = {}
+        for topic in self.topics:
+            tmd = md.topics.get(topic)
+            if tmd is None or (tmd.error is not None
+                               and tmd.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+                raise self._fail(f"topic {topic!r} does not exist")
+            if tmd.error is not None:
+                raise self._fail(f"metadata of topic {topic!r}", tmd.error)
+            out[topic] = sorted(tmd.partitions)
+        return out
+
+    def _watermarks(self, consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=self.poll_timeout_s, cached=False)
+        except KafkaException as e:
+            raise self._fail(f"cannot read the offsets of {topic}[{partition}]", e) from None
+        return int(low), int(high)
+
+    def _initial_offset(self, topic: str, partition: int, low: int, high: int) -> int:
+        spec = self.starting_offsets
+        if spec == "latest":
+            return high
+        if isinstance(spec, Mapping):
+            parts = spec.get(topic) or {}
+            wanted = parts.get(str(partition), parts.get(partition, SPARK_EARLIEST))
+            wanted = int(wanted)
+            if wanted == SPARK_LATEST:
+                return high
+            if wanted == SPARK_EARLIEST:
+                return low
+            if wanted < 0:
+                raise KafkaSourceError(f"starting offset {wanted} of {topic}[{partition}] is not valid")
+            return wanted
+        return low
+
+    def plan(self, position: Any | None, limits: BatchLimits) -> Plan | None:
+        known = _offsets_of(position)
+        consumer = self._consumer()
+        try:
+            layout = self._partitions(consumer)
+            starts: dict[str, dict[int, int]] = {}
+            highs: dict[tuple[str, int], int] = {}
+            data_loss: list[dict] = []
+            offset_reset: list[dict] = []
+            new_partitions: list[dict] = []
+            for topic in self.topics:
+                seen = known.get(topic)
+                starts[topic] = {}
+                for p in layout[topic]:
+                    low, high = self._watermarks(consumer, topic, p)
+                    if seen is None:
+                        # pinned at the first plan: "latest" must not move on while no batch
+                        # has committed (a None plan leaves no position in the checkpoint)
+                        start = self._pinned.setdefault(
+                            (topic, p), self._initial_offset(topic, p, low, high))
+                    elif p in seen:
+                        start = seen[p]
+                    else:
+                        start = low           # a partition added since the last batch
+                        new_partitions.append({"topic": topic, "partition": p, "from": low})
+                    if start < low:
+                        data_loss.append({"topic": topic, "partition": p, "requested": start,
+                                          "available_from": low, "lost": low - start})
+                        start = low
+                    elif start > high:
+                        # the log is shorter than our position: topic recreated or truncated
+                        offset_reset.append({"topic": topic, "partition": p, "requested": start,
+                                             "high_watermark": high})
+                        start = high
+                    starts[topic][p] = start
+                    highs[(topic, p)] = high
+                # partitions we knew that are gone from the metadata keep their position
+                for p, off in (seen or {}).items():
+                    if p not in starts[topic]:
+                        starts[topic][p] = off
+        finally:
+            consumer.close()
+
+        available = {(t, p): max(0, highs[(t, p)] - starts[t][p]) for (t, p) in highs}
+        total = sum(available.values())
+        if total == 0:
+            if data_loss or offset_reset:
+                log.warning("kafka %s: nothing new; data lost before the position: %s %s",
+                            self.key(), data_loss, offset_reset)
+            return None
+        caps = [c for c in (limits.max_records if limits else None, self.max_records_per_batch)
+                if c is not None]
+        take = fair_shares(available, min(caps)) if caps else available
+
+        ends = {t: dict(parts) for t, parts in starts.items()}
+        ranges: dict[str, dict[str, list[int]]] = {}
+        for (t, p), n in sorted(take.items()):
+            if n > 0:
+                ends[t][p] = starts[t][p] + n
+                ranges.setdefault(t, {})[str(p)] = [starts[t][p], ends[t][p]]
+        records = sum(take.values())
+        info: dict[str, Any] = {
+            "topics": list(self.topics),
+            "bootstrap_servers": self.bootstrap_servers,
+            "offsets": ranges,
+            "records": records,
+            "backlog": total - records,
+        }
+        if data_loss:
+            info["data_loss"] = data_loss
+            log.warning("kafka %s: offsets deleted before they were read (retention), "
+                        "moved to the earliest available: %s", self.key(), data_loss)
+        if offset_reset:
+            info["offset_reset"] = offset_reset
+            log.warning("kafka %s: positions beyond the end of the log, moved back: %s",
+                        self.key(), offset_reset)
+        if new_partitions:
+            info["new_partitions"] = new_partitions
+        return Plan(start=_as_position(starts), end=_as_position(ends), info=info, rows_hint=records)
+
+    # ------------------------------------------------------------------------------ load
+    def load(self, ctx: LoadContext, plan: Plan):
+        path = os.path.join(ctx.staging_dir, "kafka-batch.parquet")
+        rows = self.fetch_to_parquet(plan, path)
+        log.info("kafka %s: %d rows staged in %s", self.key(), rows, path)
+        return ctx.spark.read.parquet(path)
+
+    @staticmethod
+    def ranges(plan: Plan) -> list[_Range]:
+        """The (topic, partition, start, end) ranges of a plan that hold records."""
+        start, end = _offsets_of(plan.start), _offsets_of(plan.end)
+        out = []
+        for topic in sorted(end):
+            for p in sorted(end[topic]):
+                s = start.get(topic, {}).get(p, end[topic][p])
+                if end[topic][p] > s:
+                    out.append(_Range(topic, p, s, end[topic][p]))
+        return out
+
+    def fetch_to_parquet(self, plan: Plan, path: str) -> int:
+        """Consume exactly the plan's offset ranges into one parquet file; the rows written.
+
+        A partition is done when the consumer's position reaches the range's end, not after a
+        count of messages: offsets may have gaps (transaction markers, aborted or compacted
+        records). Fails with the topic, partition and offsets when the broker delivers nothing
+        for `poll_timeout_s`.
+        """
+        todo = {(r.topic, r.partition): r for r in self.ranges(plan)}
+        self.last_load_report = {}
+        writer = pq.ParquetWriter(path, KAFKA_SCHEMA, compression="zstd")
+        rows = 0
+        try:
+            if todo:
+                rows = self._consume(todo, writer)
+        except BaseException:
+            writer.close()
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            raise
+        writer.close()          # zero rows: still a file with the schema
+        return rows
+
+    def _consume(self, todo: dict[tuple[str, int], _Range], writer: pq.ParquetWriter) -> int:
+        nxt = {tp: r.start for tp, r in todo.items()}            # next offset expected
+        bufs: dict[tuple[str, int], _Buffer] = {tp: _Buffer() for tp in todo}
+        lost: list[dict] = []
+        rows = 0
+
+        def flush(tp):
+            nonlocal rows
+            buf = bufs[tp]
+            if buf.offsets:
+                writer.write_table(buf.table(tp[0], tp[1]), row_group_size=_ROW_GROUP)
+                rows += len(buf.offsets)
+                bufs[tp] = _Buffer()
+
+        consumer = self._consumer()
+        try:
+            consumer.assign([TopicPartition(t, p, r.start) for (t, p), r in todo.items()])
+            pending = set(todo)
+            last_progress = time.monotonic()
+
+            def finish(tp):
+                pending.discard(tp)
+                flush(tp)
+                try:
+                    consumer.pause([TopicPartition(tp[0], tp[1])])
+                except KafkaException:
+                    pass
+
+            while pending:
+                msgs = consumer.consume(num_messages=10000, timeout=0.2)
+                progressed = False
+                for m in msgs:
+                    err = m.error()
+                    tp = (m.topic(), m.partition())
+                    if tp not in pending:
+                        continue
+                    end = todo[tp].end
+                    if err is not None:
+                        code = err.code()
+                        if code == KafkaError._PARTITION_EOF:
+                            # the consumer is at the end of the log: gaps up to it are done
+                            if m.offset() is not None and m.offset() >= end:
+                                finish(tp)
+                                progressed = True
+                            continue
+                        if code == KafkaError._AUTO_OFFSET_RESET or code == KafkaError.OFFSET_OUT_OF_RANGE:
+                            progressed = True
+                            self._on_out_of_range(consumer, tp, todo[tp], nxt, lost, finish, pending)
+                            continue
+                        if err.fatal() or not err.retriable():
+                            raise self._fail(
+                                f"reading {tp[0]}[{tp[1]}] offsets {todo[tp].start}..{end - 1}", err)
+                        continue
+                    off = m.offset()
+                    if off < nxt[tp]:
+                        continue            # already have it (a re-fetch after a seek)
+                    if off >= end:
+                        finish(tp)
+                        progressed = True
+                        continue
+                    ts_type, ts = m.timestamp()
+                    buf = bufs[tp]
+                    buf.add(m.key(), m.value(), off, ts, ts_type)
+                    nxt[tp] = off + 1
+                    progressed = True
+                    if off + 1 >= end:
+                        finish(tp)
+                    elif len(buf.offsets) >= _ROW_GROUP:
+                        flush(tp)
+                if not msgs and pending:
+                    # gaps at the tail of a range (markers, aborted records): the position says it
+                    try:
+                        for tpp in consumer.position([TopicPartition(t, p) for t, p in pending]):
+                            tp = (tpp.topic, tpp.partition)
+                            if tp in pending and tpp.offset >= 0 and tpp.offset >= todo[tp].end:
+                                finish(tp)
+                                progressed = True
+                    except KafkaException:
+                        pass
+                now = time.monotonic()
+                if progressed:
+                    last_progress = now
+                elif now - last_progress > self.poll_timeout_s:
+                    stuck = ", ".join(
+                        f"{t}[{p}] offsets {todo[(t, p)].start}..{todo[(t, p)].end - 1} "
+                        f"(next expected {nxt[(t, p)]})" for t, p in sorted(pending))
+                    raise self._fail(f"the broker delivered nothing for {self.poll_timeout_s:g}s "
+                                     f"while reading {stuck}")
+        finally:
+            consumer.close()
+        if lost:
+            self.last_load_report["data_loss"] = lost
+        return rows
+
+    def _on_out_of_range(self, consumer, tp, rng: _Range, nxt, lost, finish, pending) -> None:
+        """The next planned offset is gone (retention ran between plan and load)."""
+        low, high = self._watermarks(consumer, tp[0], tp[1])
+        what = (f"{tp[0]}[{tp[1]}] offsets {nxt[tp]}..{rng.end - 1} of the plan are no longer "
+                f"in Kafka (earliest available: {low}, end: {high})")
+        if self.fail_on_data_loss or nxt[tp] >= low:
+            raise self._fail(f"data loss: {what}")
+        log.warning("kafka %s: data loss, loading what is left: %s", self.key(), what)
+        lost.append({"topic": tp[0], "partition": tp[1], "requested": nxt[tp],
+                     "available_from": low, "lost": min(low, rng.end) - nxt[tp]})
+        if low >= rng.end:
+            finish(tp)
+            return
+        nxt[tp] = low
+        # a partition in this error state cannot seek: assign the pending ranges again
+        consumer.assign([TopicPartition(t, p, nxt[(t, p)]) for t, p in sorted(pending)])
+
+
+class _Buffer:
+    """Columns of one partition's records, in offset order."""
+
+    __slots__ = ("keys", "values", "offsets", "ts", "ts_types")
+
+    def __init__(self):
+        self.keys: list = []
+        self.values: list = []
+        self.offsets: list[int] = []
+        self.ts: list = []
+        self.ts_types: list[int] = []
+
+    def add(self, key, value, offset, ts, ts_type):
+        self.keys.append(key)
+        self.values.append(value)
+        self.offsets.append(offset)
+        if ts_type == TIMESTAMP_CREATE_TIME:
+            self.ts.append(ts * 1000)
+            self.ts_types.append(0)
+        elif ts_type == TIMESTAMP_LOG_APPEND_TIME:
+            self.ts.append(ts * 1000)
+            self.ts_types.append(1)
+        else:
+            self.ts.append(None)
+            self.ts_types.append(-1)
+
+    def table(self, topic: str, partition: int) -> pa.Table:
+        n = len(self.offsets)
+        return pa.Table.from_arrays([
+            pa.array(self.keys, pa.binary()),
+            pa.array(self.values, pa.binary()),
+            pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), pa.array([topic]))
+              .dictionary_decode(),
+            pa.array([partition] * n, pa.int32()),
+            pa.array(self.offsets, pa.int64()),
+            pa.array(self.ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            pa.array(self.ts_types, pa.int32()),
+        ], schema=KAFKA_SCHEMA)
+
+
+# ---------------------------------------------------------------------------------- producing
+def produce(bootstrap: str, topic: str, records: Iterable[tuple], options: Mapping[str, Any] | None = None,
+            timeout_s: float = 60.0) -> int:
+    """Send (key, value[, partition]) records and wait until all are acknowledged; the count.
+
+    str keys/values are sent as UTF-8, None as a null key/value. Raises if any record failed.
+    """
+    conf: dict[str, Any] = {"linger.ms": 5, "acks": "all", "message.max.bytes": 8 * 1024 * 1024,
+                            "queue.buffering.max.messages": 200000}
+    conf.update(normalize_options(options))
+    conf["bootstrap.servers"] = bootstrap
+    scrub = _Scrubber(conf)
+    conf["logger"] = _ScrubbingLogger(scrub)
+    failures: list[str] = []
+
+    def on_delivery(err, _msg):
+        if err is not None:
+            failures.append(scrub(err))
+
+    producer = Producer(conf)
+    deadline = time.monotonic() + timeout_s
+    sent = 0
+    for rec in records:
+        key, value = rec[0], rec[1]
+        partition = rec[2] if len(rec) > 2 else None
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery}
+        if partition is not None:
+            kwargs["partition"] = int(partition)
+        while True:
+            try:
+                producer.produce(topic, **kwargs)
+                break
+            except BufferError:
+                producer.poll(0.05)
+                if time.monotonic() > deadline:
+                    raise KafkaSourceError(f"producing to {topic}: local queue full for {timeout_s:g}s")
+        sent += 1
+        if sent % 10000 == 0:
+            producer.poll(0)
+    left = producer.flush(max(0.0, deadline - time.monotonic()))
+    if left:
+        raise KafkaSourceError(f"producing to {topic}: {left} of {sent} records not acknowledged "
+                               f"within {timeout_s:g}s")
+    if failures:
+        raise KafkaSourceError(f"producing to {topic}: {len(failures)} of {sent} records failed, "
+                               f"first: {failures[0]}")
+    return sent

@@ -1,0 +1,233 @@
+"""assay.yml: what a pipeline is called, where its data lives, what code defines it, and per-target overrides.
+
+Secrets are never written in the file: `${env:NAME}` references are resolved from the
+environment at load time and the resolved values are registered with `assay.secrets` so that
+they are masked wherever Assay prints or logs text.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import secrets
+from .errors import ConfigError
+from .units import parse_bytes
+
+SPEC_FILE = "assay.yml"
+SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_]{1,128}$")
+ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+LAYERS = ("landing", "bronze", "silver", "gold", "system")
+ENGINES = ("sail", "spark")
+
+DEFAULT_SCHEMAS = {"landing": "landing", "bronze": "bronze", "silver": "silver", "gold": "gold", "system": "_system"}
+TOP_KEYS = {"name", "catalog", "storage", "landing", "schemas", "default_schema", "libraries", "configuration",
+            "engine", "engine_conf", "batch", "targets", "default_target", "description"}
+TARGET_KEYS = TOP_KEYS - {"name", "targets", "default_target"}
+BATCH_KEYS = {"max_files", "max_bytes", "max_records"}
+
+
+@dataclass(frozen=True)
+class Library:
+    glob: str
+    schema: str | None = None
+
+
+@dataclass
+class PipelineSpec:
+    name: str
+    root: Path                      # the folder holding assay.yml
+    storage: Path
+    landing: Path
+    catalog: str
+    schemas: dict[str, str]
+    default_schema: str
+    libraries: list[Library]
+    configuration: dict[str, Any]
+    engine: str = "sail"
+    engine_conf: dict[str, str] = field(default_factory=dict)
+    batch_max_files: int | None = 1000
+    batch_max_bytes: int | None = 256 * 1024 * 1024
+    batch_max_records: int | None = None
+    target: str | None = None
+
+    def schema_for(self, name_or_layer: str | None) -> str:
+        """A layer key ('bronze') or a literal schema name ('01_bronze') → the storage schema name."""
+        if name_or_layer is None:
+            return self.schema_for(self.default_schema)
+        return self.schemas.get(name_or_layer, name_or_layer)
+
+    @property
+    def system_dir(self) -> Path:
+        return self.storage / self.schemas["system"]
+
+    def table_path(self, schema: str, table: str) -> Path:
+        path = (self.storage / schema / table).resolve()
+        if not path.is_relative_to(self.storage.resolve()):
+            raise ConfigError(f"table path {path} is outside the storage root {self.storage}")
+        return path
+
+
+def find_spec(start: str | Path = ".") -> Path:
+    """The assay.yml in `start` or the closest parent folder."""
+    here = Path(start).resolve()
+    if here.is_file():
+        return here
+    for folder in (here, *here.parents):
+        candidate = folder / SPEC_FILE
+        if candidate.exists():
+            return candidate
+    raise ConfigError(f"no {SPEC_FILE} in {here} or any parent folder: run `assay init NAME` to create a "
+                      "project, or pass --project PATH")
+
+
+def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str | None = None,
+              landing: str | None = None, conf: dict[str, str] | None = None) -> PipelineSpec:
+    """Read and validate assay.yml, apply the target's overrides, then run-time overrides.
+
+    Run-time overrides, strongest first: the arguments, then the environment variables
+    ASSAY_TARGET, ASSAY_STORAGE and ASSAY_LANDING.
+    """
+    spec_path = find_spec(path)
+    try:
+        raw = yaml.safe_load(spec_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{spec_path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{spec_path} must be a mapping of keys (name, storage, libraries, ...)")
+    _check_keys(raw, TOP_KEYS, spec_path, "")
+    raw = _resolve_env(raw, spec_path, "")
+
+    target = target or os.environ.get("ASSAY_TARGET") or raw.get("default_target")
+    targets = raw.get("targets") or {}
+    if not isinstance(targets, dict):
+        raise ConfigError(f"{spec_path}: 'targets' must map target names to overrides")
+    if target is not None:
+        if target not in targets:
+            known = ", ".join(sorted(targets)) or "none"
+            raise ConfigError(f"{spec_path}: unknown target '{target}' (defined targets: {known})")
+        overrides = targets[target] or {}
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{spec_path}: target '{target}' must be a mapping of overrides")
+        _check_keys(overrides, TARGET_KEYS, spec_path, f"targets.{target}.")
+        raw = _deep_merge(raw, overrides)
+
+    root = spec_path.parent
+    name = raw.get("name")
+    if not isinstance(name, str) or not SCHEMA_NAME.match(name):
+        raise ConfigError(f"{spec_path}: 'name' must be a simple name (letters, digits, underscores), got {name!r}")
+
+    schemas = dict(DEFAULT_SCHEMAS)
+    given = raw.get("schemas") or {}
+    if not isinstance(given, dict):
+        raise ConfigError(f"{spec_path}: 'schemas' must map layers ({', '.join(LAYERS)}) to schema names")
+    for layer, schema in given.items():
+        if not isinstance(schema, str) or not SCHEMA_NAME.match(schema):
+            raise ConfigError(f"{spec_path}: schemas.{layer} must be a simple name, got {schema!r}")
+        schemas[str(layer)] = schema
+
+    default_schema = raw.get("default_schema", "silver")
+    libraries = _libraries(raw.get("libraries"), spec_path)
+    configuration = raw.get("configuration") or {}
+    if not isinstance(configuration, dict):
+        raise ConfigError(f"{spec_path}: 'configuration' must be a mapping of names to values")
+    configuration = {**configuration, **(conf or {})}
+
+    engine = raw.get("engine", "sail")
+    if engine not in ENGINES:
+        raise ConfigError(f"{spec_path}: engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+
+    batch = raw.get("batch") or {}
+    if not isinstance(batch, dict):
+        raise ConfigError(f"{spec_path}: 'batch' must be a mapping (max_files, max_bytes, max_records)")
+    _check_keys(batch, BATCH_KEYS, spec_path, "batch.")
+
+    storage_value = storage or os.environ.get("ASSAY_STORAGE") or raw.get("storage") or "storage"
+    landing_value = landing or os.environ.get("ASSAY_LANDING") or raw.get("landing") or "landing"
+    return PipelineSpec(
+        name=name, root=root,
+        storage=(root / str(storage_value)).resolve(), landing=(root / str(landing_value)).resolve(),
+        catalog=str(raw.get("catalog") or name), schemas=schemas, default_schema=str(default_schema),
+        libraries=libraries, configuration=configuration, engine=engine,
+        engine_conf={str(k): str(v) for k, v in (raw.get("engine_conf") or {}).items()},
+        batch_max_files=_positive(batch.get("max_files", 1000), "batch.max_files", spec_path),
+        batch_max_bytes=_bytes(batch.get("max_bytes", "256MB"), spec_path),
+        batch_max_records=_positive(batch.get("max_records"), "batch.max_records", spec_path),
+        target=target)
+
+
+def _check_keys(raw: dict, allowed: set[str], spec_path: Path, prefix: str) -> None:
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{spec_path}: unknown key '{prefix}{key}' (allowed: {', '.join(sorted(allowed))})")
+
+
+def _resolve_env(value: Any, spec_path: Path, where: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve_env(v, spec_path, f"{where}{k}.") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, spec_path, f"{where}{i}.") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        var, default = match.group(1), match.group(2)
+        resolved = os.environ.get(var, default)
+        if resolved is None:
+            raise ConfigError(f"{spec_path}: '{where.rstrip('.')}' refers to ${{env:{var}}}, "
+                              f"but the environment variable {var} is not set")
+        secrets.register(var, resolved)
+        return resolved
+
+    return ENV_REF.sub(substitute, value)
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _libraries(value: Any, spec_path: Path) -> list[Library]:
+    if value is None:
+        return [Library("transformations/**/*.py"), Library("transformations/**/*.sql")]
+    if not isinstance(value, list):
+        raise ConfigError(f"{spec_path}: 'libraries' must be a list of globs or {{glob, schema}} mappings")
+    libraries = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            libraries.append(Library(item))
+        elif isinstance(item, dict) and isinstance(item.get("glob"), str):
+            _check_keys(item, {"glob", "schema"}, spec_path, f"libraries.{i}.")
+            libraries.append(Library(item["glob"], item.get("schema")))
+        else:
+            raise ConfigError(f"{spec_path}: libraries[{i}] must be a glob string or a mapping with 'glob'")
+    return libraries
+
+
+def _positive(value: Any, key: str, spec_path: Path) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{spec_path}: {key} must be a positive whole number, got {value!r}")
+    return value
+
+
+def _bytes(value: Any, spec_path: Path) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_bytes(value)
+    except ValueError as exc:
+        raise ConfigError(f"{spec_path}: batch.max_bytes: {exc}") from None
