@@ -150,8 +150,7 @@ class Graph:
                             errors.append(f"dataset '{flow.target}' (at {flow.location}) cannot be analysed because "
                                           f"'{dep}' failed")
                 break
-        if not errors:
-            errors += self._validate()
+        errors += self._validate()
         if errors:
             raise GraphError(f"{len(errors)} problem(s) in pipeline '{self.spec.name}':\n- " + "\n- ".join(errors))
         self.order = self._topological_order()

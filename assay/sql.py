@@ -12,6 +12,7 @@ dataset. The statements become the same definitions as the Python decorators.
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -112,7 +113,7 @@ def _split_top(text: str) -> list[str]:
 
 def load_sql_file(path: Path, registry: Registry, default_schema: str | None) -> None:
     text = path.read_text()
-    rel = str(path)
+    rel = os.path.relpath(path)
     for line, statement in split_statements(text):
         where = SourceLocation(rel, line)
         if re.match(r"^\s*(SET|USE)\b", statement, re.I):

@@ -18,7 +18,7 @@ class SailEngine(Engine):
 
     def _start_session(self):
         # Sail logs every session at INFO on stderr; keep the terminal for Assay's own progress.
-        os.environ.setdefault("RUST_LOG", "warn")
+        os.environ.setdefault("RUST_LOG", "error")
         from pysail.spark import SparkConnectServer
         from pyspark.sql import SparkSession
 

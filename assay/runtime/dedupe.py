@@ -18,12 +18,16 @@ rows on Sail) instead of `dropDuplicates` on a key subset (36.9 s).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..definitions import Dedupe
 from ..errors import GraphError
 from ..units import parse_seconds
+
+# The arrival-order window has no partition on purpose: it runs over one row per file.
+warnings.filterwarnings("ignore", message=".*No Partition Defined for Window.*")
 
 ROUTE = "_assay_route"
 BATCH = "_assay_batch"
@@ -75,6 +79,7 @@ def route(df, plan: DedupePlan, state, previous_max: datetime | None):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    columns = df.columns
     if plan.delay_s is not None:
         delay = timedelta(seconds=plan.delay_s)
         floor = F.lit(previous_max - delay) if previous_max is not None else F.lit(None).cast("timestamp")
@@ -114,7 +119,7 @@ def route(df, plan: DedupePlan, state, previous_max: datetime | None):
     else:
         df = df.withColumn(ROUTE, F.when(F.col("_assay_late"), F.lit(LATE))
                            .when(F.col("_assay_rank") > 1, F.lit(DUPLICATE)).otherwise(F.lit(INSERT)))
-    return df.drop("_assay_rank", "_assay_late")
+    return df.select(*columns, ROUTE)
 
 
 def _lexicographic_less(left, right):

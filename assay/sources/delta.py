@@ -25,7 +25,7 @@ class DeltaSource(Source):
         if latest <= after:
             return None
         end = latest
-        if limits.max_bytes or limits.max_files:
+        if after >= 0 and (limits.max_bytes or limits.max_files):
             # Bound the batch by whole commits: at least one, then as many as fit.
             total_bytes = total_files = 0
             for version in range(after + 1, latest + 1):
@@ -42,8 +42,10 @@ class DeltaSource(Source):
     def load(self, ctx: LoadContext, plan: Plan):
         from pyspark.sql import functions as F
 
+        full = ctx.spark.read.format("delta").option("versionAsOf", int(plan.end)).load(str(self.path))
+        if plan.start is None or int(plan.start) < 0:
+            return full   # first read (or after a full refresh): the table as of the planned version
         files = storage.appended_files(self.path, int(plan.start), int(plan.end))
-        full = ctx.spark.read.format("delta").load(str(self.path))
         if not files:
             return full.limit(0)
         columns = full.columns

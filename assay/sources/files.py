@@ -243,8 +243,9 @@ def read_csv_strings(path: str, header: bool, delimiter: str, schema_names: list
         raise
     bad.clear()
     table = pacsv.read_csv(path, read_options=read_options, parse_options=parse_options,
+                           # Like Spark's CSV reader: an empty field is NULL.
                            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
-                                                                strings_can_be_null=False))
+                                                                strings_can_be_null=True, null_values=[""]))
     good = table.num_rows
     total = good + len(bad)
     offset = 2 if header else 1          # physical row numbers count from 1, after the header

@@ -18,7 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -265,7 +267,7 @@ class KafkaSource(Source):
             return Consumer(self._consumer_conf())
         except (KafkaException, ValueError, TypeError) as e:
             raise KafkaSourceError(f"cannot create a Kafka consumer for {self.describe()}: "
-                                   f"{self._scrub(e)} (options: {redact(self.options)})") from None
+                                   f"{self._scrub(e)} (options: {self._scrub(redact(self.options))})") from None
 
     def _broker_errors(self) -> str:
         errors = getattr(self, "_errors", [])
@@ -422,15 +424,13 @@ class KafkaSource(Source):
         A partition is done when the consumer's position reaches the range's end, not after a
         count of messages: offsets may have gaps (transaction markers, aborted or compacted
         records). Fails with the topic, partition and offsets when the broker delivers nothing
-        for `poll_timeout_s`.
+        for `poll_timeout_s`. Each row group holds consecutive offsets of one partition.
         """
-        todo = {(r.topic, r.partition): r for r in self.ranges(plan)}
+        todo = self.ranges(plan)
         self.last_load_report = {}
         writer = pq.ParquetWriter(path, KAFKA_SCHEMA, compression="zstd")
-        rows = 0
         try:
-            if todo:
-                rows = self._consume(todo, writer)
+            rows = self._consume(todo, writer) if todo else 0
         except BaseException:
             writer.close()
             try:
@@ -441,92 +441,73 @@ class KafkaSource(Source):
         writer.close()          # zero rows: still a file with the schema
         return rows
 
-    def _consume(self, todo: dict[tuple[str, int], _Range], writer: pq.ParquetWriter) -> int:
-        nxt = {tp: r.start for tp, r in todo.items()}            # next offset expected
-        bufs: dict[tuple[str, int], _Buffer] = {tp: _Buffer() for tp in todo}
+    def _consume(self, todo: list[_Range], writer: pq.ParquetWriter) -> int:
+        parts = {(r.topic, r.partition): _Partition(r) for r in todo}
+        pending = dict(parts)
         lost: list[dict] = []
         rows = 0
 
-        def flush(tp):
+        def flush(st: _Partition) -> None:
             nonlocal rows
-            buf = bufs[tp]
-            if buf.offsets:
-                writer.write_table(buf.table(tp[0], tp[1]), row_group_size=_ROW_GROUP)
-                rows += len(buf.offsets)
-                bufs[tp] = _Buffer()
+            if st.msgs:
+                writer.write_table(st.table(), row_group_size=_ROW_GROUP)
+                rows += len(st.msgs)
+                st.msgs = []
+
+        def finish(st: _Partition) -> None:
+            pending.pop((st.topic, st.partition), None)
+            flush(st)
+            try:
+                consumer.pause([TopicPartition(st.topic, st.partition)])
+            except KafkaException:
+                pass
 
         consumer = self._consumer()
         try:
-            consumer.assign([TopicPartition(t, p, r.start) for (t, p), r in todo.items()])
-            pending = set(todo)
+            consumer.assign([TopicPartition(st.topic, st.partition, st.start) for st in parts.values()])
             last_progress = time.monotonic()
-
-            def finish(tp):
-                pending.discard(tp)
-                flush(tp)
-                try:
-                    consumer.pause([TopicPartition(tp[0], tp[1])])
-                except KafkaException:
-                    pass
-
             while pending:
                 msgs = consumer.consume(num_messages=10000, timeout=0.2)
                 progressed = False
                 for m in msgs:
-                    err = m.error()
-                    tp = (m.topic(), m.partition())
-                    if tp not in pending:
-                        continue
-                    end = todo[tp].end
-                    if err is not None:
-                        code = err.code()
-                        if code == KafkaError._PARTITION_EOF:
-                            # the consumer is at the end of the log: gaps up to it are done
-                            if m.offset() is not None and m.offset() >= end:
-                                finish(tp)
-                                progressed = True
-                            continue
-                        if code == KafkaError._AUTO_OFFSET_RESET or code == KafkaError.OFFSET_OUT_OF_RANGE:
-                            progressed = True
-                            self._on_out_of_range(consumer, tp, todo[tp], nxt, lost, finish, pending)
-                            continue
-                        if err.fatal() or not err.retriable():
-                            raise self._fail(
-                                f"reading {tp[0]}[{tp[1]}] offsets {todo[tp].start}..{end - 1}", err)
+                    st = pending.get((m.topic(), m.partition()))
+                    if st is None:
+                        continue                        # a partition already done
+                    if m.error() is not None:
+                        progressed |= self._on_consumer_event(consumer, m, st, pending, lost, finish)
                         continue
                     off = m.offset()
-                    if off < nxt[tp]:
-                        continue            # already have it (a re-fetch after a seek)
-                    if off >= end:
-                        finish(tp)
-                        progressed = True
-                        continue
-                    ts_type, ts = m.timestamp()
-                    buf = bufs[tp]
-                    buf.add(m.key(), m.value(), off, ts, ts_type)
-                    nxt[tp] = off + 1
+                    if off < st.next:
+                        continue                        # already have it (re-fetch after a reset)
                     progressed = True
-                    if off + 1 >= end:
-                        finish(tp)
-                    elif len(buf.offsets) >= _ROW_GROUP:
-                        flush(tp)
+                    if off >= st.end:
+                        finish(st)
+                        continue
+                    st.msgs.append(m)
+                    st.next = off + 1
+                    if st.next >= st.end:
+                        finish(st)
+                    elif len(st.msgs) >= _ROW_GROUP:
+                        flush(st)
                 if not msgs and pending:
                     # gaps at the tail of a range (markers, aborted records): the position says it
                     try:
-                        for tpp in consumer.position([TopicPartition(t, p) for t, p in pending]):
-                            tp = (tpp.topic, tpp.partition)
-                            if tp in pending and tpp.offset >= 0 and tpp.offset >= todo[tp].end:
-                                finish(tp)
-                                progressed = True
+                        positions = consumer.position(
+                            [TopicPartition(st.topic, st.partition) for st in pending.values()])
                     except KafkaException:
-                        pass
+                        positions = []
+                    for tpp in positions:
+                        st = pending.get((tpp.topic, tpp.partition))
+                        if st is not None and tpp.offset >= 0 and tpp.offset >= st.end:
+                            finish(st)
+                            progressed = True
                 now = time.monotonic()
                 if progressed:
                     last_progress = now
                 elif now - last_progress > self.poll_timeout_s:
                     stuck = ", ".join(
-                        f"{t}[{p}] offsets {todo[(t, p)].start}..{todo[(t, p)].end - 1} "
-                        f"(next expected {nxt[(t, p)]})" for t, p in sorted(pending))
+                        f"{st.topic}[{st.partition}] offsets {st.start}..{st.end - 1} "
+                        f"(next expected {st.next})" for _, st in sorted(pending.items()))
                     raise self._fail(f"the broker delivered nothing for {self.poll_timeout_s:g}s "
                                      f"while reading {stuck}")
         finally:
@@ -535,63 +516,76 @@ class KafkaSource(Source):
             self.last_load_report["data_loss"] = lost
         return rows
 
-    def _on_out_of_range(self, consumer, tp, rng: _Range, nxt, lost, finish, pending) -> None:
+    def _on_consumer_event(self, consumer, m, st: "_Partition", pending, lost, finish) -> bool:
+        """An error or end-of-partition event of a pending partition; True if it made progress."""
+        err = m.error()
+        code = err.code()
+        if code == KafkaError._PARTITION_EOF:
+            # the consumer is at the end of the log: the gaps up to it are done
+            if m.offset() is not None and m.offset() >= st.end:
+                finish(st)
+                return True
+            return False
+        if code in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+            self._on_out_of_range(consumer, st, pending, lost, finish)
+            return True
+        if err.fatal() or not err.retriable():
+            raise self._fail(f"reading {st.topic}[{st.partition}] offsets {st.start}..{st.end - 1}", err)
+        return False
+
+    def _on_out_of_range(self, consumer, st: "_Partition", pending, lost, finish) -> None:
         """The next planned offset is gone (retention ran between plan and load)."""
-        low, high = self._watermarks(consumer, tp[0], tp[1])
-        what = (f"{tp[0]}[{tp[1]}] offsets {nxt[tp]}..{rng.end - 1} of the plan are no longer "
-                f"in Kafka (earliest available: {low}, end: {high})")
-        if self.fail_on_data_loss or nxt[tp] >= low:
+        low, high = self._watermarks(consumer, st.topic, st.partition)
+        what = (f"{st.topic}[{st.partition}] offsets {st.next}..{st.end - 1} of the plan are no "
+                f"longer in Kafka (earliest available: {low}, end: {high})")
+        if self.fail_on_data_loss or st.next >= low:
             raise self._fail(f"data loss: {what}")
         log.warning("kafka %s: data loss, loading what is left: %s", self.key(), what)
-        lost.append({"topic": tp[0], "partition": tp[1], "requested": nxt[tp],
-                     "available_from": low, "lost": min(low, rng.end) - nxt[tp]})
-        if low >= rng.end:
-            finish(tp)
+        lost.append({"topic": st.topic, "partition": st.partition, "requested": st.next,
+                     "available_from": low, "lost": min(low, st.end) - st.next})
+        if low >= st.end:
+            finish(st)
             return
-        nxt[tp] = low
+        st.next = low
         # a partition in this error state cannot seek: assign the pending ranges again
-        consumer.assign([TopicPartition(t, p, nxt[(t, p)]) for t, p in sorted(pending)])
+        consumer.assign([TopicPartition(s.topic, s.partition, s.next) for _, s in sorted(pending.items())])
 
 
-class _Buffer:
-    """Columns of one partition's records, in offset order."""
+class _Partition:
+    """The planned range of one partition while it is consumed, and its messages not yet written."""
 
-    __slots__ = ("keys", "values", "offsets", "ts", "ts_types")
+    __slots__ = ("topic", "partition", "start", "end", "next", "msgs")
 
-    def __init__(self):
-        self.keys: list = []
-        self.values: list = []
-        self.offsets: list[int] = []
-        self.ts: list = []
-        self.ts_types: list[int] = []
+    def __init__(self, r: _Range):
+        self.topic, self.partition, self.start, self.end = r.topic, r.partition, r.start, r.end
+        self.next = r.start             # the next offset expected
+        self.msgs: list = []            # confluent_kafka Messages, in offset order
 
-    def add(self, key, value, offset, ts, ts_type):
-        self.keys.append(key)
-        self.values.append(value)
-        self.offsets.append(offset)
-        if ts_type == TIMESTAMP_CREATE_TIME:
-            self.ts.append(ts * 1000)
-            self.ts_types.append(0)
-        elif ts_type == TIMESTAMP_LOG_APPEND_TIME:
-            self.ts.append(ts * 1000)
-            self.ts_types.append(1)
+    def table(self) -> pa.Table:
+        msgs = self.msgs
+        n = len(msgs)
+        stamps = [m.timestamp() for m in msgs]
+        types = [t for t, _ in stamps]
+        if all(t == TIMESTAMP_CREATE_TIME for t in types):
+            ts = pa.array([v for _, v in stamps], pa.int64())
+            kinds = pa.array(np.zeros(n, np.int32))
         else:
-            self.ts.append(None)
-            self.ts_types.append(-1)
-
-    def table(self, topic: str, partition: int) -> pa.Table:
-        n = len(self.offsets)
+            ts = pa.array([v if t in (TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME) else None
+                           for t, v in stamps], pa.int64())
+            kinds = pa.array([_TS_TYPE.get(t, -1) for t in types], pa.int32())
         return pa.Table.from_arrays([
-            pa.array(self.keys, pa.binary()),
-            pa.array(self.values, pa.binary()),
-            pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), pa.array([topic]))
-              .dictionary_decode(),
-            pa.array([partition] * n, pa.int32()),
-            pa.array(self.offsets, pa.int64()),
-            pa.array(self.ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-            pa.array(self.ts_types, pa.int32()),
+            pa.array([m.key() for m in msgs], pa.binary()),
+            pa.array([m.value() for m in msgs], pa.binary()),
+            pa.array([self.topic] * n, pa.string()),
+            pa.array(np.full(n, self.partition, np.int32)),
+            pa.array([m.offset() for m in msgs], pa.int64()),
+            pc.multiply(ts, 1000).cast(pa.timestamp("us", tz="UTC")),
+            kinds,
         ], schema=KAFKA_SCHEMA)
 
+
+# Spark's timestampType: 0 CreateTime, 1 LogAppendTime (-1: none)
+_TS_TYPE = {TIMESTAMP_CREATE_TIME: 0, TIMESTAMP_LOG_APPEND_TIME: 1}
 
 # ---------------------------------------------------------------------------------- producing
 def produce(bootstrap: str, topic: str, records: Iterable[tuple], options: Mapping[str, Any] | None = None,

@@ -1,0 +1,61 @@
+"""The tables a pipeline has on disk, for `assay query`, `assay status` and `assay verify`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import storage
+from .spec import PipelineSpec
+
+EVENT_LOG = "event_log"
+
+
+@dataclass(frozen=True)
+class TableRef:
+    name: str          # what SQL calls it
+    schema: str
+    path: Path
+
+
+def tables(spec: PipelineSpec) -> list[TableRef]:
+    """Every Delta table under the storage root's schemas, plus the event log."""
+    found = []
+    if not spec.storage.exists():
+        return found
+    for schema_dir in sorted(p for p in spec.storage.iterdir() if p.is_dir()):
+        if schema_dir.name == spec.schemas["system"]:
+            log = schema_dir / EVENT_LOG
+            if (log / "_delta_log").is_dir():
+                found.append(TableRef(EVENT_LOG, schema_dir.name, log))
+            continue
+        for table_dir in sorted(p for p in schema_dir.iterdir() if (p / "_delta_log").is_dir()):
+            found.append(TableRef(table_dir.name, schema_dir.name, table_dir))
+    return found
+
+
+def find(spec: PipelineSpec, name: str) -> TableRef | None:
+    bare = name.rpartition(".")[2]
+    for ref in tables(spec):
+        if ref.name == bare:
+            return ref
+    return None
+
+
+def register_views(spark, spec: PipelineSpec) -> list[TableRef]:
+    """Make every table queryable by its bare name in Spark SQL."""
+    refs = tables(spec)
+    for ref in refs:
+        spark.read.format("delta").load(str(ref.path)).createOrReplaceTempView(ref.name)
+    return refs
+
+
+def row_count(ref: TableRef) -> int:
+    table = storage.open_table(ref.path)
+    if table is None:
+        return 0
+    actions = table.get_add_actions(flatten=True)
+    if "num_records" in actions.column_names:
+        values = actions.column("num_records").to_pylist()
+        if all(v is not None for v in values):
+            return int(sum(values))
+    return table.to_pyarrow_dataset().count_rows()

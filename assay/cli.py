@@ -1,0 +1,293 @@
+"""The `assay` command."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import secrets
+from .errors import AssayError, ConfigError
+from .units import parse_bytes, parse_seconds
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Assay: medallion lakehouse pipelines, on a laptop in seconds and on Spark unchanged.")
+# Without a terminal (pipes, CI), print wide lines rather than wrapping tables at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+ProjectOpt = typer.Option(".", "--project", "-p", help="The pipeline folder (holding assay.yml).")
+TargetOpt = typer.Option(None, "--target", "-t", help="A target of assay.yml (dev, prod...).")
+StorageOpt = typer.Option(None, "--storage", help="Storage root, instead of assay.yml's (or ASSAY_STORAGE).")
+LandingOpt = typer.Option(None, "--landing", help="Landing root, instead of assay.yml's (or ASSAY_LANDING).")
+ConfOpt = typer.Option(None, "--conf", help="configuration KEY=VALUE (repeatable).")
+
+
+def _spec(project, target, storage, landing, conf):
+    from .spec import load_spec
+    values = {}
+    for item in conf or []:
+        if "=" not in item:
+            raise ConfigError(f"--conf expects KEY=VALUE, got '{item}'")
+        key, _, value = item.partition("=")
+        values[key] = value
+    return load_spec(project, target=target, storage=storage, landing=landing, conf=values)
+
+
+def _names(value: Optional[str]) -> set[str]:
+    return {n.strip() for n in (value or "").split(",") if n.strip()}
+
+
+@app.command()
+def init(name: str = typer.Argument(..., help="Folder to create; its name is the pipeline's name.")):
+    """Create a working project: assay.yml, Python and SQL transformations, sample data."""
+    from .scaffold import create_project
+    folder = create_project(Path(name))
+    console.print(f"Created [bold]{folder}[/]. Next:\n  cd {folder}\n  assay run\n  assay query "
+                  "\"SELECT * FROM customer_totals ORDER BY revenue DESC LIMIT 5\"")
+
+
+@app.command()
+def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt,
+        landing: Optional[str] = LandingOpt, conf: Optional[list[str]] = ConfOpt,
+        full_refresh: Optional[str] = typer.Option(None, "--full-refresh", help="Datasets to rebuild from scratch (a,b)."),
+        full_refresh_all: bool = typer.Option(False, "--full-refresh-all", help="Rebuild every dataset."),
+        refresh: Optional[str] = typer.Option(None, "--refresh", help="Only these datasets (a,b)."),
+        continuous: bool = typer.Option(False, "--continuous", help="Keep running until Ctrl-C or SIGTERM."),
+        interval: str = typer.Option("60s", "--interval", help="Pause between runs with --continuous."),
+        max_files: Optional[int] = typer.Option(None, "--max-files-per-batch", min=1),
+        max_bytes: Optional[str] = typer.Option(None, "--max-bytes-per-batch", help="e.g. 128MB")):
+    """Process everything available, then stop (or keep going with --continuous)."""
+    from .progress import RunDisplay
+    from .runtime.runner import RunOptions, Runner
+
+    spec = _spec(project, target, storage, landing, conf)
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err.print("[yellow]stopping after the current batch (again to abort)[/]")
+
+    signal.signal(signal.SIGTERM, request_stop)
+    if continuous:
+        signal.signal(signal.SIGINT, request_stop)
+    options = RunOptions(full_refresh=_names(full_refresh), full_refresh_all=full_refresh_all,
+                         refresh=_names(refresh) or None, max_files=max_files,
+                         max_bytes=parse_bytes(max_bytes) if max_bytes else None, stop_requested=stop.is_set)
+    pause = parse_seconds(interval)
+    runner = Runner(spec, options)
+    try:
+        rounds = 0
+        while True:
+            with RunDisplay(console) as display:
+                runner.on_progress = display.update
+                summaries = runner.run()
+            rounds += 1
+            written = sum(s.rows_written for s in summaries)
+            console.print(f"[green]run {runner.events.run_id} completed[/]: {len(summaries)} flows, "
+                          f"{written:,} rows written. Storage: {spec.storage}")
+            if not continuous or stop.is_set():
+                break
+            # A new run id per round, so history shows each round.
+            from .runtime.eventlog import EventLog
+            runner.events = EventLog(spec.system_dir / "event_log", spec.name)
+            options.full_refresh, options.full_refresh_all = set(), False
+            deadline = time.monotonic() + pause
+            while time.monotonic() < deadline and not stop.is_set():
+                time.sleep(min(0.2, pause))
+            if stop.is_set():
+                break
+    finally:
+        runner.engine.stop()
+
+
+@app.command("dry-run")
+def dry_run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt,
+            landing: Optional[str] = LandingOpt, conf: Optional[list[str]] = ConfOpt):
+    """Validate the whole graph without writing anything."""
+    from .engines import create_engine
+    from .runtime.runner import build_graph
+    spec = _spec(project, target, storage, landing, conf)
+    with create_engine(spec.engine, spec.engine_conf) as engine:
+        graph = build_graph(spec, engine)
+    console.print(f"[green]pipeline '{spec.name}' is valid[/]: {len(graph.registry.datasets)} datasets, "
+                  f"{len(graph.order)} flows, in this order: {', '.join(graph.order)}")
+
+
+@app.command()
+def graph(project: str = ProjectOpt, target: Optional[str] = TargetOpt, conf: Optional[list[str]] = ConfOpt,
+          format: str = typer.Option("text", "--format", help="text or json")):
+    """Print the dataflow graph: datasets, what each reads, and how (stream or batch)."""
+    from .engines import create_engine
+    from .runtime.runner import build_graph
+    spec = _spec(project, target, None, None, conf)
+    with create_engine(spec.engine, spec.engine_conf) as engine:
+        g = build_graph(spec, engine)
+    nodes = []
+    for name in g.order:
+        flow = g.registry.flows[name]
+        analysis = g.analyses[name]
+        ds = g.dataset(flow.target)
+        sources = [s.args.get("path") or s.args.get("topics") or s.stream_of for s in analysis.sources]
+        nodes.append({"flow": name, "target": flow.target, "kind": ds.kind, "schema": g.schema_name(flow.target),
+                      "reads": sorted(analysis.static_reads), "streams": sorted(analysis.stream_reads),
+                      "sources": [f"{s.kind}:{v}" for s, v in zip(analysis.sources, sources) if s.kind != "delta"],
+                      "defined_at": str(flow.location)})
+    if format == "json":
+        print(json.dumps(nodes, indent=2))
+        return
+    for node in nodes:
+        inputs = [f"stream({n})" for n in node["streams"]] + node["reads"] + node["sources"]
+        console.print(f"[bold]{node['schema']}.{node['target']}[/] ({node['kind'].replace('_', ' ')}) "
+                      f"← {', '.join(inputs) or '—'}   [dim]{node['defined_at']}[/]", highlight=False)
+
+
+def _query(spec, sql: str, fmt: str, limit: int | None = None):
+    from . import catalog
+    from .engines import create_engine
+    with create_engine(spec.engine, spec.engine_conf) as engine:
+        catalog.register_views(engine.spark, spec)
+        try:
+            df = engine.spark.sql(sql)
+            if limit:
+                df = df.limit(limit)
+            result = df.toArrow()
+        except Exception as exc:
+            from .quality import first_line
+            raise AssayError(f"query failed: {first_line(str(exc))}") from None
+    print_table(result, fmt)
+
+
+def print_table(result, fmt: str) -> None:
+    rows = result.to_pylist()
+    if fmt == "json":
+        print(json.dumps(rows, default=str))
+    elif fmt == "csv":
+        import csv
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.column_names)
+        for row in rows:
+            writer.writerow([row[c] for c in result.column_names])
+    else:
+        table = Table(show_edge=False)
+        for name in result.column_names:
+            table.add_column(name)
+        for row in rows:
+            table.add_row(*["" if row[c] is None else str(row[c]) for c in result.column_names])
+        console.print(table)
+        console.print(f"[dim]{len(rows)} row(s)[/]")
+
+
+@app.command()
+def query(sql: str = typer.Argument(..., help="Spark SQL; tables by name, e.g. SELECT * FROM event_log"),
+          project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt,
+          file: bool = typer.Option(False, "--file", "-f", help="SQL is a path to a .sql file"),
+          format: str = typer.Option("table", "--format", help="table, csv or json")):
+    """Run Spark SQL over the pipeline's tables and the event log."""
+    spec = _spec(project, target, storage, None, None)
+    if file:
+        path = Path(sql)
+        if not path.exists():
+            raise ConfigError(f"no SQL file at {path}")
+        sql = path.read_text().strip().rstrip(";")
+    _query(spec, sql, format)
+
+
+@app.command()
+def history(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt,
+            limit: int = typer.Option(10, "--limit", help="How many runs"),
+            format: str = typer.Option("table", "--format")):
+    """Recent runs with their duration and rows, from the event log."""
+    spec = _spec(project, target, storage, None, None)
+    sql = f"""
+      SELECT run_id, MIN(timestamp) AS started,
+             MAX(CASE WHEN event_type IN ('run_completed','run_failed') THEN event_type END) AS outcome,
+             ROUND(MAX(CASE WHEN event_type IN ('run_completed','run_failed') THEN duration_s END), 2) AS seconds,
+             SUM(CASE WHEN event_type = 'flow_progress' THEN rows_written ELSE 0 END) AS rows_written,
+             SUM(CASE WHEN event_type = 'flow_progress' THEN rows_quarantined ELSE 0 END) AS quarantined,
+             SUM(CASE WHEN event_type = 'flow_progress' THEN rows_late ELSE 0 END) AS late,
+             MAX(CASE WHEN event_type IN ('flow_failed','run_failed') THEN message END) AS error
+      FROM event_log GROUP BY run_id ORDER BY started DESC LIMIT {int(limit)}"""
+    _require_log(spec)
+    _query(spec, sql, format)
+
+
+@app.command()
+def status(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt,
+           format: str = typer.Option("table", "--format")):
+    """Each flow's last outcome, rows and data-quality counts, and each table's size."""
+    spec = _spec(project, target, storage, None, None)
+    _require_log(spec)
+    sql = """
+      WITH last AS (SELECT flow, MAX(timestamp) AS at FROM event_log
+                    WHERE flow IS NOT NULL AND event_type IN ('flow_completed','flow_failed') GROUP BY flow)
+      SELECT e.flow, e.target, e.event_type AS last_outcome, e.timestamp AS at, e.rows_written, e.rows_dropped,
+             e.rows_quarantined, e.rows_late, e.rows_duplicate, ROUND(e.duration_s, 2) AS seconds, e.message AS error
+      FROM event_log e JOIN last l ON e.flow = l.flow AND e.timestamp = l.at ORDER BY e.flow"""
+    _query(spec, sql, format)
+    if format == "table":
+        from . import catalog
+        table = Table(show_edge=False, title="tables", title_justify="left")
+        for column in ("schema", "table", "rows", "path"):
+            table.add_column(column)
+        for ref in catalog.tables(spec):
+            table.add_row(ref.schema, ref.name, f"{catalog.row_count(ref):,}", str(ref.path))
+        console.print(table)
+
+
+def _require_log(spec) -> None:
+    from .catalog import EVENT_LOG
+    if not (spec.system_dir / EVENT_LOG / "_delta_log").exists():
+        raise AssayError(f"pipeline '{spec.name}' has no event log at {spec.system_dir / EVENT_LOG} yet: run "
+                         "`assay run` first")
+
+
+def _register_optional_commands() -> None:
+    """Commands whose modules arrive separately (generator, verify)."""
+    try:
+        from .generator.cli import register
+    except ImportError:
+        return
+    register(app)
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", message=".*No Partition Defined for Window.*")
+    os.environ.setdefault("RUST_LOG", "error")
+    _register_optional_commands()
+    try:
+        app(standalone_mode=False)
+    except AssayError as exc:
+        err.print(f"[red]error:[/] {secrets.redact(str(exc))}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: the current batch was not committed; the next run resumes it.")
+        sys.exit(130)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code)
+    except Exception as exc:  # click usage errors and anything unexpected: one paragraph, no traceback
+        import click
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if os.environ.get("ASSAY_DEBUG"):
+            raise
+        err.print(f"[red]error:[/] {type(exc).__name__}: {secrets.redact(str(exc))}\n"
+                  "(set ASSAY_DEBUG=1 to see the traceback)", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
