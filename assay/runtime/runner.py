@@ -82,17 +82,16 @@ class Runner:
     def run(self) -> list[FlowSummary]:
         with PipelineLock(self.spec.system_dir):
             started = time.monotonic()
-            graph = build_graph(self.spec, self.engine)
-            selected = self._select(graph)
-            for name in graph.order:
-                flow = graph.registry.flows[name]
-                self.summaries[name] = FlowSummary(name, flow.target, graph.dataset(flow.target).kind,
-                                                   status="queued" if name in selected else "skipped")
-                self.on_progress(self.summaries[name])
-            self.events.record(Event(RUN_STARTED, metrics={"flows": sorted(selected), "engine": self.engine.name,
-                                                           "target": self.spec.target}))
-            self._full_refresh(graph, selected)
+            self.events.record(Event(RUN_STARTED, metrics={"engine": self.engine.name, "target": self.spec.target}))
             try:
+                graph = build_graph(self.spec, self.engine)
+                selected = self._select(graph)
+                for name in graph.order:
+                    flow = graph.registry.flows[name]
+                    self.summaries[name] = FlowSummary(name, flow.target, graph.dataset(flow.target).kind,
+                                                       status="queued" if name in selected else "skipped")
+                    self.on_progress(self.summaries[name])
+                self._full_refresh(graph, selected)
                 for name in graph.order:
                     if name in selected:
                         if self.options.stop_requested():

@@ -1,0 +1,135 @@
+"""The `assay` command as a user runs it: init → run → query/history/status/graph, errors without
+tracebacks, one run at a time, and --continuous stopping cleanly on SIGTERM."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import ROOT, cli
+
+
+def init_project(tmp_path):
+    cli("init", "shop", cwd=tmp_path, check=True)
+    return tmp_path / "shop"
+
+
+def test_init_run_query_history_status_graph(tmp_path):
+    shop = init_project(tmp_path)
+    run = cli("run", cwd=shop, check=True)
+    assert "completed" in run.stdout and "orders_raw" in run.stdout
+
+    top = cli("query", "SELECT customer_id, revenue FROM customer_totals ORDER BY revenue DESC LIMIT 3",
+              "--format", "json", cwd=shop, check=True)
+    rows = json.loads(top.stdout)
+    assert len(rows) == 3 and rows[0]["revenue"] >= rows[1]["revenue"] >= rows[2]["revenue"]
+
+    counts = cli("query", "SELECT COUNT(*) AS n FROM orders", "--format", "csv", cwd=shop, check=True)
+    assert counts.stdout.splitlines() == ["n", "200"]
+
+    quarantined = cli("query", "SELECT _failed_rules FROM orders_raw_quarantine", "--format", "json", cwd=shop,
+                      check=True)
+    assert json.loads(quarantined.stdout) == [{"_failed_rules": ["has_order_id", "known_customer"]}]
+
+    history = cli("history", "--format", "json", cwd=shop, check=True)
+    runs = json.loads(history.stdout)
+    assert len(runs) == 1 and runs[0]["outcome"] == "run_completed" and runs[0]["rows_written"] == 424
+
+    status = cli("status", cwd=shop, check=True)
+    assert "customer_totals" in status.stdout and "orders_raw_quarantine" in status.stdout
+
+    graph = cli("graph", "--format", "json", cwd=shop, check=True)
+    nodes = {n["target"]: n for n in json.loads(graph.stdout)}
+    assert nodes["orders"]["streams"] == ["orders_raw"] and nodes["customer_totals"]["reads"] == ["orders"]
+
+    dry = cli("dry-run", cwd=shop, check=True)
+    assert "is valid" in dry.stdout
+
+    lineage = cli("query", "SELECT flow, inputs, outputs FROM event_log WHERE event_type = 'flow_completed'",
+                  "--format", "json", cwd=shop, check=True)
+    flows = {r["flow"]: (json.loads(r["inputs"]), json.loads(r["outputs"])) for r in json.loads(lineage.stdout)}
+    assert flows["customer_totals"] == (["orders"], ["customer_totals"])
+
+
+def test_errors_are_one_paragraph_with_exit_codes(tmp_path):
+    shop = init_project(tmp_path)
+    yml = shop / "assay.yml"
+    good = yml.read_text()
+
+    yml.write_text(good + "\nsurprise: 1\n")
+    result = cli("run", cwd=shop)
+    assert result.returncode == 2 and "unknown key 'surprise'" in result.stderr and "Traceback" not in result.stderr
+
+    yml.write_text(good)
+    code = shop / "transformations" / "orders.py"
+    code.write_text(code.read_text().replace('"amount >= 0"', '"amount >= = 0"'))
+    result = cli("dry-run", cwd=shop)
+    assert result.returncode == 3 and "expectation 'positive_amount'" in result.stderr
+    assert "orders.py" in result.stderr and "Traceback" not in result.stderr
+
+    code.write_text(code.read_text().replace('"amount >= = 0"', '"amount >= 0"').replace(
+        "def orders_raw():", "def orders_raw():\n    raise RuntimeError('upstream API changed')"))
+    result = cli("run", cwd=shop)
+    assert result.returncode != 0 and "upstream API changed" in result.stderr and "orders.py" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    result = cli("query", "SELECT nope FROM event_log", cwd=shop)
+    assert result.returncode == 1 and "query failed" in result.stderr
+
+
+def test_secret_from_environment_never_printed(tmp_path):
+    shop = init_project(tmp_path)
+    yml = shop / "assay.yml"
+    yml.write_text(yml.read_text().replace("owner: data-team", "owner: data-team\n  token: ${env:SHOP_TOKEN}"))
+    code = shop / "transformations" / "orders.py"
+    code.write_text(code.read_text().replace(
+        "def orders_raw():", "def orders_raw():\n    raise RuntimeError('auth failed for ' + dp.config('token'))"))
+    result = cli("run", cwd=shop, env={"SHOP_TOKEN": "tok-very-secret-42"})
+    assert result.returncode != 0 and "auth failed for ***SHOP_TOKEN***" in result.stderr
+    assert "tok-very-secret-42" not in result.stdout + result.stderr
+    log = cli("query", "SELECT message FROM event_log WHERE message IS NOT NULL", "--format", "json", cwd=shop,
+              env={"SHOP_TOKEN": "x"}, check=True)
+    assert "tok-very-secret-42" not in log.stdout and "***SHOP_TOKEN***" in log.stdout
+
+
+def test_second_run_on_same_storage_stops_at_once(tmp_path):
+    shop = init_project(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[1]);"
+        "from assay.runtime.lock import PipelineLock; from pathlib import Path;"
+        "lock = PipelineLock(Path(sys.argv[2])); lock.acquire(); print('locked', flush=True); time.sleep(60)"),
+        str(ROOT), str(shop / "storage" / "_system")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        result = cli("run", cwd=shop)
+        assert result.returncode == 6 and "another `assay run`" in result.stderr
+        assert f"process {holder.pid}" in result.stderr
+        assert time.monotonic() - started < 30
+        assert not (shop / "storage" / "01_bronze").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cli("run", cwd=shop).returncode == 0
+
+
+def test_continuous_stops_cleanly_on_sigterm(tmp_path):
+    shop = init_project(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "assay.cli", "run", "--continuous", "--interval", "1s"],
+                            cwd=shop, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "RUST_LOG": "error"})
+    deadline = time.monotonic() + 60
+    log = shop / "storage" / "_system" / "event_log" / "_delta_log"
+    while time.monotonic() < deadline and len(list(log.glob("*.json")) if log.exists() else []) < 12:
+        time.sleep(0.5)
+    # A file landing while it runs is picked up by a later round.
+    (shop / "landing" / "orders" / "orders-0002.json").write_text(
+        '{"order_id": "late-1", "customer_id": 1, "amount": 1.0, "ordered_at": "2026-11-01T03:00:00.000Z"}\n')
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.count("completed") >= 2
+    rows = cli("query", "SELECT COUNT(*) AS n FROM orders", "--format", "csv", cwd=shop, check=True)
+    assert rows.stdout.splitlines()[1] == "201"

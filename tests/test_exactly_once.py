@@ -1,0 +1,165 @@
+"""Exactly once: kill -9 `assay run` at random instants across bronze, silver and gold, rerun, and
+compare every table with the rows the input must produce: nothing lost, nothing duplicated."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from tests.conftest import ROOT, table, write_project
+
+KILLS = int(os.environ.get("ASSAY_KILLS", "25"))
+FILES = 36
+ROWS_PER_FILE = 250
+WATERMARK = timedelta(minutes=5)
+
+PIPELINE = """
+from pyspark.sql import functions as F
+from assay import pipelines as dp
+
+@dp.table(name="bronze.events", quarantine=True)
+@dp.expect_or_drop("has_id", "id IS NOT NULL")
+def events():
+    return (dp.read_files("events", "json", schema="id STRING, ts STRING, user INT, amount DOUBLE")
+            .withColumn("event_time", F.to_timestamp("ts")))
+
+@dp.table(name="silver.clean")
+@dp.dedupe(["id"], event_time="event_time", watermark="5 minutes")
+def clean():
+    return dp.read_stream("events").select("id", "event_time", "user", "amount", "_source_file",
+                                           "_source_position", "_source_modified")
+
+@dp.materialized_view(name="gold.totals")
+def totals():
+    return dp.read("clean").groupBy("user").agg(F.sum("amount").alias("total"), F.count("*").alias("n"))
+"""
+
+
+def make_files(seed: int = 7) -> list[tuple[str, list]]:
+    """Files in arrival order; each row is (record or broken text). Duplicates and late events included."""
+    rng = random.Random(seed)
+    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    files, next_id = [], 0
+    for f in range(FILES):
+        rows = []
+        for _ in range(ROWS_PER_FILE):
+            roll = rng.random()
+            if roll < 0.01:
+                rows.append("{not json")
+                continue
+            if roll < 0.08 and next_id > 0:
+                event_id = rng.randrange(max(0, next_id - 600), next_id)   # a re-delivery
+            else:
+                event_id, next_id = next_id, next_id + 1
+            minute = f * 2 + rng.random() * 2
+            if rng.random() < 0.02:
+                minute -= 15                                             # late by more than the watermark
+            ts = start + timedelta(minutes=max(minute, 0)) + timedelta(seconds=event_id % 7)
+            rows.append({"id": f"e{event_id}", "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                         "user": event_id % 11, "amount": float(event_id % 13)})
+        files.append((f"part-{f:04d}.json", rows))
+    return files
+
+
+def expected(files):
+    """The tables the rules define, computed here without Assay: per-file watermark, earliest row kept."""
+    bronze, quarantine = Counter(), 0
+    max_seen, late, kept = None, set(), {}
+    for name, rows in files:
+        wm = max_seen - WATERMARK if max_seen else None
+        file_max = None
+        for pos, row in enumerate(rows):
+            if isinstance(row, str):
+                quarantine += 1
+                continue
+            bronze[row["id"]] += 1
+            et = datetime.strptime(row["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+            if wm is not None and et < wm:
+                late.add((row["id"], name, pos))
+                continue
+            file_max = et if file_max is None or et > file_max else file_max
+            order = (et, name, pos)
+            if row["id"] not in kept or order < kept[row["id"]][0]:
+                kept[row["id"]] = (order, row)
+        if file_max is not None:
+            max_seen = file_max if max_seen is None or file_max > max_seen else max_seen
+    totals = Counter()
+    counts = Counter()
+    for (_, row) in kept.values():
+        totals[row["user"]] += row["amount"]
+        counts[row["user"]] += 1
+    return bronze, quarantine, late, {i: (o[1], o[2]) for i, (o, r) in kept.items()}, totals, counts
+
+
+def land(folder: Path, name: str, rows) -> None:
+    path = folder / "landing" / "events" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("." + name)
+    tmp.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    os.replace(tmp, path)
+    time.sleep(0.01)   # distinct modification times: arrival order is the landing order
+
+
+def start_run(folder: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "assay.cli", "run", "--max-files-per-batch", "2"], cwd=folder,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            env={**os.environ, "RUST_LOG": "error", "PYTHONPATH": str(ROOT)})
+
+
+def running_flow(log: Path) -> str | None:
+    lines = [line.split() for line in log.read_text().splitlines() if line.strip().startswith("running")]
+    return lines[-1][1] if lines else None
+
+
+def test_kill_9_at_random_instants_loses_and_duplicates_nothing(tmp_path):
+    folder = write_project(tmp_path / "proj", {"transformations/p.py": PIPELINE})
+    files = make_files()
+    landed = 0
+    for name, rows in files[:8]:
+        land(folder, name, rows)
+        landed += 1
+    rng = random.Random(11)
+    kills, hit = 0, Counter()
+    attempts = 0
+    while kills < KILLS:
+        attempts += 1
+        assert attempts < KILLS * 4, f"only {kills} kills landed in {attempts} runs"
+        for _ in range(2):
+            if landed < len(files):
+                land(folder, *files[landed])
+                landed += 1
+        log = tmp_path / f"run-{attempts}.log"
+        proc = start_run(folder, log)
+        time.sleep(rng.uniform(1.6, 4.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            hit[running_flow(log) or "startup"] += 1
+        else:
+            assert proc.returncode == 0, log.read_text()
+    while landed < len(files):
+        land(folder, *files[landed])
+        landed += 1
+    final = subprocess.run([sys.executable, "-m", "assay.cli", "run"], cwd=folder, capture_output=True, text=True,
+                           timeout=600, env={**os.environ, "RUST_LOG": "error", "PYTHONPATH": str(ROOT)})
+    assert final.returncode == 0, final.stdout + final.stderr
+    print(f"kills: {kills} in {attempts} runs, by flow running at the kill: {dict(hit)}")
+    assert hit["events"] and hit["clean"] and hit["totals"], f"kills did not reach every layer: {dict(hit)}"
+
+    bronze, quarantine, late, kept, totals, counts = expected(files)
+    got_bronze = Counter(r["id"] for r in table(folder, "01_bronze", "events"))
+    assert got_bronze == bronze, "bronze lost or duplicated rows"
+    assert len(table(folder, "01_bronze", "events_quarantine")) == quarantine
+    got_late = {(r["id"], Path(r["_source_file"]).name, r["_source_position"]) for r in table(folder, "02_silver", "clean_late")}
+    assert got_late == late and len(table(folder, "02_silver", "clean_late")) == len(late)
+    silver = table(folder, "02_silver", "clean")
+    assert len(silver) == len(kept)
+    assert {r["id"]: (Path(r["_source_file"]).name, r["_source_position"]) for r in silver} == kept
+    gold = {r["user"]: (r["total"], r["n"]) for r in table(folder, "03_gold", "totals")}
+    assert gold == {u: (totals[u], counts[u]) for u in counts}
