@@ -6,6 +6,7 @@ reported together.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,9 +73,9 @@ class Graph:
         flow = self.registry.flows_into(name)[0]
         return self.run_query(flow, ctx)
 
-    def file_source(self, flow: Flow, spec: SourceSpec):
+    def file_source(self, flow: Flow, spec: SourceSpec, tracked: bool = True):
         from .sources.files import FileSource
-        key = (flow.name, spec.args["path"], spec.args["format"])
+        key = (flow.name, spec.args["path"], spec.args["format"], tracked)
         if key not in self._file_sources:
             path = Path(spec.args["path"])
             root = path if path.is_absolute() else self.spec.landing / path
@@ -84,6 +85,17 @@ class Graph:
             source.schema = resolve_schema(self.spark, source.schema)
             self._file_sources[key] = source
         return self._file_sources[key]
+
+    def read_all_files(self, flow: Flow, source):
+        """Every file of a folder now, parsed like a streaming batch but tracked nowhere."""
+        from .sources.base import LoadContext
+        folder = self.spec.system_dir / "staging" / flow.name / f"batch-files-{len(self._file_sources)}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        files = source.list_files()
+        if not files:
+            return source.analysis_frame(self.spark)
+        return source.load_files(LoadContext(self.spark, str(folder)), files)
 
     def checkpoint_dir(self, flow_name: str) -> Path:
         return self.spec.system_dir / "checkpoints" / flow_name

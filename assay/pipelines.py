@@ -240,8 +240,9 @@ def read_files(path: str, format: str = "json", *, schema=None, **options):
     """New files of a landing folder (Auto Loader semantics): each file is read once.
 
     `path` is relative to the pipeline's landing root unless absolute. Options: header,
-    schema_hints, schema_evolution_mode, max_files_per_batch, max_bytes_per_batch,
-    allow_overwrites, include_metadata, rescued_data_column.
+    delimiter, max_files_per_batch, max_bytes_per_batch, allow_overwrites, include_metadata,
+    rescued_data_column, min_file_age, glob; `batch=True` reads every file of the folder on
+    each run instead (for reference data read by materialized views).
     """
     return _flow_context().read_files(path, format, schema, options)
 
@@ -251,6 +252,11 @@ def read_kafka(topics, *, bootstrap_servers: str | None = None, starting_offsets
     """New messages of Kafka (or Azure Event Hubs) topics, as offset ranges tracked by Assay."""
     return _flow_context().read_kafka(topics, bootstrap_servers, starting_offsets, dict(options or {}),
                                       max_records_per_batch)
+
+
+def record_metric(name: str, value) -> None:
+    """Record a data-quality metric of this flow in the event log (a number, or a DataFrame to count)."""
+    _flow_context().record_metric(name, value)
 
 
 def spark():
@@ -265,5 +271,5 @@ def config(key: str, default: Any = None) -> Any:
 
 __all__ = ["table", "materialized_view", "temporary_view", "create_streaming_table", "append_flow",
            "expect", "expect_or_drop", "expect_or_fail", "expect_all", "expect_all_or_drop",
-           "expect_all_or_fail", "dedupe", "read", "read_stream", "read_files", "read_kafka", "spark",
+           "expect_all_or_fail", "dedupe", "read", "read_stream", "read_files", "read_kafka", "record_metric", "spark",
            "config", "Dedupe"]

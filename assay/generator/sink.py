@@ -27,15 +27,18 @@ class Sink:
         self.event_lines = 0
 
     def write(self, drop: int, relpath: str, data, *, events: int | None = None) -> None:
-        """events: number of event records in the file (None for reference data)."""
+        """data: bytes-like, or an iterable of them written back to back (rendered lazily, so
+        a big file never has to exist in memory at once).
+        events: number of event records in the file (None for reference data)."""
+        parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
         self.files[drop].append(relpath)
+        size = self._store(drop, relpath, parts)
         if events is not None:
-            self.event_bytes += len(data)
+            self.event_bytes += size
             self.event_lines += events
-        self._store(drop, relpath, data)
 
-    def _store(self, drop: int, relpath: str, data) -> None:
-        pass
+    def _store(self, drop: int, relpath: str, parts) -> int:
+        return sum(len(p) for p in parts)
 
     def listing(self) -> dict[str, list[str]]:
         return {str(k): sorted(v) for k, v in self.files.items()}
@@ -50,11 +53,14 @@ class DirSink(Sink):
         super().__init__(drops)
         self.root = Path(root)
 
-    def _store(self, drop: int, relpath: str, data) -> None:
+    def _store(self, drop: int, relpath: str, parts) -> int:
         path = self.root / "drops" / str(drop) / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
+        size = 0
         with open(path, "wb") as f:
-            f.write(data)
+            for p in parts:
+                size += f.write(p)
+        return size
 
     def path(self, drop: int, relpath: str) -> str:
         return os.fspath(self.root / "drops" / str(drop) / relpath)

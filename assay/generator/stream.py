@@ -51,13 +51,11 @@ def build_stream(rng: np.random.Generator, *, lines: int, slots: int, start_ms: 
     if n < slots:
         raise ValueError(f"{lines} rows cannot fill {slots} files; ask for more rows or fewer files")
 
-    # Equal-sized slots; times uniform within each slot's window, sorted, then jittered.
+    # Equal-sized slots; times uniform within each slot's window, in order, then jittered.
     slot_of_event = (np.arange(n, dtype=np.int64) * slots) // n
     win = span_ms / slots
-    t = start_ms + (slot_of_event + rng.random(n)) * win
-    order = np.lexsort((t, slot_of_event))
-    t = t[order]
-    ms = (t + rng.uniform(-JITTER_MS, JITTER_MS, n)).astype(np.int64)
+    pos = np.sort(slot_of_event + rng.random(n))          # stays inside each event's slot
+    ms = (start_ms + pos * win + rng.uniform(-JITTER_MS, JITTER_MS, n)).astype(np.int64)
 
     # Late events: well behind the start of their own window (never in slot 0, which has no watermark).
     late = np.zeros(n, dtype=bool)
@@ -67,21 +65,19 @@ def build_stream(rng: np.random.Generator, *, lines: int, slots: int, start_ms: 
     win_start = (start_ms + slot_of_event[chosen] * win).astype(np.int64)
     ms[chosen] = win_start - (late_minutes * 60_000 * rng.uniform(1.0, 2.0, len(chosen))).astype(np.int64)
 
-    # Position keys: events keep their (time) order inside a slot; copies go anywhere in theirs.
-    first = np.searchsorted(slot_of_event, np.arange(slots))
-    count = np.diff(np.append(first, n))
-    key = (np.arange(n) - first[slot_of_event] + 0.5) / count[slot_of_event]
-
+    # Events keep their (time) order inside a slot; each copy is inserted at a random place of its slot.
     dup_src, dup_slot = _duplicates(rng, n_dup, ms, late, slot_of_event, slots, start_ms, win,
                                     same_file_share, next_file_share)
-    all_src = np.concatenate([np.arange(n), dup_src])
-    all_slot = np.concatenate([slot_of_event, dup_slot])
-    all_key = np.concatenate([key, rng.random(len(dup_src))])
-    arrival = np.lexsort((all_key, all_slot))
-    src = all_src[arrival]
-    slot = all_slot[arrival]
+    first = np.searchsorted(slot_of_event, np.arange(slots + 1))
+    count = np.diff(first)
+    at = first[dup_slot] + (rng.random(len(dup_src)) * (count[dup_slot] + 1)).astype(np.int64)
+    order = np.lexsort((dup_slot, at))                    # at a slot boundary, the earlier slot first
+    at, dup_src, dup_slot = at[order], dup_src[order], dup_slot[order]
+    src = np.insert(np.arange(n), at, dup_src)
+    slot = np.insert(slot_of_event, at, dup_slot)
+    copy = np.insert(np.zeros(n, dtype=bool), at, True)
     bounds = np.searchsorted(slot, np.arange(slots + 1))
-    return Stream(n, ms, slot_of_event, late, src, arrival >= n, slot, bounds, slots)
+    return Stream(n, ms, slot_of_event, late, src, copy, slot, bounds, slots)
 
 
 def _duplicates(rng, n_dup, ms, late, slot_of_event, slots, start_ms, win, same_share, next_share):

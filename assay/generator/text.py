@@ -13,7 +13,13 @@ import pyarrow.compute as pc
 _DIG2 = np.array([(48 + i // 10) | ((48 + i % 10) << 8) for i in range(100)], dtype=np.uint16)
 _HEX = b"0123456789abcdef"
 _HEX2 = np.array([_HEX[i >> 4] | (_HEX[i & 15] << 8) for i in range(256)], dtype=np.uint16)
+# 16-bit value -> 4 hex digits (one uint32), and second of day -> "HH:MM:SS" (one uint64).
+_HEX4 = np.frombuffer(b"".join(b"%04x" % i for i in range(65536)), dtype=np.uint32)
+_TOD = np.frombuffer(b"".join(b"%02d:%02d:%02d" % (s // 3600, s // 60 % 60, s % 60) for s in range(86400)),
+                     dtype=np.uint64)
+_MILLI = np.frombuffer(b"".join(b".%03d" % i for i in range(1000)), dtype=np.uint32)
 MS_PER_DAY = 86_400_000
+CHUNK = 131_072    # lines rendered at a time: big enough for vector ops, small enough to stay cached
 
 
 def fixed(mat: np.ndarray) -> pa.Array:
@@ -33,10 +39,15 @@ def put_digits2(mat: np.ndarray, col: int, val: np.ndarray) -> None:
     mat[:, col:col + 2] = _DIG2[val].view(np.uint8).reshape(-1, 2)
 
 
+def _hex16(words: np.ndarray) -> np.ndarray:
+    """(n, 16) uint8: the 8 bytes of each uint64 word, most significant first, as hex digits."""
+    b = words.astype(">u8").view(">u2").reshape(-1, 4)
+    return _HEX4[b].view(np.uint8).reshape(-1, 16)
+
+
 def hex_bytes(mat: np.ndarray, col: int, words: np.ndarray, nbytes: int) -> None:
     """Write the nbytes most significant bytes of uint64 words as 2*nbytes lowercase hex digits."""
-    b = words.astype(">u8").view(np.uint8).reshape(-1, 8)[:, :nbytes]
-    mat[:, col:col + 2 * nbytes] = _HEX2[b].view(np.uint8).reshape(-1, 2 * nbytes)
+    mat[:, col:col + 2 * nbytes] = _hex16(words)[:, :2 * nbytes]
 
 
 def uuid_words(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,17 +59,14 @@ def uuid_words(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def put_uuid(mat: np.ndarray, col: int, hi: np.ndarray, lo: np.ndarray) -> None:
     """36 characters 8-4-4-4-12 from two (already stamped) uint64 words."""
-    n = len(hi)
-    h = np.empty((n, 32), dtype=np.uint8)
-    hex_bytes(h, 0, hi, 8)
-    hex_bytes(h, 16, lo, 8)
-    dst = mat[:, col:col + 36]
-    dst[:, 0:8] = h[:, 0:8]
-    dst[:, 9:13] = h[:, 8:12]
-    dst[:, 14:18] = h[:, 12:16]
-    dst[:, 19:23] = h[:, 16:20]
-    dst[:, 24:36] = h[:, 20:32]
-    dst[:, [8, 13, 18, 23]] = ord("-")
+    h, l = _hex16(hi), _hex16(lo)
+    mat[:, col:col + 8] = h[:, 0:8]
+    mat[:, col + 9:col + 13] = h[:, 8:12]
+    mat[:, col + 14:col + 18] = h[:, 12:16]
+    mat[:, col + 19:col + 23] = l[:, 0:4]
+    mat[:, col + 24:col + 36] = l[:, 4:16]
+    for dash in (8, 13, 18, 23):
+        mat[:, col + dash] = ord("-")
 
 
 def uuid_strings(hi: np.ndarray, lo: np.ndarray) -> pa.Array:
@@ -68,10 +76,11 @@ def uuid_strings(hi: np.ndarray, lo: np.ndarray) -> pa.Array:
 
 
 def _date_prefixes(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """'YYYY-MM-DD' for the few distinct days present, plus each row's index into them."""
-    uniq, inv = np.unique(days, return_inverse=True)
-    text = np.datetime_as_string(uniq.astype("datetime64[D]")).astype("S10")
-    return np.frombuffer(text.tobytes(), dtype=np.uint8).reshape(-1, 10), inv
+    """'YYYY-MM-DD' for each day of the (short) range present, plus each row's index into them."""
+    lo = int(days.min()) if len(days) else 0
+    hi = int(days.max()) if len(days) else 0
+    text = np.datetime_as_string(np.arange(lo, hi + 1).astype("datetime64[D]")).astype("S10")
+    return np.frombuffer(text.tobytes(), dtype=np.uint8).reshape(-1, 10), days - lo
 
 
 def put_iso_ms(mat: np.ndarray, col: int, ms: np.ndarray, sep: str = "T", zulu: bool = True, millis: bool = True) -> None:
@@ -83,19 +92,12 @@ def put_iso_ms(mat: np.ndarray, col: int, ms: np.ndarray, sep: str = "T", zulu: 
     rem = ms - days * MS_PER_DAY
     pref, inv = _date_prefixes(days)
     mat[:, col:col + 10] = pref[inv]
-    sec = rem // 1000
     mat[:, col + 10] = ord(sep)
-    put_digits2(mat, col + 11, sec // 3600)
-    mat[:, col + 13] = ord(":")
-    put_digits2(mat, col + 14, (sec // 60) % 60)
-    mat[:, col + 16] = ord(":")
-    put_digits2(mat, col + 17, sec % 60)
+    sec = rem // 1000
+    mat[:, col + 11:col + 19] = _TOD[sec].view(np.uint8).reshape(-1, 8)
     c = col + 19
     if millis:
-        milli = rem - sec * 1000
-        mat[:, c] = ord(".")
-        put_digits2(mat, c + 1, milli // 10)
-        mat[:, c + 3] = 48 + milli % 10
+        mat[:, c:c + 4] = _MILLI[rem - sec * 1000].view(np.uint8).reshape(-1, 4)
         c += 4
     if zulu:
         mat[:, c] = ord("Z")
@@ -156,3 +158,9 @@ def content(lines: pa.Array) -> memoryview:
     off = np.frombuffer(lines.buffers()[1], dtype=np.int64 if wide else np.int32)
     start, stop = int(off[lines.offset]), int(off[lines.offset + len(lines)])
     return memoryview(lines.buffers()[2])[start:stop]
+
+
+def chunked(render, a: int, b: int, step: int = CHUNK):
+    """File content for lines a..b, rendered `step` lines at a time (render(lo, hi) -> lines)."""
+    for lo in range(a, b, step):
+        yield content(render(lo, min(b, lo + step)))

@@ -6,12 +6,11 @@ the truth is computed from the same arrays (zenith_truth), never by parsing the 
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import text as T
@@ -37,8 +36,6 @@ EID_OK, EID_NULL, EID_MISSING = 0, 1, 2
 BROKEN_NONE, BROKEN_NO_BRACE, BROKEN_TRUNCATED = 0, 1, 2
 COUPON_SHARE = 15  # percent of post-drift events that carry a code
 
-_AB_WIDTH = 13 + 36 + 21 + 24 + 1    # {"event_id":"<uuid>","event_timestamp":"<ts>"
-_E_WIDTH = 15 + 16 + 1               # ,"session_id":"<16 hex>"
 
 
 @dataclass
@@ -49,7 +46,7 @@ class Catalog:
     category: list[str]
     price_cents: np.ndarray
     user_ids: np.ndarray              # the user universe (int)
-    customers: pd.DataFrame           # customer_id, first_name, last_name, email, location, signup_date
+    customers: "Customers"
 
 
 @dataclass
@@ -113,24 +110,42 @@ def make_catalog(seed: int, rows: int, knobs: dict) -> Catalog:
                    user_ids, _customers(rng, user_ids[is_customer]))
 
 
-def _customers(rng: np.random.Generator, ids: np.ndarray) -> pd.DataFrame:
+# Customer locations: "" (empty), US "City, ST", or abroad (a code that is not a US state).
+LOCATIONS = [""] + [f"{c}, {st}" for c, st in vocab.US_CITIES] + [f"{c}, {st}" for c, st in vocab.FOREIGN_CITIES]
+_FOREIGN0 = 1 + len(vocab.US_CITIES)
+
+
+@dataclass
+class Customers:
+    customer_id: np.ndarray
+    first: np.ndarray        # index into vocab.FIRST_NAMES
+    last: np.ndarray
+    location: np.ndarray     # index into LOCATIONS
+    signup_day: np.ndarray   # days since epoch
+
+    def csv(self) -> list:
+        """customers.csv; locations contain a comma, so non-empty ones are quoted."""
+        first = T.pick(T.table(vocab.FIRST_NAMES), self.first)
+        last = T.pick(T.table(vocab.LAST_NAMES), self.last)
+        email = T.join(pc.utf8_lower(first), ".", pc.replace_substring(pc.utf8_lower(last), "'", ""),
+                       T.int_strings(self.customer_id), "@example.com")
+        loc = T.pick(T.table([f'"{x}"' if x else "" for x in LOCATIONS]), self.location)
+        signup = T.iso_strings(self.signup_day * T.MS_PER_DAY)           # date = first 10 chars
+        body = T.join(T.int_strings(self.customer_id), first, last, email, loc,
+                      pc.utf8_slice_codeunits(signup, 0, 10), sep=",")
+        return [b"customer_id,first_name,last_name,email,location,signup_date\n", T.content(T.join(body, "\n"))]
+
+
+def _customers(rng: np.random.Generator, ids: np.ndarray) -> Customers:
     n = len(ids)
-    first = np.array(vocab.FIRST_NAMES)[rng.integers(0, len(vocab.FIRST_NAMES), n)]
-    last = np.array(vocab.LAST_NAMES)[rng.integers(0, len(vocab.LAST_NAMES), n)]
-    email = pd.Series(first).str.lower() + "." + pd.Series(last).str.lower().str.replace("'", "") \
-        + pd.Series(ids).astype(str) + "@example.com"
-    us = np.array([f"{c}, {s}" for c, s in vocab.US_CITIES], dtype=object)
-    foreign = np.array([f"{c}, {s}" for c, s in vocab.FOREIGN_CITIES], dtype=object)
-    location = us[rng.integers(0, len(us), n)]
+    location = rng.integers(1, _FOREIGN0, n)
     empty = pick(rng, n, 0.03)
-    rest = np.setdiff1d(np.arange(n), empty)
-    abroad = pick(rng, rest, 0.03, of=n)
-    location[empty] = ""
-    location[abroad] = foreign[rng.integers(0, len(foreign), len(abroad))]
-    signup = np.datetime64("2022-01-01") + rng.integers(0, 1765, n).astype("timedelta64[D]")
-    return pd.DataFrame({"customer_id": ids.astype(np.int64), "first_name": first, "last_name": last,
-                         "email": email.to_numpy(), "location": location,
-                         "signup_date": np.datetime_as_string(signup)})
+    abroad = pick(rng, np.setdiff1d(np.arange(n), empty), 0.03, of=n)
+    location[empty] = 0
+    location[abroad] = rng.integers(_FOREIGN0, len(LOCATIONS), len(abroad))
+    signup = np.datetime64("2022-01-01").astype(np.int64) + rng.integers(0, 1765, n)
+    return Customers(ids.astype(np.int64), rng.integers(0, len(vocab.FIRST_NAMES), n),
+                     rng.integers(0, len(vocab.LAST_NAMES), n), location, signup)
 
 
 def make_events(seed: int, n: int, cat: Catalog, knobs: dict) -> tuple[Events, dict]:
@@ -190,10 +205,9 @@ def build(seed: int, rows: int, knobs: dict, drops: int) -> Landed:
 # ---------------------------------------------------------------- rendering
 
 class _Snippets:
-    """Pre-rendered JSON fragments; a line is five of them joined (see render_lines)."""
+    """Pre-rendered JSON fragments for the variable part of a line (see render_lines)."""
 
     def __init__(self, cat: Catalog):
-        self.user = T.table([f',"user_id":{u}' for u in cat.user_ids] + [',"user_id":null'])
         self.n_prod = len(cat.product_ids) + 1          # + null
         prods = [f'"{p}"' for p in cat.product_ids] + ["null"]
         types = [f'"{t}"' if t is not None else "null" for t in ALL_TYPES]
@@ -201,6 +215,18 @@ class _Snippets:
                             + [f',"event_type":"{t[:3]}' for t in EVENT_TYPES])
         self.truncated_base = len(types) * self.n_prod
         self.tail = T.table(["}\n", "\n", ',"coupon_code":null}\n'] + [f',"coupon_code":"{c}"}}\n' for c in vocab.COUPONS])
+        # The 6 digits of every user id (ids are 100000..999999), gathered per line.
+        self.user_digits = np.empty((len(cat.user_ids), 6), dtype=np.uint8)
+        for k in range(3):
+            T.put_digits2(self.user_digits, 2 * k, cat.user_ids // 100 ** (2 - k) % 100)
+
+
+# The fixed-width head of a line: {"event_id":"<uuid>","event_timestamp":"<ts>","user_id":<6 digits>,"session_id":"<hex>"
+# (user ids always have 6 digits). Key order is free in JSON; fixed width makes it one numpy matrix.
+_HEAD = [('{"event_id":"', 36), ('","event_timestamp":"', 24), ('","user_id":', 6), (',"session_id":"', 16), ('"', 0)]
+_HEAD_WIDTH = sum(len(t) + w for t, w in _HEAD)
+_COL = np.cumsum([len(t) for t, _ in _HEAD]) + np.cumsum([0] + [w for _, w in _HEAD][:-1])   # field starts
+_HEAD_TEMPLATE = np.frombuffer("".join(t + "?" * w for t, w in _HEAD).encode(), dtype=np.uint8)
 
 
 def render_lines(d: Landed, snips: _Snippets, a: int, b: int, seed: int) -> pa.Array:
@@ -209,43 +235,28 @@ def render_lines(d: Landed, snips: _Snippets, a: int, b: int, seed: int) -> pa.A
     s = st.src[a:b]
     n = b - a
     ms = st.ms[s]
-    hi, lo = ev.eid_hi[s], ev.eid_lo[s]
-
-    ab = np.empty((n, _AB_WIDTH), dtype=np.uint8)
-    ab[:, 0:13] = T.literal('{"event_id":"', n)
-    T.put_uuid(ab, 13, hi, lo)
-    ab[:, 49:70] = T.literal('","event_timestamp":"', n)
-    T.put_iso_ms(ab, 70, ms)
-    ab[:, 94] = ord('"')
-    ab = T.fixed(ab)
-    odd = np.flatnonzero((ev.eid_state[s] != EID_OK) | (ev.bad_ts[s] != 0))
-    if len(odd):
-        ab = T.patch(ab, odd, _odd_ab(ev, s[odd], ms[odd]))
-
     user = ev.user[s]
-    c = T.pick(snips.user, np.where(user < 0, len(snips.user) - 1, user))
+
+    m = np.empty((n, _HEAD_WIDTH), dtype=np.uint8)
+    m[:] = _HEAD_TEMPLATE
+    T.put_uuid(m, _COL[0], ev.eid_hi[s], ev.eid_lo[s])
+    T.put_iso_ms(m, _COL[1], ms)
+    m[:, _COL[2]:_COL[2] + 6] = snips.user_digits[np.maximum(user, 0)]
+    T.hex_bytes(m, _COL[3], session_words(seed, user, ms), 8)
+    head = T.fixed(m)
+    odd = np.flatnonzero((ev.eid_state[s] != EID_OK) | (ev.bad_ts[s] != 0) | (user < 0) | ev.session_null[s])
+    if len(odd):
+        head = T.patch(head, odd, _odd_head(d, s[odd], ms[odd], seed))
 
     prod = ev.product[s]
     pair = ev.etype[s] * snips.n_prod + np.where(prod < 0, snips.n_prod - 1, prod)
     broken = ev.broken[s]
     trunc = broken == BROKEN_TRUNCATED
     pair[trunc] = snips.truncated_base + np.minimum(ev.etype[s][trunc], 2)
-    dd = T.pick(snips.pair, pair)
 
-    sess = np.empty((n, _E_WIDTH), dtype=np.uint8)
-    sess[:, 0:15] = T.literal(',"session_id":"', n)
-    T.hex_bytes(sess, 15, session_words(seed, user, ms), 8)
-    sess[:, 31] = ord('"')
-    e = T.fixed(sess)
-    nulls = np.flatnonzero(ev.session_null[s])
-    if len(nulls):
-        e = T.patch(e, nulls, T.table([',"session_id":null'] * len(nulls)))
-
-    after_drift = np.arange(a, b) >= d.drift_line
-    tail = np.where(after_drift, 3 + ev.coupon[s], 0)
+    tail = np.where(np.arange(a, b) >= d.drift_line, 3 + ev.coupon[s], 0)
     tail[broken != BROKEN_NONE] = 1
-    f = T.pick(snips.tail, tail)
-    return T.join(ab, c, dd, e, f)
+    return T.join(head, T.pick(snips.pair, pair), T.pick(snips.tail, tail))
 
 
 def session_words(seed: int, user: np.ndarray, ms: np.ndarray) -> np.ndarray:
@@ -253,31 +264,38 @@ def session_words(seed: int, user: np.ndarray, ms: np.ndarray) -> np.ndarray:
     return hashed(component_key(seed, PIPELINE, "session"), (user + 1) * 1_000_003 + ms // 1_800_000)
 
 
-def _odd_ab(ev: Events, s: np.ndarray, ms: np.ndarray) -> pa.Array:
-    """The first two fields of lines with a null/missing event_id or a bad timestamp."""
-    uuid = T.uuid_strings(ev.eid_hi[s], ev.eid_lo[s])
+def _odd_head(d: Landed, s: np.ndarray, ms: np.ndarray, seed: int) -> pa.Array:
+    """The head of lines with a null/missing event_id or user_id or session_id, or a bad timestamp."""
+    ev = d.events
+    k = len(s)
+
+    def variant(base: pa.Array, rows: np.ndarray, value: str) -> pa.Array:
+        return T.patch(base, np.flatnonzero(rows), T.table([value] * int(rows.sum())))
+
     state = ev.eid_state[s]
-    eid = T.join(T.table(['{"event_id":"'] * len(s)), uuid, T.table(['",'] * len(s)))
-    eid = T.patch(eid, np.flatnonzero(state == EID_NULL), T.table(['{"event_id":null,'] * int((state == EID_NULL).sum())))
-    eid = T.patch(eid, np.flatnonzero(state == EID_MISSING), T.table(["{"] * int((state == EID_MISSING).sum())))
+    eid = T.join('{"event_id":"', T.uuid_strings(ev.eid_hi[s], ev.eid_lo[s]), '",')
+    eid = variant(variant(eid, state == EID_NULL, '{"event_id":null,'), state == EID_MISSING, "{")
     bad = ev.bad_ts[s]
-    ts_text = T.table(['"event_timestamp":"'] * len(s))
-    value = T.patch(T.iso_strings(ms), np.flatnonzero(bad > 0), T.table([BAD_TIMESTAMPS[k - 1] for k in bad[bad > 0]]))
-    return T.join(eid, ts_text, value, T.table(['"'] * len(s)))
+    value = T.patch(T.iso_strings(ms), np.flatnonzero(bad > 0), T.table([BAD_TIMESTAMPS[j - 1] for j in bad[bad > 0]]))
+    user = ev.user[s]
+    uid = T.join(',"user_id":', T.int_strings(d.catalog.user_ids[np.maximum(user, 0)]))
+    uid = variant(uid, user < 0, ',"user_id":null')
+    sess = np.empty((k, 16), dtype=np.uint8)
+    T.hex_bytes(sess, 0, session_words(seed, user, ms), 8)
+    sid = variant(T.join(',"session_id":"', T.fixed(sess), '"'), ev.session_null[s], ',"session_id":null')
+    return T.join(eid, '"event_timestamp":"', value, '"', uid, sid)
 
 
 def write(d: Landed, sink: Sink, seed: int) -> None:
     cat = d.catalog
-    buf = io.StringIO()
-    cat.customers.to_csv(buf, index=False)
-    sink.write(0, CUSTOMERS_PATH, buf.getvalue().encode())
+    sink.write(0, CUSTOMERS_PATH, cat.customers.csv())
     sink.write(0, PRODUCTS_PATH, _parquet_bytes(products_table(cat)))
     snips = _Snippets(cat)
     st = d.stream
     for g in range(st.n_slots):
         a, b = int(st.bounds[g]), int(st.bounds[g + 1])
-        lines = render_lines(d, snips, a, b, seed)
-        sink.write(slot_drop(g, d.files_per_drop), f"{EVENT_DIR}/{d.file_name(g)}", T.content(lines), events=b - a)
+        sink.write(slot_drop(g, d.files_per_drop), f"{EVENT_DIR}/{d.file_name(g)}",
+                   T.chunked(lambda lo, hi: render_lines(d, snips, lo, hi, seed), a, b), events=b - a)
 
 
 def products_table(cat: Catalog) -> pa.Table:

@@ -14,7 +14,7 @@ import pyarrow as pa
 from . import text as T
 from .regions import region_of_location
 from .semantics import dates, first_survivors, late_rows, rule_lists, ts_us
-from .zenith_data import BROKEN_NONE, EID_OK, EVENT_TYPES, Landed, session_words
+from .zenith_data import BROKEN_NONE, EID_OK, EVENT_TYPES, LOCATIONS, Landed, session_words
 
 WATERMARK_MS = 3 * 60_000
 RULES = ("valid_event_id", "valid_event_time", "valid_event_type")   # sorted
@@ -102,9 +102,13 @@ def _silver(d: Landed, keep: np.ndarray, seed: int) -> pa.Table:
 
 def _user_regions(cat) -> np.ndarray:
     """Region per user index (None for users that are not customers), plus a trailing None."""
-    by_id = dict(zip(cat.customers["customer_id"].tolist(),
-                     [region_of_location(x) for x in cat.customers["location"].tolist()]))
-    return np.array([by_id.get(u) for u in cat.user_ids.tolist()] + [None], dtype=object)
+    by_location = np.array([region_of_location(x) for x in LOCATIONS] + [None], dtype=object)
+    cust = cat.customers
+    order = np.argsort(cust.customer_id)
+    i = np.minimum(np.searchsorted(cust.customer_id[order], cat.user_ids), len(order) - 1)
+    found = cust.customer_id[order][i] == cat.user_ids
+    loc = np.where(found, cust.location[order][i], len(LOCATIONS))
+    return np.append(by_location[loc], None)
 
 
 def _quarantine(d: Landed, rows: np.ndarray, fails: np.ndarray) -> pa.Table:

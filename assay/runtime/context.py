@@ -35,6 +35,7 @@ class FlowContext:
     sources: list = field(default_factory=list)      # SourceSpecs in call order
     static_reads: set = field(default_factory=set)
     stream_reads: set = field(default_factory=set)
+    metrics: dict = field(default_factory=dict)      # dp.record_metric values (execution)
 
     def has_dataset(self, name: str) -> bool:
         return name in self.graph.registry.datasets
@@ -69,8 +70,23 @@ class FlowContext:
                             lambda: self.spark.createDataFrame([], self.graph.schema_of(name)))
 
     def read_files(self, path, fmt, schema, options):
+        options = dict(options)
+        batch = bool(options.pop("batch", False))
         spec = SourceSpec("files", {"path": path, "format": fmt, "schema": schema, "options": options})
+        if batch:  # every file currently in the folder, each run (for reference data)
+            source = self.graph.file_source(self.flow, spec, tracked=False)
+            self.static_reads.add(f"files:{path}")
+            if self.analysing:
+                return source.analysis_frame(self.spark)
+            return self.graph.read_all_files(self.flow, source)
         return self._source(spec, lambda: self.graph.file_source(self.flow, spec).analysis_frame(self.spark))
+
+    def record_metric(self, name: str, value) -> None:
+        if self.analysing:
+            return
+        if hasattr(value, "count") and hasattr(value, "schema"):
+            value = value.count()
+        self.metrics[name] = value
 
     def read_kafka(self, topics, bootstrap_servers, starting_offsets, options, max_records_per_batch):
         spec = SourceSpec("kafka", {"topics": topics, "bootstrap_servers": bootstrap_servers,

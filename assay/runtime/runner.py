@@ -64,6 +64,7 @@ class FlowSummary:
 
 
 def build_graph(spec: PipelineSpec, engine) -> Graph:
+    engine.spark  # pipeline modules may define UDFs at import time, which needs an active session
     return Graph(spec, load_registry(spec), engine).analyse()
 
 
@@ -310,5 +311,6 @@ class Runner:
             rows_duplicate=result.rows_duplicate, duration_s=seconds, sources=offsets or None,
             expectations=[r.__dict__ for r in result.rules] or None,
             inputs=sorted(ctx.static_reads | ctx.stream_reads) or graph.analyses[name].inputs,
-            outputs=self._outputs(graph.dataset(flow.target), flow.target), metrics=result.metrics or None,
+            outputs=self._outputs(graph.dataset(flow.target), flow.target),
+            metrics={**result.metrics, **ctx.metrics} or None,
             status="ok"))

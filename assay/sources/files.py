@@ -154,9 +154,12 @@ class FileSource(Source):
     # --- loading -----------------------------------------------------------------------
 
     def load(self, ctx: LoadContext, plan: Plan):
+        return self.load_files(ctx, self.planned_files(plan))
+
+    def load_files(self, ctx: LoadContext, files: list[FileEntry]):
         from .parse import parse_staged
         staged = Path(ctx.staging_dir) / "raw.parquet"
-        raw_schema = self.write_raw(self.planned_files(plan), staged)
+        raw_schema = self.write_raw(files, staged)
         df = ctx.spark.read.parquet(str(staged))
         return parse_staged(df, self.format, self.schema, raw_schema, rescue=self.rescue,
                             include_metadata=self.include_metadata)
