@@ -6,6 +6,7 @@ counts as failed.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -54,9 +55,14 @@ def check_sql(spark, schema, expectation: Expectation) -> str | None:
 
 
 def first_line(message: str) -> str:
-    lines = [line for line in message.strip().splitlines() if line.strip()]
+    """The engine's message in one line; for a Python UDF failure, the exception the UDF raised."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     text = lines[0] if lines else message
-    return text[:500]
+    if "Traceback" in message or "PythonException" in text:
+        raised = [line for line in lines if re.match(r"^[A-Za-z_.]+(Error|Exception|Warning)\b.*:", line)]
+        if raised:
+            text = f"{text.rstrip('.')}: {raised[-1]}"
+    return text[:800]
 
 
 @dataclass

@@ -206,8 +206,14 @@ EOF
 }
 
 # ---------------------------------------------------------------------------------------- start
+java_major() {
+  local v; v="$(java -version 2>&1 | sed -n 's/.*version "\([0-9][0-9]*\)[."].*/\1/p' | head -n 1)"
+  echo "${v:-0}"
+}
+
 cmd_start() {
   need java "the broker is a Java program"
+  (( $(java_major) >= 17 )) || die "Kafka 4.x needs Java 17 or newer; java -version says: $(java -version 2>&1 | head -n 1)"
   cmd_fetch
   mkdir -p "$RUN"
   local pid
@@ -308,5 +314,5 @@ case "${1:-}" in
   stop)   cmd_stop ;;
   status) cmd_status ;;
   log)    tail -n "${KAFKA_LOG_LINES:-80}" "$LOG" ;;
-  *)      sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *)      awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
 esac

@@ -157,8 +157,7 @@ class KafkaBroker:
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory):
     broker = KafkaBroker(_free_port(), tmp_path_factory.mktemp("kafka"))
-    if not list((ROOT / ".cache" / "kafka" / "libs").glob("kafka_2.13-*.jar")):
-        broker.fetch()
+    broker.fetch()          # instant when .cache/kafka/libs is up to date with the pom
     broker.start()
     try:
         yield broker
