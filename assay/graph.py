@@ -82,7 +82,7 @@ class Graph:
             options = dict(spec.args["options"])
             source = FileSource(root, spec.args["format"], spec.args["schema"], options,
                                 self.checkpoint_dir(flow.name))
-            source.schema = resolve_schema(self.spark, source.schema)
+            source.resolve(self.spark)
             self._file_sources[key] = source
         return self._file_sources[key]
 
@@ -95,7 +95,7 @@ class Graph:
         files = source.list_files()
         if not files:
             return source.analysis_frame(self.spark)
-        return source.load_files(LoadContext(self.spark, str(folder)), files)
+        return source.load_files(LoadContext(self.spark, str(folder)), files, tracked=False)
 
     def checkpoint_dir(self, flow_name: str) -> Path:
         return self.spec.system_dir / "checkpoints" / flow_name

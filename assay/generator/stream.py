@@ -45,7 +45,8 @@ class Stream:
 
 def build_stream(rng: np.random.Generator, *, lines: int, slots: int, start_ms: int, span_ms: int,
                  duplicate_rate: float, late_rate: float, late_minutes: float,
-                 same_file_share: float = 0.5, next_file_share: float = 0.3) -> Stream:
+                 same_file_share: float = 0.5, next_file_share: float = 0.3,
+                 edge_delay_ms: int = 180_000) -> Stream:
     n_dup = int(round(lines * duplicate_rate / (1.0 + duplicate_rate))) if duplicate_rate > 0 else 0
     n = lines - n_dup
     if n < slots:
@@ -64,6 +65,7 @@ def build_stream(rng: np.random.Generator, *, lines: int, slots: int, start_ms: 
     late[chosen] = True
     win_start = (start_ms + slot_of_event[chosen] * win).astype(np.int64)
     ms[chosen] = win_start - (late_minutes * 60_000 * rng.uniform(1.0, 2.0, len(chosen))).astype(np.int64)
+    _edge_cases(rng, ms, late, slot_of_event, chosen, slots, edge_delay_ms)
 
     # Events keep their (time) order inside a slot; each copy is inserted at a random place of its slot.
     dup_src, dup_slot = _duplicates(rng, n_dup, ms, late, slot_of_event, slots, start_ms, win,
@@ -78,6 +80,24 @@ def build_stream(rng: np.random.Generator, *, lines: int, slots: int, start_ms: 
     copy = np.insert(np.zeros(n, dtype=bool), at, True)
     bounds = np.searchsorted(slot, np.arange(slots + 1))
     return Stream(n, ms, slot_of_event, late, src, copy, slot, bounds, slots)
+
+
+def _edge_cases(rng, ms, late, slot_of_event, chosen, slots, delay_ms) -> None:
+    """Move a fifth of the late events to the edge of a `delay_ms` watermark: exactly on it,
+    a millisecond or a second either side, or within ten seconds. wm(f) is taken as the
+    max time of the on-time events of earlier files - delay (exact when that event is valid)."""
+    edge = chosen[: max(1, len(chosen) // 5)] if len(chosen) else chosen
+    if len(edge) == 0:
+        return
+    top = np.full(slots, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(top, slot_of_event[~late], ms[~late])
+    high = np.maximum.accumulate(top)
+    offsets = np.array([0, -1, 1, -1000, 1000], dtype=np.int64)
+    off = np.where(rng.random(len(edge)) < 0.5, offsets[rng.integers(0, len(offsets), len(edge))],
+                   rng.integers(-10_000, 10_000, len(edge)))
+    base = high[slot_of_event[edge] - 1]
+    known = base > np.iinfo(np.int64).min          # an earlier file with an on-time event
+    ms[edge[known]] = base[known] - delay_ms + off[known]
 
 
 def _duplicates(rng, n_dup, ms, late, slot_of_event, slots, start_ms, win, same_share, next_share):

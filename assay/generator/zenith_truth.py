@@ -47,20 +47,20 @@ def compute(d: Landed, seed: int) -> tuple[dict[str, pa.Table], dict]:
             "event_dt": ts_us(dt[late])}),
         "silver_sessionized_activity_quarantine": _quarantine(d, np.flatnonzero(failing), fails),
     }
-    sdf = silver.to_pandas(types_mapper=_nullable)
-    gold = _daily_product_performance(sdf)
-    summary = _purchase_summary(sdf)
+    facts = _facts(d, keep)
+    gold = _daily_product_performance(facts, cat)
+    summary = _purchase_summary(facts, cat)
     tables["gold_daily_product_performance"] = gold
     tables["customer_purchase_summary"] = summary
     metrics = {
         "bronze_rows": int(st.n_lines),
         "silver_rows": int(len(keep)),
-        "null_region_events": int(sdf["region"].isna().sum()),
+        "null_region_events": int(silver["region"].null_count),
         "late_events": int(late.sum()),
         "duplicates_dropped": int(len(remaining) - len(keep)),
         "quarantined": int(failing.sum()),
         "dropped_by_product_join": int((~joined).sum()),
-        **_answers(gold.to_pandas(types_mapper=_nullable), summary.to_pandas(types_mapper=_nullable)),
+        **_answers(gold.to_pandas(), summary.to_pandas(types_mapper=_nullable)),
     }
     return tables, metrics
 
@@ -76,7 +76,7 @@ def _silver(d: Landed, keep: np.ndarray, seed: int) -> pa.Table:
     user = ev.user[s]
     has_user = user >= 0
     user_id = np.where(has_user, cat.user_ids[np.maximum(user, 0)], 0)
-    region = _user_regions(cat)[np.where(has_user, user, len(cat.user_ids))]
+    region = pa.array(_user_regions(cat), pa.string()).take(pa.array(np.where(has_user, user, len(cat.user_ids))))
     prod = ev.product[s]
     words = session_words(seed, user, ms)
     sess = np.empty((len(s), 16), dtype=np.uint8)
@@ -84,18 +84,17 @@ def _silver(d: Landed, keep: np.ndarray, seed: int) -> pa.Table:
     session = T.fixed(sess)
     if ev.session_null[s].any():
         session = T.patch(session, np.flatnonzero(ev.session_null[s]), pa.nulls(int(ev.session_null[s].sum()), pa.string()))
-    names, cats = np.array(cat.product_name, dtype=object), np.array(cat.category, dtype=object)
     return pa.table({
         "event_id": T.uuid_strings(ev.eid_hi[s], ev.eid_lo[s]),
         "event_dt": ts_us(ms),
         "user_id": pa.array(user_id, pa.int64(), mask=~has_user),
-        "action": pa.array(np.array(EVENT_TYPES, dtype=object)[ev.etype[s]], pa.string()),
-        "product_id": pa.array(np.array(cat.product_ids, dtype=object)[prod], pa.string()),
-        "product_name": pa.array(names[prod], pa.string()),
-        "category": pa.array(cats[prod], pa.string()),
+        "action": T.pick(T.table(EVENT_TYPES), ev.etype[s]),
+        "product_id": T.pick(T.table(cat.product_ids), prod),
+        "product_name": T.pick(T.table(cat.product_name), prod),
+        "category": T.pick(T.table(cat.category), prod),
         "price": pa.array(cat.price_cents[prod] / 100.0, pa.float64()),
         "session_id": session.cast(pa.string()),
-        "region": pa.array(region, pa.string()),
+        "region": region,
         "event_date": dates(ms),
     })
 
@@ -120,40 +119,54 @@ def _quarantine(d: Landed, rows: np.ndarray, fails: np.ndarray) -> pa.Table:
     })
 
 
-def _daily_product_performance(s: pd.DataFrame) -> pa.Table:
-    cents = (s["price"] * 100).round().astype("int64")
-    df = pd.DataFrame({
-        "event_date": s["event_date"], "product_id": s["product_id"], "product_name": s["product_name"],
-        "category": s["category"],
-        "views": (s["action"] == "view").astype("int64"),
-        "adds_to_cart": (s["action"] == "add_to_cart").astype("int64"),
-        "purchases": (s["action"] == "purchase").astype("int64"),
-        "revenue_cents": cents.where(s["action"] == "purchase", 0),
-    })
-    g = df.groupby(["event_date", "product_id", "product_name", "category"], as_index=False, dropna=False).sum()
+def _facts(d: Landed, keep: np.ndarray) -> pd.DataFrame:
+    """The silver rows as integer codes (fast to aggregate; names are looked up at the end)."""
+    s = d.stream.src[keep]
+    ms = d.stream.ms[s]
+    prod = d.events.product[s]
+    return pd.DataFrame({"day": ms // 86_400_000, "ms": ms, "prod": prod, "etype": d.events.etype[s],
+                         "user": d.events.user[s], "cents": d.catalog.price_cents[prod]})
+
+
+def _daily_product_performance(f: pd.DataFrame, cat) -> pa.Table:
+    buy = f["etype"] == 2
+    g = pd.DataFrame({
+        "day": f["day"], "prod": f["prod"],
+        "views": (f["etype"] == 0).astype("int64"), "adds_to_cart": (f["etype"] == 1).astype("int64"),
+        "purchases": buy.astype("int64"), "revenue_cents": f["cents"].where(buy, 0),
+    }).groupby(["day", "prod"], as_index=False).sum()
+    g["category"] = np.array(cat.category, dtype=object)[g["prod"]]
     # Rank on exact cents: equal revenues tie exactly, as rank() over doubles would see them.
-    g["revenue_rank"] = g.groupby(["event_date", "category"])["revenue_cents"].rank(method="min", ascending=False).astype("int64")
-    g["revenue"] = g["revenue_cents"] / 100.0
-    g = g.drop(columns="revenue_cents").sort_values(["event_date", "category", "revenue_rank", "product_id"])
-    cols = ["event_date", "product_id", "product_name", "category", "views", "adds_to_cart", "purchases",
-            "revenue", "revenue_rank"]
-    return pa.Table.from_pandas(g[cols], preserve_index=False)
+    g["revenue_rank"] = g.groupby(["day", "category"])["revenue_cents"].rank(method="min", ascending=False).astype("int64")
+    g = g.sort_values(["day", "category", "revenue_rank", "prod"])
+    p = g["prod"].to_numpy()
+    return pa.table({
+        "event_date": pa.array(g["day"].to_numpy().astype(np.int32), pa.date32()),
+        "product_id": pa.array(np.array(cat.product_ids, dtype=object)[p], pa.string()),
+        "product_name": pa.array(np.array(cat.product_name, dtype=object)[p], pa.string()),
+        "category": pa.array(g["category"].to_numpy(), pa.string()),
+        "views": pa.array(g["views"].to_numpy(), pa.int64()),
+        "adds_to_cart": pa.array(g["adds_to_cart"].to_numpy(), pa.int64()),
+        "purchases": pa.array(g["purchases"].to_numpy(), pa.int64()),
+        "revenue": pa.array(g["revenue_cents"].to_numpy() / 100.0, pa.float64()),
+        "revenue_rank": pa.array(g["revenue_rank"].to_numpy(), pa.int64()),
+    })
 
 
-def _purchase_summary(s: pd.DataFrame) -> pa.Table:
-    p = s[s["action"] == "purchase"].copy()
-    p["cents"] = (p["price"] * 100).round().astype("int64")
-    g = p.groupby(["user_id", "region"], as_index=False, dropna=False).agg(
-        total_cents=("cents", "sum"), total_purchases=("event_id", "size"),
-        distinct_products_purchased=("product_id", "nunique"), last_purchase_timestamp=("event_dt", "max"))
-    g["total_purchase_value"] = g["total_cents"] / 100.0
-    g = g.sort_values(["user_id", "region"], na_position="first")
-    cols = ["user_id", "region", "total_purchase_value", "total_purchases", "distinct_products_purchased",
-            "last_purchase_timestamp"]
-    out = pa.Table.from_pandas(g[cols], preserve_index=False)
-    return out.cast(pa.schema([("user_id", pa.int64()), ("region", pa.string()), ("total_purchase_value", pa.float64()),
-                               ("total_purchases", pa.int64()), ("distinct_products_purchased", pa.int64()),
-                               ("last_purchase_timestamp", pa.timestamp("us", tz="UTC"))]))
+def _purchase_summary(f: pd.DataFrame, cat) -> pa.Table:
+    """Per buyer (user_id and its region; a NULL user_id is its own group)."""
+    g = f[f["etype"] == 2].groupby("user", as_index=False).agg(
+        cents=("cents", "sum"), n=("cents", "size"), products=("prod", "nunique"), last=("ms", "max"))
+    u = g["user"].to_numpy()
+    known = u >= 0
+    return pa.table({
+        "user_id": pa.array(np.where(known, cat.user_ids[np.maximum(u, 0)], 0), pa.int64(), mask=~known),
+        "region": pa.array(_user_regions(cat)[np.where(known, u, len(cat.user_ids))], pa.string()),
+        "total_purchase_value": pa.array(g["cents"].to_numpy() / 100.0, pa.float64()),
+        "total_purchases": pa.array(g["n"].to_numpy(), pa.int64()),
+        "distinct_products_purchased": pa.array(g["products"].to_numpy(), pa.int64()),
+        "last_purchase_timestamp": ts_us(g["last"].to_numpy()),
+    })
 
 
 def _answers(gold: pd.DataFrame, summary: pd.DataFrame) -> dict:

@@ -22,8 +22,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..errors import FlowError
+from ..units import parse_bytes, parse_seconds
 from .base import BatchLimits, LoadContext, Plan, Source
-from .schema import parse_schema
+from .evolution import EvolutionState, _arrow_to_sql, apply_hints, check_mode, infer_ddl, new_columns_found
+from .schema import parse_schema, resolve_schema
 
 RESCUED = "_rescued_data"
 CORRUPT = "_corrupt_record"
@@ -62,12 +64,34 @@ class FileSource(Source):
         self.allow_overwrites = bool(options.get("allow_overwrites", False))
         self.include_metadata = bool(options.get("include_metadata", True))
         self.rescue = options.get("rescued_data_column", RESCUED)
-        self.min_age_s = float(options.get("min_file_age", 0))
+        self.min_age_s = parse_seconds(options.get("min_file_age", 0))
         self.pattern = options.get("glob")
         self.limits = BatchLimits(max_files=options.get("max_files_per_batch"),
-                                  max_bytes=options.get("max_bytes_per_batch"))
+                                  max_bytes=parse_bytes(options["max_bytes_per_batch"])
+                                  if options.get("max_bytes_per_batch") else None)
         self.state_dir = checkpoint_dir / "sources" / self.key_slug()
         self._seen: set | None = None
+        default_mode = "addNewColumns"
+        self.evolution_mode = check_mode(options.get("schema_evolution_mode", default_mode), str(root))
+        self.schema_hints = options.get("schema_hints")
+        self.evolution = EvolutionState(self.state_dir)
+
+    def resolve(self, spark) -> None:
+        """The effective schema: given (or inferred from the files, with hints), plus recorded new columns."""
+        from pyspark.sql.types import StructType
+        if self.schema is None:
+            sample = [e.path for e in self.list_files()]
+            if not sample:
+                raise FlowError(f"read_files({self.root}): no schema given and no file to infer one from; give "
+                                "schema=\"col TYPE, ...\" or land a file first")
+            columns = apply_hints(infer_ddl(self.format, sample, self.header, self.delimiter), self.schema_hints)
+        else:
+            given = resolve_schema(spark, self.schema)
+            columns = apply_hints([(f.name, f.dataType.simpleString()) for f in given.fields], self.schema_hints)
+        known = {name for name, _ in columns}
+        columns += [(n, t) for n, t in self.evolution.added() if n not in known]
+        ddl = ", ".join(f"`{name}` {sql}" for name, sql in columns)
+        self.schema = resolve_schema(spark, ddl) if columns else StructType([])
 
     # --- identity and planning ---------------------------------------------------------
 
@@ -156,13 +180,18 @@ class FileSource(Source):
     def load(self, ctx: LoadContext, plan: Plan):
         return self.load_files(ctx, self.planned_files(plan))
 
-    def load_files(self, ctx: LoadContext, files: list[FileEntry]):
-        from .parse import parse_staged
+    def load_files(self, ctx: LoadContext, files: list[FileEntry], tracked: bool = True):
+        from .parse import parse_staged, unknown_columns
         staged = Path(ctx.staging_dir) / "raw.parquet"
         raw_schema = self.write_raw(files, staged)
         df = ctx.spark.read.parquet(str(staged))
+        if tracked and self.evolution_mode in ("addNewColumns", "failOnNewColumns"):
+            found = unknown_columns(df, self.format, self.schema, raw_schema)
+            new_columns_found(self.evolution_mode, self.key(), found, self.evolution,
+                              lambda name: "STRING" if self.format != "parquet" else
+                              _arrow_to_sql(raw_schema.field(name).type))
         return parse_staged(df, self.format, self.schema, raw_schema, rescue=self.rescue,
-                            include_metadata=self.include_metadata)
+                            include_metadata=self.include_metadata, ignore_unknown=self.evolution_mode == "none")
 
     def analysis_frame(self, spark):
         """An empty DataFrame with the columns a batch will have (for graph validation)."""

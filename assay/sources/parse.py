@@ -26,7 +26,19 @@ def output_schema(schema: StructType, rescue: str | None, include_metadata: bool
     return StructType(fields)
 
 
-def parse_staged(df, fmt: str, schema: StructType, raw_schema, *, rescue: str | None, include_metadata: bool):
+def unknown_columns(df, fmt: str, schema: StructType, raw_schema) -> list[str]:
+    """Columns present in a staged batch but not in the schema (one engine pass for JSON)."""
+    from pyspark.sql import functions as F
+    names = {f.name for f in schema.fields}
+    if fmt == "json":
+        keys = (df.select(F.explode(F.map_keys(F.from_json(F.col("value"), "map<string,string>"))).alias("k"))
+                .distinct().toArrow().column("k").to_pylist())
+        return sorted(k for k in keys if k not in names)
+    return sorted(c for c in raw_schema.names if c not in names and c not in METADATA and c not in (CORRUPT, UNKNOWN))
+
+
+def parse_staged(df, fmt: str, schema: StructType, raw_schema, *, rescue: str | None, include_metadata: bool,
+                 ignore_unknown: bool = False):
     from pyspark.sql import functions as F
 
     names = [f.name for f in schema.fields]
@@ -56,6 +68,8 @@ def parse_staged(df, fmt: str, schema: StructType, raw_schema, *, rescue: str | 
         unknown = (F.create_map(*[x for c in unknown_cols for x in (F.lit(c), F.col(c).cast("string"))])
                    if unknown_cols else F.lit(None).cast("map<string,string>"))
         corrupt = F.col(CORRUPT) if CORRUPT in present else F.lit(None).cast("string")
+    if ignore_unknown:
+        unknown = F.lit(None).cast("map<string,string>")
 
     selected = list(columns)
     if rescue:

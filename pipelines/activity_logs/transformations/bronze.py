@@ -28,7 +28,8 @@ RULES = {
           comment="Valid activity log rows as landed, with source file, position and ingestion time.")
 @dp.expect_all_or_drop(RULES)
 def bronze_activity_logs():
-    return (dp.read_files("activity_logs", format="csv", schema=RAW_SCHEMA, header=True)
+    return (dp.read_files("activity_logs", format="csv", schema=RAW_SCHEMA, header=True,
+                          schema_evolution_mode="rescue")
             .withColumn("ingestion_time", F.current_timestamp()))
 
 

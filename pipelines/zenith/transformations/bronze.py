@@ -14,7 +14,9 @@ PRODUCT_SCHEMA = "product_id STRING, product_name STRING, category STRING, price
 @dp.table(name="bronze.bronze_user_events",
           comment="Every user event line as landed (Auto Loader semantics), with ingestion time and event_dt.")
 def bronze_user_events():
-    return (dp.read_files("streaming/user_events", format="json", schema=USER_EVENT_SCHEMA)
+    # rescue: the schema stays fixed; fields that appear later (schema drift) land in _rescued_data.
+    return (dp.read_files("streaming/user_events", format="json", schema=USER_EVENT_SCHEMA,
+                          schema_evolution_mode="rescue")
             .withColumn("ingestion_timestamp", F.current_timestamp())
             # An unparseable timestamp becomes NULL here and is quarantined in silver.
             .withColumn("event_dt", F.try_to_timestamp(F.col("event_timestamp"))))
