@@ -71,6 +71,7 @@ class FileSource(Source):
                                   if options.get("max_bytes_per_batch") else None)
         self.state_dir = checkpoint_dir / "sources" / self.key_slug()
         self._seen: set | None = None
+        self._pending: list[FileEntry] | None = None
         default_mode = "addNewColumns"
         self.evolution_mode = check_mode(options.get("schema_evolution_mode", default_mode), str(root))
         self.schema_hints = options.get("schema_hints")
@@ -145,9 +146,12 @@ class FileSource(Source):
         max_files = _smallest(self.limits.max_files, limits.max_files)
         max_bytes = _smallest(self.limits.max_bytes, limits.max_bytes)
         now_ns = datetime.now(timezone.utc).timestamp() * 1e9
+        # One listing serves the batches of a run until it is used up: listing 100 000 files costs ~1 s.
+        if not self._pending:
+            self._pending = [e for e in self.list_files() if self._identity(e) not in self._seen]
         chosen: list[FileEntry] = []
         total = 0
-        for entry in self.list_files():
+        for entry in self._pending:
             if self._identity(entry) in self._seen:
                 continue
             if self.min_age_s and now_ns - entry.mtime_ns < self.min_age_s * 1e9:
@@ -159,7 +163,10 @@ class FileSource(Source):
             chosen.append(entry)
             total += entry.size
         if not chosen:
+            self._pending = None
             return None
+        taken = {e.path for e in chosen}
+        self._pending = [e for e in self._pending if e.path not in taken]
         seq = (position or 0) + 1
         self.state_dir.mkdir(parents=True, exist_ok=True)
         table = pa.table({"path": [e.path for e in chosen], "size": [e.size for e in chosen],
