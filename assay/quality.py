@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .definitions import DROP, FAIL, Expectation
+from .definitions import DROP, FAIL, WARN, Expectation
 
 FAILED_RULES = "_failed_rules"        # kept in quarantine tables: the rules a row broke
 DROP_FLAG = "_assay_drop"
@@ -91,6 +91,12 @@ def split(staged: pa.Table, expectations: tuple[Expectation, ...]) -> tuple[pa.T
     fail = pc.fill_null(staged.column(FAIL_FLAG), False)
     kept = staged.filter(pc.invert(drop)).drop_columns([FAILED_RULES, DROP_FLAG, FAIL_FLAG])
     dropped = staged.filter(drop).drop_columns([DROP_FLAG, FAIL_FLAG])
+    # A quarantined row lists the rules that removed it; `warn` rules are only counted.
+    warn_only = {e.name for e in expectations if e.action == WARN}
+    if warn_only and dropped.num_rows:
+        reasons = [[r for r in rules if r not in warn_only] for rules in dropped.column(FAILED_RULES).to_pylist()]
+        index = dropped.column_names.index(FAILED_RULES)
+        dropped = dropped.set_column(index, FAILED_RULES, pa.array(reasons, pa.list_(pa.string())))
     failed = staged.filter(fail).drop_columns([DROP_FLAG, FAIL_FLAG])
     return kept, dropped, failed
 

@@ -78,7 +78,8 @@ def test_csv_quotes_bom_bad_rows_and_empty_file(project, run_pipeline):
     land(folder, "empty.csv", "")
     run_pipeline(folder)
     got = sorted(rows(folder), key=lambda r: r["_source_position"])
-    assert [(r["id"], r["name"]) for r in got] == [(1, "Smith, Ann"), (None, None), (None, "c"), (None, None)]
+    # A row with the wrong number of fields keeps the fields it has (as Spark's PERMISSIVE mode) and its text.
+    assert [(r["id"], r["name"]) for r in got] == [(1, "Smith, Ann"), (2, "b"), (None, "c"), (3, None)]
     assert json.loads(got[1]["_rescued_data"]) == {"_corrupt_record": "2,b,extra"}
     assert json.loads(got[2]["_rescued_data"]) == {"id": "x"}
     assert json.loads(got[3]["_rescued_data"]) == {"_corrupt_record": "3"}

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from . import text as T
 from .geoip import GeoIP, dotted, make_networks, sample_addresses
-from .rand import component_key, component_rng, exact_count, hashed, pick, zipf_sample
+from .rand import component_key, component_rng, hashed, pick, zipf_sample
 from .sink import Sink, part_name, slot_drop
 from .stream import Stream, build_stream
 
@@ -205,7 +205,7 @@ def render_lines(d: Landed, a: int, b: int) -> pa.Array:
             body = T.patch(body, rows, T.join(*[c.take(take) for c in cols[:width]], sep=","))
     rows = np.flatnonzero(nfields == 8)
     if len(rows):
-        body = T.patch(body, rows, T.join(body.take(pa.array(rows)), T.table(["extra"] * len(rows)), sep=","))
+        body = T.patch(body, rows, T.join(body.take(pa.array(rows)), "extra", sep=","))
     return T.join(body, "\n")
 
 

@@ -6,7 +6,6 @@ by position, missing trailing fields NULL, extra ones dropped, empty field NULL)
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 

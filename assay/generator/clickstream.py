@@ -87,7 +87,6 @@ def _pages() -> pa.Array:
 
 def render_lines(d: Landed, a: int, b: int) -> pa.Array:
     s = d.stream.src[a:b]
-    n = b - a
     ms = d.stream.ms[s]
     head = T.join('{"event_id":"', T.uuid_strings(d.eid_hi[s], d.eid_lo[s]), '"')
     user = T.int_strings(d.user[s])

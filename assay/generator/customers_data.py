@@ -126,16 +126,15 @@ def _kv(name: str, values: list[str], quoted: bool = True) -> pa.Array:
 def render_lines(d: Landed, a: int, b: int) -> pa.Array:
     st = d.stream
     s = st.src[a:b]
-    n = b - a
     cust = d.customer[s]
     defect = d.defect[s]
     cid = T.join('{"customer_id":"', customer_ids(cust), '"')
-    cid = T.patch(cid, np.flatnonzero(defect == NULL_ID), T.table(['{"customer_id":null'] * int((defect == NULL_ID).sum())))
+    cid = T.fill(cid, defect == NULL_ID, '{"customer_id":null')
     pieces = [cid]
     for f, values in CHOICES.items():
         piece = T.pick(_kv(f, values), d.cat[f][s])
         if f in d.missing:
-            piece = T.patch(piece, np.flatnonzero(d.missing[f][s]), T.table([""] * int(d.missing[f][s].sum())))
+            piece = T.fill(piece, d.missing[f][s], "")
         pieces.append(piece)
         if f == "gender":
             pieces.append(T.pick(_kv("senior_citizen", ["0", "1"], quoted=False), d.senior[s]))
@@ -144,7 +143,7 @@ def render_lines(d: Landed, a: int, b: int) -> pa.Array:
     pieces.append(T.join(',"monthly_charges":', T.cents_strings(d.monthly_cents[s])))
     total = d.total_cents[s]
     tot = T.join(',"total_charges":', T.cents_strings(np.maximum(total, 0)))
-    pieces.append(T.patch(tot, np.flatnonzero(total < 0), T.table([""] * int((total < 0).sum()))))
+    pieces.append(T.fill(tot, total < 0, ""))
     upd = T.join(',"updated_at":"', T.iso_strings(st.ms[s]), '"')
     bad = np.flatnonzero(defect == BAD_TIME)
     upd = T.patch(upd, bad, T.pick(_kv("updated_at", BAD_UPDATED_AT), d.bad_time[s][bad]))
@@ -154,7 +153,7 @@ def render_lines(d: Landed, a: int, b: int) -> pa.Array:
     pieces.append(T.join(',"first_name":"', names["first_name"].take(take), '","last_name":"',
                          names["last_name"].take(take), '"'))
     email = T.join(',"email":"', names["email"].take(take), '"')
-    pieces.append(T.patch(email, np.flatnonzero(d.missing["email"][s]), T.table([""] * int(d.missing["email"][s].sum()))))
+    pieces.append(T.fill(email, d.missing["email"][s], ""))
     end = T.pick(T.table(["}\n", "\n"]), (defect == BROKEN).astype(np.int64))
     return T.join(*pieces, end)
 

@@ -3,7 +3,8 @@
 Events happen over a time span that is cut into consecutive file slots (drop-major: slot
 g is file g % files_per_drop of drop g // files_per_drop). Each slot holds the events of
 its time window, slightly shuffled; then
-  * late events get a timestamp well behind their file's window (they arrive late);
+  * late events get a timestamp well behind their file's window (they arrive late); a
+    fifth of them sit right at the edge of a 3-minute watermark instead, to pin its bounds;
   * duplicates are extra lines that repeat an event, in the same file (anywhere in it),
     in the next file (taken from the tail of their own file, so a watermark keeps them
     on time), or in any later file, possibly of a later drop.
@@ -86,9 +87,9 @@ def _edge_cases(rng, ms, late, slot_of_event, chosen, slots, delay_ms) -> None:
     """Move a fifth of the late events to the edge of a `delay_ms` watermark: exactly on it,
     a millisecond or a second either side, or within ten seconds. wm(f) is taken as the
     max time of the on-time events of earlier files - delay (exact when that event is valid)."""
-    edge = chosen[: max(1, len(chosen) // 5)] if len(chosen) else chosen
-    if len(edge) == 0:
+    if len(chosen) == 0:
         return
+    edge = rng.permutation(chosen)[: max(1, len(chosen) // 5)]
     top = np.full(slots, np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(top, slot_of_event[~late], ms[~late])
     high = np.maximum.accumulate(top)

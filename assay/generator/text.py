@@ -148,6 +148,14 @@ def patch(base: pa.Array, rows: np.ndarray, values: pa.Array) -> pa.Array:
     return pc.replace_with_mask(base, pa.array(mask), values.cast(base.type))
 
 
+def fill(base: pa.Array, mask: np.ndarray, value: str) -> pa.Array:
+    """base with the elements where mask is True replaced by one constant string."""
+    k = int(np.count_nonzero(mask))
+    if k == 0:
+        return base
+    return pc.replace_with_mask(base, pa.array(mask), pa.repeat(pa.scalar(value, base.type), k))
+
+
 def content(lines: pa.Array) -> memoryview:
     """The bytes of all elements back to back (the file content when elements are lines)."""
     if len(lines) == 0:

@@ -10,43 +10,27 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from . import text as T
 from . import vocab
 from .rand import component_key, component_rng, hashed, pick, zipf_sample
 from .sink import Sink, part_name, slot_drop
 from .stream import Stream, build_stream
+from .zenith_catalog import (CUSTOMERS_PATH, N_UNKNOWN_PRODUCTS, PRODUCTS_PATH, Catalog, make_catalog, parquet_bytes,
+                             products_table)
 
 PIPELINE = "zenith"
 EVENT_DIR = "streaming/user_events"
-CUSTOMERS_PATH = "batch/customers/customers.csv"
-PRODUCTS_PATH = "batch/products/products.parquet"
 START_MS = 1_793_491_200_000          # 2026-11-01T00:00:00Z
 
 EVENT_TYPES = ["view", "add_to_cart", "purchase"]
 TYPE_SHARES = [0.80, 0.13, 0.07]
 BAD_TYPES = ["click", "VIEW", "", "share"]          # fail valid_event_type
 ALL_TYPES = EVENT_TYPES + BAD_TYPES + [None]         # index 7: JSON null
-NULL_TYPE = len(ALL_TYPES) - 1
 BAD_TIMESTAMPS = ["not-a-timestamp", "", "N/A", "yesterday"]   # never parse as a timestamp
-N_UNKNOWN_PRODUCTS = 20
 EID_OK, EID_NULL, EID_MISSING = 0, 1, 2
 BROKEN_NONE, BROKEN_NO_BRACE, BROKEN_TRUNCATED = 0, 1, 2
 COUPON_SHARE = 15  # percent of post-drift events that carry a code
-
-
-
-@dataclass
-class Catalog:
-    product_ids: list[str]            # known products first, then unknown ones
-    n_known: int
-    product_name: list[str]
-    category: list[str]
-    price_cents: np.ndarray
-    user_ids: np.ndarray              # the user universe (int)
-    customers: "Customers"
 
 
 @dataclass
@@ -75,77 +59,6 @@ class Landed:
 
     def file_name(self, slot: int) -> str:
         return part_name(slot, self.files_per_drop, "json")
-
-
-def _primes(lo: int, hi: int) -> np.ndarray:
-    sieve = np.ones(hi + 1, dtype=bool)
-    sieve[:2] = False
-    for p in range(2, int(hi ** 0.5) + 1):
-        if sieve[p]:
-            sieve[p * p::p] = False
-    return np.flatnonzero(sieve[lo:]) + lo
-
-
-def make_catalog(seed: int, rows: int, knobs: dict) -> Catalog:
-    rng = component_rng(seed, PIPELINE, "catalog")
-    n_prod = int(np.clip(rows // 2000, 50, 2000))
-    ids = rng.choice(800_000, n_prod, replace=False) + 100_000
-    unknown = rng.choice(100_000, N_UNKNOWN_PRODUCTS, replace=False) + 900_000
-    category = [vocab.CATEGORIES[i] for i in rng.integers(0, len(vocab.CATEGORIES), n_prod)]
-    names = [f"{vocab.ADJECTIVES[a]} {vocab.NOUNS[c][b]}"
-             for a, b, c in zip(rng.integers(0, len(vocab.ADJECTIVES), n_prod), rng.integers(0, 6, n_prod), category)]
-    # Prices are distinct prime numbers of cents: two products' revenues (count x price) can
-    # only tie when a count reaches the other's price in cents, so revenue ranks are stable
-    # under floating-point summation order.
-    primes = _primes(1009, 99_991)
-    w = 1.0 / primes
-    cents = rng.choice(primes, n_prod, replace=False, p=w / w.sum())
-
-    n_users = int(np.clip(rows // 20, 100, 200_000))
-    user_ids = rng.choice(900_000, n_users, replace=False) + 100_000
-    orphans = pick(rng, n_users, knobs["orphan_user_rate"])
-    is_customer = np.ones(n_users, dtype=bool)
-    is_customer[orphans] = False
-    return Catalog([f"P{i}" for i in ids] + [f"P{i}" for i in unknown], n_prod, names, category, cents,
-                   user_ids, _customers(rng, user_ids[is_customer]))
-
-
-# Customer locations: "" (empty), US "City, ST", or abroad (a code that is not a US state).
-LOCATIONS = [""] + [f"{c}, {st}" for c, st in vocab.US_CITIES] + [f"{c}, {st}" for c, st in vocab.FOREIGN_CITIES]
-_FOREIGN0 = 1 + len(vocab.US_CITIES)
-
-
-@dataclass
-class Customers:
-    customer_id: np.ndarray
-    first: np.ndarray        # index into vocab.FIRST_NAMES
-    last: np.ndarray
-    location: np.ndarray     # index into LOCATIONS
-    signup_day: np.ndarray   # days since epoch
-
-    def csv(self) -> list:
-        """customers.csv; locations contain a comma, so non-empty ones are quoted."""
-        first = T.pick(T.table(vocab.FIRST_NAMES), self.first)
-        last = T.pick(T.table(vocab.LAST_NAMES), self.last)
-        email = T.join(pc.utf8_lower(first), ".", pc.replace_substring(pc.utf8_lower(last), "'", ""),
-                       T.int_strings(self.customer_id), "@example.com")
-        loc = T.pick(T.table([f'"{x}"' if x else "" for x in LOCATIONS]), self.location)
-        signup = T.iso_strings(self.signup_day * T.MS_PER_DAY)           # date = first 10 chars
-        body = T.join(T.int_strings(self.customer_id), first, last, email, loc,
-                      pc.utf8_slice_codeunits(signup, 0, 10), sep=",")
-        return [b"customer_id,first_name,last_name,email,location,signup_date\n", T.content(T.join(body, "\n"))]
-
-
-def _customers(rng: np.random.Generator, ids: np.ndarray) -> Customers:
-    n = len(ids)
-    location = rng.integers(1, _FOREIGN0, n)
-    empty = pick(rng, n, 0.03)
-    abroad = pick(rng, np.setdiff1d(np.arange(n), empty), 0.03, of=n)
-    location[empty] = 0
-    location[abroad] = rng.integers(_FOREIGN0, len(LOCATIONS), len(abroad))
-    signup = np.datetime64("2022-01-01").astype(np.int64) + rng.integers(0, 1765, n)
-    return Customers(ids.astype(np.int64), rng.integers(0, len(vocab.FIRST_NAMES), n),
-                     rng.integers(0, len(vocab.LAST_NAMES), n), location, signup)
 
 
 def make_events(seed: int, n: int, cat: Catalog, knobs: dict) -> tuple[Events, dict]:
@@ -269,44 +182,27 @@ def _odd_head(d: Landed, s: np.ndarray, ms: np.ndarray, seed: int) -> pa.Array:
     ev = d.events
     k = len(s)
 
-    def variant(base: pa.Array, rows: np.ndarray, value: str) -> pa.Array:
-        return T.patch(base, np.flatnonzero(rows), T.table([value] * int(rows.sum())))
-
     state = ev.eid_state[s]
     eid = T.join('{"event_id":"', T.uuid_strings(ev.eid_hi[s], ev.eid_lo[s]), '",')
-    eid = variant(variant(eid, state == EID_NULL, '{"event_id":null,'), state == EID_MISSING, "{")
+    eid = T.fill(T.fill(eid, state == EID_NULL, '{"event_id":null,'), state == EID_MISSING, "{")
     bad = ev.bad_ts[s]
-    value = T.patch(T.iso_strings(ms), np.flatnonzero(bad > 0), T.table([BAD_TIMESTAMPS[j - 1] for j in bad[bad > 0]]))
+    value = T.patch(T.iso_strings(ms), np.flatnonzero(bad > 0), T.pick(T.table(BAD_TIMESTAMPS), bad[bad > 0] - 1))
     user = ev.user[s]
     uid = T.join(',"user_id":', T.int_strings(d.catalog.user_ids[np.maximum(user, 0)]))
-    uid = variant(uid, user < 0, ',"user_id":null')
+    uid = T.fill(uid, user < 0, ',"user_id":null')
     sess = np.empty((k, 16), dtype=np.uint8)
     T.hex_bytes(sess, 0, session_words(seed, user, ms), 8)
-    sid = variant(T.join(',"session_id":"', T.fixed(sess), '"'), ev.session_null[s], ',"session_id":null')
+    sid = T.fill(T.join(',"session_id":"', T.fixed(sess), '"'), ev.session_null[s], ',"session_id":null')
     return T.join(eid, '"event_timestamp":"', value, '"', uid, sid)
 
 
 def write(d: Landed, sink: Sink, seed: int) -> None:
     cat = d.catalog
     sink.write(0, CUSTOMERS_PATH, cat.customers.csv())
-    sink.write(0, PRODUCTS_PATH, _parquet_bytes(products_table(cat)))
+    sink.write(0, PRODUCTS_PATH, parquet_bytes(products_table(cat)))
     snips = _Snippets(cat)
     st = d.stream
     for g in range(st.n_slots):
         a, b = int(st.bounds[g]), int(st.bounds[g + 1])
         sink.write(slot_drop(g, d.files_per_drop), f"{EVENT_DIR}/{d.file_name(g)}",
                    T.chunked(lambda lo, hi: render_lines(d, snips, lo, hi, seed), a, b), events=b - a)
-
-
-def products_table(cat: Catalog) -> pa.Table:
-    k = cat.n_known
-    return pa.table({"product_id": pa.array(cat.product_ids[:k], pa.string()),
-                     "product_name": pa.array(cat.product_name, pa.string()),
-                     "category": pa.array(cat.category, pa.string()),
-                     "price": pa.array(cat.price_cents / 100.0, pa.float64())})
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    out = pa.BufferOutputStream()
-    pq.write_table(table, out)
-    return out.getvalue().to_pybytes()

@@ -14,7 +14,8 @@ import pyarrow as pa
 from . import text as T
 from .regions import region_of_location
 from .semantics import dates, first_survivors, late_rows, rule_lists, ts_us
-from .zenith_data import BROKEN_NONE, EID_OK, EVENT_TYPES, LOCATIONS, Landed, session_words
+from .zenith_catalog import LOCATIONS
+from .zenith_data import BROKEN_NONE, EID_OK, EVENT_TYPES, Landed, session_words
 
 WATERMARK_MS = 3 * 60_000
 RULES = ("valid_event_id", "valid_event_time", "valid_event_type")   # sorted

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -298,7 +299,10 @@ def read_csv_strings(path: str, header: bool, delimiter: str, schema_names: list
     table = table.append_column(CORRUPT, pa.nulls(good, pa.string()))
     table = table.append_column("_source_position", pa.array(good_positions, pa.int64()))
     if bad_positions:
-        extra = {c: pa.nulls(len(bad_positions), pa.string()) for c in columns}
+        # Like Spark's PERMISSIVE mode: the fields a bad row has fill the first columns, the raw text is kept.
+        parsed = [next(csv.reader([text], delimiter=delimiter), []) for text in bad_positions.values()]
+        extra = {c: pa.array([(row[i] if i < len(row) and row[i] != "" else None) for row in parsed], pa.string())
+                 for i, c in enumerate(columns)}
         extra[CORRUPT] = pa.array(list(bad_positions.values()), pa.string())
         extra["_source_position"] = pa.array(list(bad_positions.keys()), pa.int64())
         table = pa.concat_tables([table, pa.table(extra)]).sort_by("_source_position")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -104,14 +105,44 @@ class _Scrubber:
 
 
 class _ScrubbingLogger:
-    """What librdkafka logs goes to this module's logger, with secret values removed."""
+    """What librdkafka logs goes to this module's logger, with secret values removed.
+
+    At INFO at most, and each distinct line once (its repeats at DEBUG): an unreachable broker
+    makes librdkafka log "Connect to ... failed" at ERROR many times a second, which would bury a
+    command's output. Failures reach the user as one KafkaSourceError, which quotes the last
+    broker errors.
+    """
+
+    _DIGITS = re.compile(r"\d+")
 
     def __init__(self, scrub: _Scrubber):
         self._scrub = scrub
+        self._seen: set[str] = set()
 
     def log(self, level: int, msg: str, *args: Any) -> None:
+        text = self._scrub(msg % args if args else msg)
+        shape = self._DIGITS.sub("#", text)
+        if shape in self._seen:
+            level = logging.DEBUG
+        else:
+            if len(self._seen) < 1000:
+                self._seen.add(shape)
+            level = min(level, logging.INFO)
         if log.isEnabledFor(level):
-            log.log(level, "%s", self._scrub(msg % args if args else msg))
+            log.log(level, "%s", text)
+
+
+def _describe_error(exc: object) -> str:
+    """A KafkaException/KafkaError as its text ("Failed to get metadata: Local: Broker transport
+    failure"), not the repr librdkafka's Python binding prints."""
+    err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
+    if isinstance(err, KafkaError):
+        return err.str() or err.name()
+    return str(exc)
+
+
+#: Spark's Kafka source options (not librdkafka settings) that may be given among the options
+SPARK_SOURCE_OPTIONS = ("kafkaConsumer.pollTimeoutMs", "failOnDataLoss")
 
 
 @dataclass(frozen=True)
@@ -171,6 +202,8 @@ class KafkaSource(Source):
         options: librdkafka settings passed through (security.protocol, sasl.mechanism,
             sasl.username, sasl.password, ssl.*...). Spark-style keys ("kafka.sasl.mechanism")
             are accepted. Values of keys naming a password/secret/token are never logged.
+            Spark's source options "kafkaConsumer.pollTimeoutMs" and "failOnDataLoss" are
+            taken from here too (they set `poll_timeout_s` and `fail_on_data_loss`).
         starting_offsets: where partitions never read before start: "earliest", "latest", or
             {"topic": {"partition": offset}} where offset -2 means earliest and -1 latest
             (Spark's codes); partitions not listed start at the earliest offset.
@@ -212,6 +245,19 @@ class KafkaSource(Source):
                 raise ValueError(f"starting_offsets names topics not read by this source: {sorted(unknown)}")
         else:
             raise ValueError("starting_offsets must be 'earliest', 'latest' or a dict of offsets")
+        options = dict(options or {})
+        spark_options = {k: options.pop(k) for k in SPARK_SOURCE_OPTIONS if k in options}
+        if "kafkaConsumer.pollTimeoutMs" in spark_options:
+            try:
+                poll_timeout_s = float(spark_options["kafkaConsumer.pollTimeoutMs"]) / 1000.0
+            except (TypeError, ValueError):
+                raise ValueError("kafkaConsumer.pollTimeoutMs must be a number of milliseconds, got "
+                                 f"{spark_options['kafkaConsumer.pollTimeoutMs']!r}") from None
+        if "failOnDataLoss" in spark_options:
+            flag = str(spark_options["failOnDataLoss"]).strip().lower()
+            if flag not in ("true", "false"):
+                raise ValueError(f"failOnDataLoss must be true or false, got {spark_options['failOnDataLoss']!r}")
+            fail_on_data_loss = flag == "true"
         if max_records_per_batch is not None and max_records_per_batch < 1:
             raise ValueError("max_records_per_batch must be >= 1")
         if poll_timeout_s <= 0:
@@ -264,8 +310,17 @@ class KafkaSource(Source):
         return conf
 
     def _on_error(self, err: KafkaError) -> None:
-        self._errors.append(self._scrub(err))
+        text = self._scrub(_describe_error(err))
+        if text not in self._errors:
+            self._errors.append(text)
         del self._errors[:-5]
+
+    def _serve_errors(self, consumer: Consumer) -> None:
+        """Run the error callbacks librdkafka has queued (they say why a request failed)."""
+        try:
+            consumer.poll(0)
+        except (KafkaException, RuntimeError):
+            pass
 
     def _consumer(self) -> Consumer:
         self._errors: list[str] = []
@@ -280,7 +335,7 @@ class KafkaSource(Source):
         return f"; broker errors: {' | '.join(errors)}" if errors else ""
 
     def _fail(self, what: str, exc: object | None = None) -> KafkaSourceError:
-        detail = f": {self._scrub(exc)}" if exc is not None else ""
+        detail = f": {self._scrub(_describe_error(exc))}" if exc is not None else ""
         return KafkaSourceError(f"{what} ({self.describe()}){detail}{self._broker_errors()}")
 
     # ------------------------------------------------------------------------------ plan
@@ -288,7 +343,8 @@ class KafkaSource(Source):
         try:
             md = consumer.list_topics(timeout=self.poll_timeout_s)
         except KafkaException as e:
-            raise self._fail("cannot read the cluster's metadata", e) from None
+            self._serve_errors(consumer)
+            raise self._fail(f"cannot read the cluster's metadata within {self.poll_timeout_s:g}s", e) from None
         out: dict[str, list[int]] = {}
         for topic in self.topics:
             tmd = md.topics.get(topic)
@@ -305,6 +361,7 @@ class KafkaSource(Source):
             low, high = consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), timeout=self.poll_timeout_s, cached=False)
         except KafkaException as e:
+            self._serve_errors(consumer)
             raise self._fail(f"cannot read the offsets of {topic}[{partition}]", e) from None
         return int(low), int(high)
 
