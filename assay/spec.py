@@ -149,11 +149,15 @@ def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str
         raise ConfigError(f"{spec_path}: 'batch' must be a mapping (max_files, max_bytes, max_records)")
     _check_keys(batch, BATCH_KEYS, spec_path, "batch.")
 
-    storage_value = storage or os.environ.get("ASSAY_STORAGE") or raw.get("storage") or "storage"
-    landing_value = landing or os.environ.get("ASSAY_LANDING") or raw.get("landing") or "landing"
+    # Paths given at run time are relative to where the user is; those in assay.yml to the file.
+    def location(given, env, key, default) -> Path:
+        if given or os.environ.get(env):
+            return Path(given or os.environ[env]).resolve()
+        return (root / str(raw.get(key) or default)).resolve()
     return PipelineSpec(
         name=name, root=root,
-        storage=(root / str(storage_value)).resolve(), landing=(root / str(landing_value)).resolve(),
+        storage=location(storage, "ASSAY_STORAGE", "storage", "storage"),
+        landing=location(landing, "ASSAY_LANDING", "landing", "landing"),
         catalog=str(raw.get("catalog") or name), schemas=schemas, default_schema=str(default_schema),
         libraries=libraries, configuration=configuration, engine=engine,
         engine_conf={str(k): str(v) for k, v in (raw.get("engine_conf") or {}).items()},

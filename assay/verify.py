@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +25,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 REL_TOL, ABS_TOL, APPROX_TOL = 1e-9, 1e-6, 0.03
-_DUP = "__dup__"
 
 
 @dataclass
@@ -40,6 +40,9 @@ class TableResult:
     unexpected_examples: list = field(default_factory=list)
     mismatch_examples: list = field(default_factory=list)
     note: str = ""
+    missing_rows: np.ndarray = field(default=None, repr=False)      # row indices into the truth
+    unexpected_rows: np.ndarray = field(default=None, repr=False)   # row indices into the table
+    mismatch_pairs: np.ndarray = field(default=None, repr=False)    # (truth row, table row) pairs
 
     @property
     def ok(self) -> bool:
@@ -114,69 +117,66 @@ def compare(name: str, truth: pa.Table, actual: pa.Table | None, *, approx: list
     if absent:
         return TableResult(name, "missing_columns", truth.num_rows, actual.num_rows,
                            note=f"columns missing: {', '.join(absent)} (table has: {', '.join(actual.column_names)})")
-    try:
-        t, a = _normalise(truth, truth, approx), _normalise(truth, actual.select(truth.column_names), approx)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, TypeError) as e:
-        return TableResult(name, "error", truth.num_rows, actual.num_rows, note=f"cannot compare types: {e}")
+    actual = actual.select(truth.column_names)
     loose = [c for c in truth.column_names if pa.types.is_floating(truth.schema.field(c).type) or c in approx]
     exact = [c for c in truth.column_names if c not in loose]
-    kinds = {f.name: _kind(f.type) for f in truth.schema}
-    res = _match(t, a, exact, loose, set(approx), examples, kinds)
+    try:
+        group = _group_ids([_codes(truth.schema.field(c), truth.column(c), actual.column(c)) for c in exact],
+                           truth.num_rows + actual.num_rows)
+        values = {c: np.concatenate([_floats(truth.column(c)), _floats(actual.column(c))]) for c in loose}
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, TypeError) as e:
+        return TableResult(name, "error", truth.num_rows, actual.num_rows, note=f"cannot compare types: {e}")
+    res = _match(group, values, truth.num_rows, set(approx))
     res.name, res.truth_rows, res.actual_rows = name, truth.num_rows, actual.num_rows
     res.status = "ok" if res.missing == res.unexpected == res.mismatched == 0 else "mismatch"
+    _examples(res, truth, actual, loose, examples)
     return res
 
 
 # ---------------------------------------------------------------- normalisation
+# Every exact column becomes int64 codes over truth + table rows: equal codes <=> equal
+# values (NULL equals NULL). Strings are dictionary-encoded together; numbers, instants
+# (microseconds) and dates (days) are their own codes.
 
-def _normalise(truth: pa.Table, table: pa.Table, approx=()) -> pd.DataFrame:
-    """Both sides in one comparable representation, driven by the truth's column types
-    (approximate counts as floats: they are compared within a tolerance)."""
-    fields = [pa.field(f.name, pa.float64()) if f.name in approx else f for f in truth.schema]
-    return pd.DataFrame({f.name: _column(f, table.column(f.name).combine_chunks()) for f in fields})
-
-
-def _kind(t: pa.DataType) -> str:
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    if pa.types.is_date(t):
-        return "date"
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return "list"
-    return "value"
+_NULL = np.iinfo(np.int64).min
 
 
-def _int64(arr: pa.Array) -> pd.Series:
-    return pa.chunked_array([pc.cast(arr, pa.int64())]).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+def _text(arr: pa.ChunkedArray) -> bool:
+    return pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
 
 
-def _column(f: pa.Field, arr: pa.Array) -> pd.Series:
+def _codes(f: pa.Field, truth: pa.ChunkedArray, actual: pa.ChunkedArray) -> np.ndarray:
     t = f.type
     if pa.types.is_timestamp(t):
-        return _int64(_micros(arr))
-    if pa.types.is_date(t):
-        return _int64(_days(arr))
-    if pa.types.is_integer(t):
-        return _int64(_integers(arr))
-    if pa.types.is_floating(t):
-        return pd.Series(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), dtype="float64")
-    if _kind(t) == "list":
+        conv = _micros
+    elif pa.types.is_date(t):
+        conv = _days
+    elif pa.types.is_integer(t) or pa.types.is_boolean(t):
+        conv = _integers
+    else:
+        both = pa.chunked_array(_strings(f, truth).chunks + _strings(f, actual).chunks, pa.string())
+        enc = pc.dictionary_encode(both).combine_chunks()
+        return pc.cast(enc.indices, pa.int64()).fill_null(-1).to_numpy()
+    parts = [pc.cast(conv(x), pa.int64()).fill_null(_NULL).to_numpy() for x in (truth, actual)]
+    return np.concatenate(parts)
+
+
+def _strings(f: pa.Field, arr: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_list(f.type) or pa.types.is_large_list(f.type):
         # Lists compare as their elements joined by a separator no value contains.
-        joined = pc.binary_join(pc.cast(arr, pa.list_(pa.string())), "\x1f")
-        return pa.chunked_array([joined]).to_pandas()
-    values = arr if pa.types.is_string(arr.type) else pc.cast(arr, pa.string())
+        arr = pc.binary_join(pc.cast(arr, pa.list_(pa.string())), "\x1f")
+    elif not _text(arr):
+        arr = pc.cast(arr, pa.string())
+    arr = pc.cast(arr, pa.string())
     if f.name == "source_file":
-        values = pc.replace_substring_regex(values, r"^.*/", "")
-    return pa.chunked_array([values]).to_pandas()
+        arr = pc.replace_substring_regex(arr, r"^.*/", "")
+    return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
 
 
-def _is_text(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t)
-
-
-def _micros(arr: pa.Array) -> pa.Array:
+def _micros(arr: pa.ChunkedArray) -> pa.Array:
     """Microseconds since the epoch (UTC); ns values are floored, naive values taken as UTC."""
-    if _is_text(arr.type):
+    arr = arr.combine_chunks()
+    if _text(arr):
         ts = pd.to_datetime(arr.to_pandas(), utc=True, format="ISO8601", errors="coerce")
         arr = pa.array(ts.astype("datetime64[us, UTC]"))
     if not pa.types.is_timestamp(arr.type):
@@ -189,15 +189,17 @@ def _micros(arr: pa.Array) -> pa.Array:
     return pa.array(floored, pa.int64(), mask=raw.is_null().to_numpy(zero_copy_only=False))
 
 
-def _days(arr: pa.Array) -> pa.Array:
-    if _is_text(arr.type):
+def _days(arr: pa.ChunkedArray) -> pa.Array:
+    arr = arr.combine_chunks()
+    if _text(arr):
         arr = pc.cast(arr, pa.date32())
     elif pa.types.is_timestamp(arr.type):
         arr = pc.cast(pc.cast(arr, pa.timestamp(arr.type.unit)), pa.date32())
     return pc.cast(pc.cast(arr, pa.date32()), pa.int32())
 
 
-def _integers(arr: pa.Array) -> pa.Array:
+def _integers(arr: pa.ChunkedArray) -> pa.Array:
+    arr = arr.combine_chunks()
     if pa.types.is_floating(arr.type):
         vals = arr.to_numpy(zero_copy_only=False)
         if np.any(np.isfinite(vals) & (vals != np.round(vals))):
@@ -206,55 +208,63 @@ def _integers(arr: pa.Array) -> pa.Array:
     return pc.cast(arr, pa.int64())
 
 
+def _floats(arr: pa.ChunkedArray) -> np.ndarray:
+    return pc.cast(arr.combine_chunks(), pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _group_ids(codes: list[np.ndarray], n: int) -> np.ndarray:
+    """One id per distinct combination of exact values."""
+    if not codes:
+        return np.zeros(n, dtype=np.int64)
+    df = pd.DataFrame({i: c for i, c in enumerate(codes)})
+    return df.groupby(list(df.columns), sort=False).ngroup().to_numpy()
+
+
 # ---------------------------------------------------------------- matching
 
-def _match(t: pd.DataFrame, a: pd.DataFrame, exact: list[str], loose: list[str], approx: set[str],
-           examples: int, kinds: dict) -> TableResult:
-    """Multiset join on the exact columns; the k-th truth row of a key meets the k-th table row
-    of that key (both sorted by the loose columns), then loose columns are checked."""
-    def keyed(df: pd.DataFrame) -> pd.DataFrame:
-        df = df.sort_values(exact + loose, na_position="first", kind="stable") if len(df.columns) else df
-        df[_DUP] = df.groupby(exact, dropna=False, sort=False).cumcount() if exact else np.arange(len(df))
-        return df
-
-    t, a = keyed(t.copy()), keyed(a.copy())
-    on = exact + [_DUP]
-    m = t.merge(a, on=on, how="outer", suffixes=("", "__actual"), indicator=True)
+def _match(group: np.ndarray, values: dict, n_truth: int, approx: set[str]) -> TableResult:
+    """Multiset join on the exact columns: the k-th truth row of a group meets the k-th table
+    row of that group (both ordered by the loose columns), then loose columns are checked."""
+    side = np.arange(len(group)) >= n_truth
+    order = np.lexsort([values[c] for c in reversed(list(values))] + [group, side])
+    g = group[order]
+    start = np.r_[True, (g[1:] != g[:-1]) | (side[order][1:] != side[order][:-1])]
+    run = np.flatnonzero(start)
+    rank = np.arange(len(order)) - np.repeat(run, np.diff(np.r_[run, len(order)]))
+    rows = pd.DataFrame({"g": g, "k": rank, "row": order})
+    is_actual = side[order]
+    m = rows[~is_actual].merge(rows[is_actual], on=["g", "k"], how="outer", suffixes=("_t", "_a"), indicator=True)
     res = TableResult("", "", 0)
-    left, right = m[m["_merge"] == "left_only"], m[m["_merge"] == "right_only"]
     both = m[m["_merge"] == "both"]
+    ti, ai = both["row_t"].to_numpy(dtype=np.int64), both["row_a"].to_numpy(dtype=np.int64)
     bad = np.zeros(len(both), dtype=bool)
-    for c in loose:
-        x, y = both[c].to_numpy(dtype="float64", na_value=np.nan), both[c + "__actual"].to_numpy(dtype="float64", na_value=np.nan)
+    for c, v in values.items():
+        x, y = v[ti], v[ai]
         if c in approx:
             close = np.abs(x - y) <= APPROX_TOL * np.abs(x)
         else:
             close = np.abs(x - y) <= np.maximum(ABS_TOL, REL_TOL * np.maximum(np.abs(x), np.abs(y)))
         bad |= ~(close | (np.isnan(x) & np.isnan(y)))
-    res.missing, res.unexpected, res.mismatched = len(left), len(right), int(bad.sum())
-    cols = [c for c in kinds if c in exact or c in loose]      # truth column order
-
-    def side(r: dict, c: str, actual: bool):
-        return _show(r[c + "__actual"] if actual and c in loose else r[c], kinds[c])
-
-    res.missing_examples = [{c: side(r, c, False) for c in cols} for r in left.head(examples).to_dict("records")]
-    res.unexpected_examples = [{c: side(r, c, True) for c in cols} for r in right.head(examples).to_dict("records")]
-    res.mismatch_examples = [
-        {c: side(r, c, False) if c in exact else f"{side(r, c, False)!r} -> {side(r, c, True)!r}" for c in cols}
-        for r in both[bad].head(examples).to_dict("records")]
+    res.missing_rows = np.sort(m.loc[m["_merge"] == "left_only", "row_t"].to_numpy(dtype=np.int64))
+    res.unexpected_rows = np.sort(m.loc[m["_merge"] == "right_only", "row_a"].to_numpy(dtype=np.int64)) - n_truth
+    res.mismatch_pairs = np.stack([ti[bad], ai[bad] - n_truth], axis=1)
+    res.missing, res.unexpected, res.mismatched = len(res.missing_rows), len(res.unexpected_rows), int(bad.sum())
     return res
 
 
-def _show(v, kind: str):
-    """A readable value for the report (timestamps as ISO instants, lists as lists)."""
-    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
-        return None
-    if kind == "timestamp":
-        return str(pd.Timestamp(int(v), unit="us", tz="UTC").isoformat())
-    if kind == "date":
-        return str((np.datetime64(0, "D") + np.timedelta64(int(v), "D")))
-    if kind == "list":
-        return [] if v == "" else v.split("\x1f")
-    if isinstance(v, np.integer):
-        return int(v)
+def _examples(res: TableResult, truth: pa.Table, actual: pa.Table, loose: list[str], k: int) -> None:
+    def rows(table: pa.Table, idx) -> list[dict]:
+        return [{c: _show(v) for c, v in r.items()} for r in table.take(pa.array(idx[:k], pa.int64())).to_pylist()]
+
+    res.missing_examples = rows(truth, res.missing_rows)
+    res.unexpected_examples = rows(actual, res.unexpected_rows)
+    pairs = res.mismatch_pairs[:k]
+    for t, a in zip(rows(truth, pairs[:, 0]), rows(actual, pairs[:, 1])):
+        res.mismatch_examples.append({c: (f"{t[c]!r} -> {a[c]!r}" if c in loose else t[c]) for c in t})
+
+
+def _show(v):
+    """A readable value for the report (instants and dates in ISO form)."""
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
     return v

@@ -30,7 +30,7 @@ def test_init_run_query_history_status_graph(tmp_path):
 
     quarantined = cli("query", "SELECT _failed_rules FROM orders_raw_quarantine", "--format", "json", cwd=shop,
                       check=True)
-    assert json.loads(quarantined.stdout) == [{"_failed_rules": ["has_order_id", "known_customer"]}]
+    assert json.loads(quarantined.stdout) == [{"_failed_rules": ["has_order_id"]}]
 
     history = cli("history", "--format", "json", cwd=shop, check=True)
     runs = json.loads(history.stdout)

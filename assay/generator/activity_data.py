@@ -154,29 +154,23 @@ def _malformed(rng: np.random.Generator, n: int, rate: float):
     return bad, shape, counts
 
 
-def fields(d: Landed, a: int, b: int) -> tuple[dict[str, pa.Array], np.ndarray]:
-    """Field values of lines a..b as written (unquoted), and each record's field count."""
+def fields(d: Landed, lines: np.ndarray | slice) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """Field values of the given landed lines as written (unquoted), and each record's field count."""
     ev, st = d.events, d.stream
-    s = st.src[a:b]
-    n = b - a
+    s = st.src[lines]
+    n = len(s)
     log = np.empty((n, 20), dtype=np.uint8)
     log[:, 0:4] = T.literal("log-", n)
     T.hex_bytes(log, 4, d.log_words(s), 8)
-    users = np.empty((n, 8), dtype=np.uint8)
-    users[:, 0] = ord("u")
-    u = ev.user[s] + 1_000_000           # 7 digits after the "u"
-    for k in range(7):
-        users[:, 7 - k] = 48 + u % 10
-        u //= 10
     content = ev.content[s]
     out = {
         "log_id": T.fixed(log),
-        "user_id": T.fixed(users),
-        "event_time": T.iso_strings(d.line_ms[a:b]),
+        "user_id": user_ids(ev.user[s]),
+        "event_time": T.iso_strings(d.line_ms[lines]),
         "ip_address": dotted(ev.addr[s]),
         "content_id": T.pick(T.table(d.contents + [""]), np.where(content < 0, len(d.contents), content)),
         "action": T.pick(T.table(ACTIONS), ev.action[s]),
-        "watch_time_seconds": T.int_strings(d.line_watch[a:b]),
+        "watch_time_seconds": T.int_strings(d.line_watch[lines]),
     }
     for f, values in BAD.items():
         code = ev.bad[f][s]
@@ -188,8 +182,19 @@ def fields(d: Landed, a: int, b: int) -> tuple[dict[str, pa.Array], np.ndarray]:
     return out, nfields
 
 
+def user_ids(user: np.ndarray) -> pa.Array:
+    """'u' + 7 digits: user index i is 'u' + str(1_000_000 + i)."""
+    m = np.empty((len(user), 8), dtype=np.uint8)
+    m[:, 0] = ord("u")
+    u = np.asarray(user, dtype=np.int64) + 1_000_000
+    for k in range(7):
+        m[:, 7 - k] = 48 + u % 10
+        u = u // 10
+    return T.fixed(m)
+
+
 def render_lines(d: Landed, a: int, b: int) -> pa.Array:
-    f, nfields = fields(d, a, b)
+    f, nfields = fields(d, slice(a, b))
     content = f["content_id"]
     has_comma = pc.match_substring(content, ",").fill_null(False).to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(has_comma)

@@ -1,15 +1,18 @@
 """activity_logs truth: bronze / quarantine split, deduplicated silver with regions, gold.
 
 Rules are evaluated on the field values a CSV reader sees (header excluded, fields mapped
-by position, missing trailing fields NULL, extra ones dropped, empty field NULL).
+by position, missing trailing fields NULL, extra ones dropped, empty field NULL). Lines
+are parsed in chunks so that memory stays bounded at gigabyte sizes.
 """
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .activity_data import ACTIONS, COLUMNS, Landed, fields
+from . import text as T
+from .activity_data import ACTIONS, COLUMNS, Landed, fields, user_ids
 from .geoip import REGIONS
 from .semantics import dates, first_survivors, rule_lists, ts_us
 
@@ -21,9 +24,9 @@ IPV4 = rf"^{OCTET}\.{OCTET}\.{OCTET}\.{OCTET}$"
 MAX_WATCH = 86_400
 
 
-def parsed_values(d: Landed) -> tuple[dict[str, pa.Array], np.ndarray]:
+def parsed_values(d: Landed, lines) -> tuple[dict[str, pa.Array], np.ndarray]:
     """Per landed line, each column as read: NULL when empty or beyond the record's fields."""
-    raw, nfields = fields(d, 0, d.stream.n_lines)
+    raw, nfields = fields(d, lines)
     out = {}
     for j, c in enumerate(COLUMNS):
         v = raw[c]
@@ -32,12 +35,12 @@ def parsed_values(d: Landed) -> tuple[dict[str, pa.Array], np.ndarray]:
     return out, nfields
 
 
-def _present(v: pa.Array) -> np.ndarray:
-    return _np(pc.not_equal(pc.utf8_trim_whitespace(v), ""))
-
-
 def _np(mask: pa.Array) -> np.ndarray:
     return mask.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def _present(v: pa.Array) -> np.ndarray:
+    return _np(pc.not_equal(pc.utf8_trim_whitespace(v), ""))
 
 
 def rule_passes(v: dict[str, pa.Array], nfields: np.ndarray) -> np.ndarray:
@@ -61,23 +64,15 @@ def rule_passes(v: dict[str, pa.Array], nfields: np.ndarray) -> np.ndarray:
 
 def compute(d: Landed) -> tuple[dict[str, pa.Table], dict]:
     st, ev = d.stream, d.events
-    values, nfields = parsed_values(d)
-    passes = rule_passes(values, nfields)
+    passes = np.empty((st.n_lines, len(RULES)), dtype=bool)
+    for lo in range(0, st.n_lines, T.CHUNK):
+        hi = min(st.n_lines, lo + T.CHUNK)
+        passes[lo:hi] = rule_passes(*parsed_values(d, slice(lo, hi)))
     valid = passes.all(axis=1)
-    vrows = np.flatnonzero(valid)
-    qrows = np.flatnonzero(~valid)
+    vrows, qrows = np.flatnonzero(valid), np.flatnonzero(~valid)
     names = np.array([d.file_name(g) for g in range(st.n_slots)], dtype=object)
 
-    take = pa.array(vrows)
-    bronze = pa.table({
-        "log_id": values["log_id"].take(take),
-        "user_id": values["user_id"].take(take),
-        "event_time": ts_us(d.line_ms[vrows]),
-        "ip_address": values["ip_address"].take(take),
-        "content_id": values["content_id"].take(take),
-        "action": values["action"].take(take),
-        "watch_time_seconds": pa.array(d.line_watch[vrows], pa.int64()),
-    })
+    bronze = _rows(d, vrows)
     quarantine = pa.table({
         "source_file": pa.array(names[st.slot[qrows]], pa.string()),
         "position": pa.array(st.positions()[qrows], pa.int64()),
@@ -87,21 +82,11 @@ def compute(d: Landed) -> tuple[dict[str, pa.Table], dict]:
     arrival = np.arange(st.n_lines)
     keep = first_survivors([d.log_words(st.src)], [d.line_ms, arrival], vrows)
     net = d.geo.lookup(ev.addr[st.src[keep]])
-    region = np.array(REGIONS + ["Unknown"], dtype=object)[np.where(net < 0, len(REGIONS), d.geo.region[net])]
-    kt = pa.array(keep)
-    silver = pa.table({
-        "log_id": values["log_id"].take(kt),
-        "user_id": values["user_id"].take(kt),
-        "event_time": ts_us(d.line_ms[keep]),
-        "ip_address": values["ip_address"].take(kt),
-        "content_id": values["content_id"].take(kt),
-        "action": values["action"].take(kt),
-        "watch_time_seconds": pa.array(d.line_watch[keep], pa.int64()),
-        "region": pa.array(region, pa.string()),
-        "event_date": dates(d.line_ms[keep]),
-    })
+    region = np.where(net < 0, len(REGIONS), d.geo.region[np.maximum(net, 0)])
+    silver = _rows(d, keep).append_column("region", T.pick(T.table(REGIONS + ["Unknown"]), region)) \
+                           .append_column("event_date", dates(d.line_ms[keep]))
     tables = {"bronze_activity_logs": bronze, "bronze_activity_logs_quarantine": quarantine,
-              "silver_activity_logs": silver, **_gold(silver)}
+              "silver_activity_logs": silver, **_gold(d, keep, region)}
     metrics = {"lines": int(st.n_lines), "bronze_rows": len(vrows), "quarantined": len(qrows),
                "silver_rows": len(keep), "duplicates_dropped": int(len(vrows) - len(keep)),
                "unknown_region_events": int((net < 0).sum()),
@@ -109,20 +94,41 @@ def compute(d: Landed) -> tuple[dict[str, pa.Table], dict]:
     return tables, metrics
 
 
-def _gold(silver: pa.Table) -> dict[str, pa.Table]:
-    s = silver.select(["user_id", "event_time", "watch_time_seconds", "region", "event_date"]).to_pandas()
-    users = s.groupby("user_id", as_index=False).agg(
-        total_watch_time_seconds=("watch_time_seconds", "sum"), events=("watch_time_seconds", "size"),
-        first_event_time=("event_time", "min"), last_event_time=("event_time", "max")).sort_values("user_id")
-    daily = s.groupby(["event_date", "region"], as_index=False).agg(
-        total_watch_time_seconds=("watch_time_seconds", "sum"), active_users=("user_id", "nunique")
-    ).sort_values(["event_date", "region"])
-    ts = pa.timestamp("us", tz="UTC")
+def _rows(d: Landed, rows: np.ndarray) -> pa.Table:
+    """The typed columns of valid lines (every field is present and passed its rule), in chunks."""
+    parts = []
+    for lo in range(0, max(len(rows), 1), T.CHUNK):
+        r = rows[lo:lo + T.CHUNK]
+        v, _ = parsed_values(d, r)
+        parts.append(pa.table({
+            "log_id": v["log_id"], "user_id": v["user_id"], "event_time": ts_us(d.line_ms[r]),
+            "ip_address": v["ip_address"], "content_id": v["content_id"], "action": v["action"],
+            "watch_time_seconds": pa.array(d.line_watch[r], pa.int64()),
+        }))
+    return pa.concat_tables(parts)
+
+
+def _gold(d: Landed, keep: np.ndarray, region: np.ndarray) -> dict[str, pa.Table]:
+    """Aggregates on integer codes (user index, region index, day); names looked up at the end.
+    A valid line's user_id is exactly the rendering of its user index."""
+    f = pd.DataFrame({"user": d.events.user[d.stream.src[keep]], "ms": d.line_ms[keep],
+                      "watch": d.line_watch[keep], "region": region, "day": d.line_ms[keep] // 86_400_000})
+    users = f.groupby("user", as_index=False).agg(total=("watch", "sum"), events=("watch", "size"),
+                                                  first=("ms", "min"), last=("ms", "max"))
+    daily = f.groupby(["day", "region"], as_index=False).agg(total=("watch", "sum"), active=("user", "nunique"))
+    region_names = T.table(REGIONS + ["Unknown"])
     return {
-        "gold_user_watch_time": pa.Table.from_pandas(users, preserve_index=False).cast(pa.schema([
-            ("user_id", pa.string()), ("total_watch_time_seconds", pa.int64()), ("events", pa.int64()),
-            ("first_event_time", ts), ("last_event_time", ts)])),
-        "gold_region_daily_watch_time": pa.Table.from_pandas(daily, preserve_index=False).cast(pa.schema([
-            ("event_date", pa.date32()), ("region", pa.string()), ("total_watch_time_seconds", pa.int64()),
-            ("active_users", pa.int64())])),
+        "gold_user_watch_time": pa.table({
+            "user_id": user_ids(users["user"].to_numpy()),
+            "total_watch_time_seconds": pa.array(users["total"].to_numpy(), pa.int64()),
+            "events": pa.array(users["events"].to_numpy(), pa.int64()),
+            "first_event_time": ts_us(users["first"].to_numpy()),
+            "last_event_time": ts_us(users["last"].to_numpy()),
+        }),
+        "gold_region_daily_watch_time": pa.table({
+            "event_date": pa.array(daily["day"].to_numpy().astype(np.int32), pa.date32()),
+            "region": T.pick(region_names, daily["region"].to_numpy()),
+            "total_watch_time_seconds": pa.array(daily["total"].to_numpy(), pa.int64()),
+            "active_users": pa.array(daily["active"].to_numpy(), pa.int64()),
+        }),
     }

@@ -1,9 +1,8 @@
 """Zenith truth: the exact silver, late, quarantine and gold tables the pipeline must produce.
 
 Computed from the generator's description of every landed line (what a JSON parser reads
-from it), following the contract in the generator's README section of the brief:
-inner join with products -> rules -> watermark lateness (3 min) -> dedup on event_id ->
-enrichment with customers -> gold aggregates.
+from it), following the contract (see README.md here): inner join with products -> rules
+-> watermark lateness (3 min) -> dedup on event_id -> enrichment with customers -> gold.
 """
 from __future__ import annotations
 

@@ -189,7 +189,7 @@ class FileSource(Source):
         return self.load_files(ctx, self.planned_files(plan))
 
     def load_files(self, ctx: LoadContext, files: list[FileEntry], tracked: bool = True):
-        from .parse import parse_staged, unknown_columns
+        from .parse import unknown_columns
         staged = Path(ctx.staging_dir) / "raw.parquet"
         raw_schema = self.write_raw(files, staged)
         df = ctx.spark.read.parquet(str(staged))
@@ -198,8 +198,14 @@ class FileSource(Source):
             new_columns_found(self.evolution_mode, self.key(), found, self.evolution,
                               lambda name: "STRING" if self.format != "parquet" else
                               _arrow_to_sql(raw_schema.field(name).type))
-        return parse_staged(df, self.format, self.schema, raw_schema, rescue=self.rescue,
-                            include_metadata=self.include_metadata, ignore_unknown=self.evolution_mode == "none")
+        from .parse import finish, typed_frame
+        typed_dir = Path(ctx.staging_dir) / "typed"
+        typed_frame(df, self.format, self.schema, raw_schema, ignore_unknown=self.evolution_mode == "none") \
+            .write.mode("overwrite").parquet(str(typed_dir))
+        final = Path(ctx.staging_dir) / "parsed.parquet"
+        finish(typed_dir, final, self.format, self.schema, rescue=self.rescue, include_metadata=self.include_metadata,
+               ignore_unknown=self.evolution_mode == "none")
+        return ctx.spark.read.parquet(str(final))
 
     def analysis_frame(self, spark):
         """An empty DataFrame with the columns a batch will have (for graph validation)."""

@@ -141,6 +141,14 @@ def _describe_error(exc: object) -> str:
     return str(exc)
 
 
+# errors of an offsets request that a retry may cure (leadership moving, a broker restarting)
+_TRANSIENT = frozenset({
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.FENCED_LEADER_EPOCH,
+    KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.OFFSET_NOT_AVAILABLE, KafkaError.REPLICA_NOT_AVAILABLE,
+    KafkaError.BROKER_NOT_AVAILABLE, KafkaError.REQUEST_TIMED_OUT, KafkaError.NETWORK_EXCEPTION,
+    KafkaError.KAFKA_STORAGE_ERROR, KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+})
+
 #: Spark's Kafka source options (not librdkafka settings) that may be given among the options
 SPARK_SOURCE_OPTIONS = ("kafkaConsumer.pollTimeoutMs", "failOnDataLoss")
 
@@ -357,13 +365,26 @@ class KafkaSource(Source):
         return out
 
     def _watermarks(self, consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
-        try:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=self.poll_timeout_s, cached=False)
-        except KafkaException as e:
-            self._serve_errors(consumer)
-            raise self._fail(f"cannot read the offsets of {topic}[{partition}]", e) from None
-        return int(low), int(high)
+        """(low, high) of a partition. Transient errors (a leader moving, a broker restarting:
+        "Not leader for partition" right after a restart) are retried until `poll_timeout_s`."""
+        deadline = time.monotonic() + self.poll_timeout_s
+        pause = 0.05
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=False,
+                    timeout=max(0.1, deadline - time.monotonic()))
+                return int(low), int(high)
+            except KafkaException as e:
+                err = e.args[0] if e.args else None
+                transient = isinstance(err, KafkaError) and (err.code() in _TRANSIENT or err.retriable())
+                if not transient or time.monotonic() + pause >= deadline:
+                    self._serve_errors(consumer)
+                    raise self._fail(f"cannot read the offsets of {topic}[{partition}]", e) from None
+                log.info("kafka %s: %s[%d] offsets: %s, retrying", self.key(), topic, partition,
+                         self._scrub(_describe_error(e)))
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     def _initial_offset(self, topic: str, partition: int, low: int, high: int) -> int:
         spec = self.starting_offsets
