@@ -118,21 +118,27 @@ class BatchWriter:
         folder = self.staging / "dedupe_input"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        pq.write_table(kept, folder / "part-0.parquet")
+        # The engine sees only the columns deduplication needs, and returns (row number, route):
+        # the rows themselves stay here, in Arrow, and are picked by number.
+        needed = list(dict.fromkeys([*plan.keys, *plan.order, *([plan.event_time] if plan.event_time else []),
+                                     *plan.arrival]))
+        narrow = kept.select(needed).append_column(dd.ROW, pa.array(range(kept.num_rows), pa.int64()))
+        pq.write_table(narrow, folder / "part-0.parquet", compression="none")
         spark_input = self.engine.read_parquet([folder / "part-0.parquet"])
         state = None
         if state_version is not None and state_version >= 0:
             state = self.engine.read_delta(self.state_path(), version=state_version)
-        routed = self.stage(dd.route(spark_input, plan, state, previous_max), "routed")
-        route = routed.column(dd.ROUTE)
-        data = routed.drop_columns([dd.ROUTE])
+        routes = self.stage(dd.route(spark_input, plan, state, previous_max).select(dd.ROW, dd.ROUTE), "routed")
+        routes = routes.sort_by(dd.ROW)
+        data = kept.take(routes.column(dd.ROW))
+        route = routes.column(dd.ROUTE)
 
         def rows(kind):
             return data.filter(pc.equal(route, kind))
 
         inserts, replaces, late = rows(dd.INSERT), rows(dd.REPLACE), rows(dd.LATE)
         result.rows_late = late.num_rows
-        result.rows_duplicate = routed.num_rows - inserts.num_rows - replaces.num_rows - late.num_rows
+        result.rows_duplicate = data.num_rows - inserts.num_rows - replaces.num_rows - late.num_rows
         if plan.event_time:
             on_time = data.filter(pc.not_equal(route, dd.LATE)).column(plan.event_time)
             batch_max = pc.max(on_time).as_py() if len(on_time) else None

@@ -30,6 +30,7 @@ from ..units import parse_seconds
 warnings.filterwarnings("ignore", message=".*No Partition Defined for Window.*")
 
 ROUTE = "_assay_route"
+ROW = "_assay_row"
 BATCH = "_assay_batch"
 ARRIVAL = ("_source_modified", "_source_file")
 DEFAULT_TIEBREAK = ("_source_file", "_source_position")
