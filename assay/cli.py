@@ -260,8 +260,11 @@ def generate(pipeline: str = typer.Argument(..., help="zenith, activity_logs, cu
              rows: Optional[int] = typer.Option(None, "--rows", min=1),
              size: Optional[str] = typer.Option(None, "--size", help="e.g. 50MB, 1GB of landed event files"),
              seed: int = typer.Option(0, "--seed"), drops: int = typer.Option(1, "--drops", min=1),
-             knob: Optional[list[str]] = typer.Option(None, "--knob", help="KNOB=VALUE, e.g. duplicate_rate=0.05")):
-    """Write realistic source data with known answers (a truth manifest)."""
+             knob: Optional[list[str]] = typer.Option(None, "--knob", help="KNOB=VALUE, e.g. duplicate_rate=0.05"),
+             kafka: Optional[str] = typer.Option(None, "--kafka", help="Also send the events to this Kafka bootstrap"),
+             topic: Optional[str] = typer.Option(None, "--topic", help="Kafka topic (default: the pipeline's)"),
+             rate: Optional[str] = typer.Option(None, "--rate", help="Messages per second to Kafka, e.g. 5000/s")):
+    """Write realistic source data with known answers (a truth manifest), to files and optionally Kafka."""
     from .generator import PIPELINES, generate as make
     from .generator import land_drop
     if pipeline not in PIPELINES:
@@ -281,6 +284,13 @@ def generate(pipeline: str = typer.Argument(..., help="zenith, activity_logs, cu
         for drop in range(drops):
             land_drop(out, landing, drop)
         console.print(f"landed every drop in {landing}")
+    if kafka:
+        from .generator.to_kafka import parse_rate, send
+        name = topic or {"customers_stream": "customers"}.get(pipeline, pipeline)
+        sending = time.monotonic()
+        sent = send(out, kafka, name, parse_rate(rate))
+        seconds = time.monotonic() - sending
+        console.print(f"sent {sent:,} messages to {name} at {kafka} in {seconds:.1f}s ({sent / seconds:,.0f}/s)")
 
 
 @app.command()
