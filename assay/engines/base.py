@@ -30,6 +30,11 @@ class Engine(ABC):
             self._spark = self._start_session()
             for key, value in self.conf.items():
                 self._spark.conf.set(key, value)
+        # DDL strings and pandas UDFs resolve through the thread's active session; another session
+        # stopped in this process (or a new thread) leaves none, so make ours active when it is missing.
+        activate = getattr(type(self._spark), "_set_default_and_active_session", None)
+        if activate is not None:
+            activate(self._spark)
         return self._spark
 
     def stop(self) -> None:
