@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -24,6 +26,7 @@ from .files import CORRUPT, METADATA
 
 UNKNOWN = "_unknown_fields"
 NEEDS_RESCUE = "_assay_rescue"
+COMPLEX = "_assay_complex"     # JSON rows needing more than unknown fields rescued
 _METADATA_TYPES = {"_source_file": "string", "_source_position": "bigint", "_source_modified": "timestamp",
                    "_source_size": "bigint"}
 
@@ -62,12 +65,14 @@ def typed_frame(df, fmt: str, schema: StructType, raw_schema, *, ignore_unknown:
         known_present = F.size(F.map_filter(F.col("_m"), lambda k, v: k.isin(*names) & v.isNotNull())) \
             if names else F.lit(0)
         typed_present = sum((F.when(F.col(f"_t.{n}").isNotNull(), 1).otherwise(0) for n in names), F.lit(0))
-        flag = F.col("_m").isNull() | (known_present != typed_present)
+        complex_ = F.coalesce(F.col("_m").isNull() | (known_present != typed_present), F.lit(True))
+        flag = complex_
         if not ignore_unknown:
             flag = flag | (F.size(F.map_filter(F.col("_m"), lambda k, v: ~k.isin(*names))) > 0)
-        # Blank-safe: a line that is not a JSON object has no map and is rescued whole.
+        # A line that is not a JSON object has no map and is rescued whole; rows whose only
+        # problem is unknown fields (schema drift: often many) get a vectorised rescue.
         return df.select(*[F.col(f"_t.{n}").alias(n) for n in names], "_m", "value",
-                         F.coalesce(flag, F.lit(True)).alias(NEEDS_RESCUE), *METADATA)
+                         F.coalesce(flag, F.lit(True)).alias(NEEDS_RESCUE), complex_.alias(COMPLEX), *METADATA)
 
     present = set(raw_schema.names)
     columns, flag = [], F.lit(False)
@@ -103,15 +108,47 @@ def finish(staged_dir: Path, out_file: Path, fmt: str, schema: StructType, *, re
     columns = {n: table.column(n) for n in names}
     if rescue:
         flags = pc.fill_null(table.column(NEEDS_RESCUE), True).to_numpy(zero_copy_only=False)
-        flagged = flags.nonzero()[0]
-        rescued = [None] * table.num_rows
-        for i, text in zip(flagged, _rescued_json(table.take(flagged), fmt, names, ignore_unknown)):
-            rescued[i] = text
+        if COMPLEX in table.column_names:
+            hard = pc.fill_null(table.column(COMPLEX), True).to_numpy(zero_copy_only=False)
+        else:
+            hard = flags
+        rescued = np.full(table.num_rows, None, dtype=object)
+        simple = (flags & ~hard).nonzero()[0]
+        if len(simple):
+            rescued[simple] = unknown_fields_json(table.column("_m").take(simple), names).to_numpy(zero_copy_only=False)
+        flagged = (flags & hard).nonzero()[0]
+        rescued[flagged] = _rescued_json(table.take(flagged), fmt, names, ignore_unknown)
         columns[rescue] = pa.array(rescued, pa.string())
     if include_metadata:
         for name in METADATA:
             columns[name] = table.column(name)
     pq.write_table(pa.table(columns), out_file, compression="zstd")
+
+
+_ESCAPES = [("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")]
+
+
+def _json_string(values) -> pa.Array:
+    """Arrow strings as JSON string literals (NULL → null)."""
+    for raw, escaped in _ESCAPES:
+        values = pc.replace_substring(values, raw, escaped)
+    quoted = pc.binary_join_element_wise('"', values, '"', "")
+    return pc.fill_null(quoted, "null")
+
+
+def unknown_fields_json(maps, names: list[str]) -> pa.Array:
+    """For map<string,string> rows: a JSON object of the entries whose key is not in `names`."""
+    maps = maps.combine_chunks() if isinstance(maps, pa.ChunkedArray) else maps
+    offsets = maps.offsets.to_numpy()
+    keys, items = maps.keys.slice(offsets[0], offsets[-1] - offsets[0]), maps.items.slice(offsets[0], offsets[-1] - offsets[0])
+    parents = pa.array(np.repeat(np.arange(len(maps)), np.diff(offsets)))
+    unknown = pc.invert(pc.is_in(keys, value_set=pa.array(names, pa.string())))
+    keys, items, parents = keys.filter(unknown), items.filter(unknown), parents.filter(unknown)
+    pairs = pc.binary_join_element_wise(_json_string(keys), _json_string(items), ":")
+    counts = np.bincount(parents.to_numpy(), minlength=len(maps))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, pairs), ",")
+    return pc.binary_join_element_wise("{", joined, "}", "")
 
 
 def _rescued_json(rows: pa.Table, fmt: str, names: list[str], ignore_unknown: bool) -> list[str | None]:
