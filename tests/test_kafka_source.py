@@ -378,7 +378,7 @@ def spark():
     srv = SparkConnectServer(ip="127.0.0.1", port=0)
     srv.start(background=True)
     host, port = srv.listening_address
-    session = SparkSession.builder.remote(f"sc://{host}:{port}").getOrCreate()
+    session = SparkSession.builder.remote(f"sc://{host}:{port}").create()
     try:
         yield session
     finally:

@@ -25,7 +25,8 @@ class SailEngine(Engine):
         self._server = SparkConnectServer(ip="127.0.0.1", port=0)
         self._server.start(background=True)
         host, port = self._server.listening_address
-        return SparkSession.builder.remote(f"sc://{host}:{port}").getOrCreate()
+        # create(), not getOrCreate(): another session in this process must never be handed ours.
+        return SparkSession.builder.remote(f"sc://{host}:{port}").create()
 
     def _stop_session(self) -> None:
         if self._server is not None:

@@ -294,9 +294,12 @@ class Runner:
                 raise FlowError(f"flow '{flow.name}' (at {flow.location}) reads Kafka without bootstrap_servers "
                                 "(give it to dp.read_kafka or set configuration.kafka.bootstrap_servers)")
             secrets.register_options(args["options"])
+            # record_initial_positions: a first run that finds nothing after "latest" still
+            # commits where "latest" pointed, so the next run reads what arrived in between
             return KafkaSource(args["topics"], bootstrap, options=args["options"],
                                starting_offsets=args["starting_offsets"],
-                               max_records_per_batch=args["max_records_per_batch"])
+                               max_records_per_batch=args["max_records_per_batch"],
+                               record_initial_positions=True)
         raise FlowError(f"unknown source kind {spec.kind}")
 
     def _progress(self, graph, name, batch, result: BatchResult, offsets, seconds, ctx) -> None:

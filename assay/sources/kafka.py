@@ -222,6 +222,11 @@ class KafkaSource(Source):
         fail_on_data_loss: if data of a planned range was deleted (retention) before `load`,
             fail instead of loading what is left. Plans themselves never fail on it: a start
             below the earliest available offset is moved up and reported in `Plan.info`.
+        record_initial_positions: when a first plan finds nothing after a "latest" start,
+            return an empty plan (start == end == the pinned offsets) instead of None, so that
+            a checkpoint keeps where "latest" pointed. The runtime sets it: its sources live for
+            one run, and without it the next run would pin "latest" again, later, and skip what
+            arrived in between. Without it, "latest" is pinned for this object's lifetime.
     """
 
     kind = "kafka"
@@ -235,6 +240,7 @@ class KafkaSource(Source):
         max_records_per_batch: int | None = None,
         poll_timeout_s: float = 30.0,
         fail_on_data_loss: bool = False,
+        record_initial_positions: bool = False,
     ):
         names = [topics] if isinstance(topics, str) else list(topics)
         names = [t.strip() for t in names]
@@ -278,6 +284,7 @@ class KafkaSource(Source):
         self.max_records_per_batch = max_records_per_batch
         self.poll_timeout_s = float(poll_timeout_s)
         self.fail_on_data_loss = fail_on_data_loss
+        self.record_initial_positions = record_initial_positions
         self._scrub = _Scrubber(self.options)
         self._pinned: dict[tuple[str, int], int] = {}
         #: what the last load found (data deleted between plan and load...), for the event log
@@ -403,6 +410,14 @@ class KafkaSource(Source):
             return wanted
         return low
 
+    def _starts_at_latest(self, topic: str, partition: int) -> bool:
+        """Whether a partition never read starts at its end ("latest", or Spark's code -1)."""
+        spec = self.starting_offsets
+        if isinstance(spec, Mapping):
+            parts = spec.get(topic) or {}
+            return int(parts.get(str(partition), parts.get(partition, SPARK_EARLIEST))) == SPARK_LATEST
+        return spec == "latest"
+
     def plan(self, position: Any | None, limits: BatchLimits) -> Plan | None:
         known = _offsets_of(position)
         consumer = self._consumer()
@@ -413,6 +428,7 @@ class KafkaSource(Source):
             data_loss: list[dict] = []
             offset_reset: list[dict] = []
             new_partitions: list[dict] = []
+            pinned_latest: list[str] = []
             for topic in self.topics:
                 seen = known.get(topic)
                 starts[topic] = {}
@@ -423,6 +439,8 @@ class KafkaSource(Source):
                         # has committed (a None plan leaves no position in the checkpoint)
                         start = self._pinned.setdefault(
                             (topic, p), self._initial_offset(topic, p, low, high))
+                        if self._starts_at_latest(topic, p):
+                            pinned_latest.append(f"{topic}[{p}]")
                     elif p in seen:
                         start = seen[p]
                     else:
@@ -452,6 +470,14 @@ class KafkaSource(Source):
             if data_loss or offset_reset:
                 log.warning("kafka %s: nothing new; data lost before the position: %s %s",
                             self.key(), data_loss, offset_reset)
+            if pinned_latest and self.record_initial_positions:
+                # Nothing to read yet, but where "latest" points now must outlive this run: a None
+                # plan stores no position, and the next run would pin "latest" again, later,
+                # skipping what arrived in between. An empty batch commits the pinned offsets.
+                return Plan(start=_as_position(starts), end=_as_position(starts), rows_hint=0, info={
+                    "topics": list(self.topics), "bootstrap_servers": self.bootstrap_servers,
+                    "offsets": {}, "records": 0, "backlog": 0,
+                    "pinned_latest": _as_position(starts)})
             return None
         caps = [c for c in (limits.max_records if limits else None, self.max_records_per_batch)
                 if c is not None]
