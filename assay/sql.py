@@ -71,44 +71,34 @@ def split_statements(text: str) -> list[tuple[int, str]]:
     return statements
 
 
-def _matching_paren(text: str, start: int) -> int:
+def _outside_quotes(text: str, start: int = 0):
+    """(index, char, depth after it) for every character outside quotes; depth counts parentheses."""
     depth, quote = 0, None
     for i in range(start, len(text)):
         ch = text[i]
         if quote:
             if ch == quote:
                 quote = None
-        elif ch in ("'", '"', "`"):
+            continue
+        if ch in ("'", '"', "`"):
             quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i
+            continue
+        depth += (ch == "(") - (ch == ")")
+        yield i, ch, depth
+
+
+def _matching_paren(text: str, start: int) -> int:
+    for i, ch, depth in _outside_quotes(text, start):
+        if ch == ")" and depth == 0:
+            return i
     raise ValueError("unbalanced parentheses")
 
 
 def _split_top(text: str) -> list[str]:
-    parts, depth, quote, current = [], 0, None, []
-    for ch in text:
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in ("'", '"', "`"):
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-            continue
-        current.append(ch)
-    if "".join(current).strip():
-        parts.append("".join(current).strip())
-    return parts
+    """Split on commas that are outside quotes and parentheses."""
+    cuts = [i for i, ch, depth in _outside_quotes(text) if ch == "," and depth == 0]
+    bounds = zip([-1, *cuts], [*cuts, len(text)])
+    return [text[a + 1:b].strip() for a, b in bounds if text[a + 1:b].strip()]
 
 
 def load_sql_file(path: Path, registry: Registry, default_schema: str | None) -> None:

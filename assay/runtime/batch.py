@@ -7,7 +7,7 @@ delta-rs with the batch's application transaction, so a replayed batch never lan
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -25,13 +25,25 @@ LATE_SUFFIX = "_late"
 
 
 @dataclass
-class BatchResult:
+class RowCounts:
+    """What happened to the rows of a batch (or of all a flow's batches)."""
     rows_read: int = 0
     rows_written: int = 0
     rows_dropped: int = 0
     rows_quarantined: int = 0
     rows_late: int = 0
     rows_duplicate: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(RowCounts)}
+
+    def add(self, other: "RowCounts") -> None:
+        for name, value in other.counts().items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass
+class BatchResult(RowCounts):
     rules: list = field(default_factory=list)
     watermark_max: datetime | None = None
     metrics: dict = field(default_factory=dict)

@@ -23,7 +23,7 @@ from ..quality import first_line
 from ..sources.base import BatchLimits, LoadContext, Plan
 from ..sources.delta import DeltaSource
 from ..spec import PipelineSpec
-from .batch import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchWriter
+from .batch import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchWriter, RowCounts
 from .checkpoint import Checkpoint
 from .context import FlowContext
 from .eventlog import (FLOW_COMPLETED, FLOW_FAILED, FLOW_PROGRESS, RUN_COMPLETED, RUN_FAILED, RUN_STARTED, Event,
@@ -41,26 +41,19 @@ class RunOptions:
     stop_requested: Callable[[], bool] = lambda: False
 
 
-@dataclass
-class FlowSummary:
+@dataclass(kw_only=True)
+class FlowSummary(RowCounts):
     flow: str
     target: str
     kind: str
     batches: int = 0
-    rows_read: int = 0
-    rows_written: int = 0
-    rows_dropped: int = 0
-    rows_quarantined: int = 0
-    rows_late: int = 0
-    rows_duplicate: int = 0
     status: str = "pending"
     seconds: float = 0.0
     error: str | None = None
 
-    def add(self, result: BatchResult) -> None:
+    def add(self, result: RowCounts) -> None:
         self.batches += 1
-        for attr in ("rows_read", "rows_written", "rows_dropped", "rows_quarantined", "rows_late", "rows_duplicate"):
-            setattr(self, attr, getattr(self, attr) + getattr(result, attr))
+        super().add(result)
 
 
 def build_graph(spec: PipelineSpec, engine) -> Graph:
@@ -89,7 +82,8 @@ class Runner:
                 selected = self._select(graph)
                 for name in graph.order:
                     flow = graph.registry.flows[name]
-                    self.summaries[name] = FlowSummary(name, flow.target, graph.dataset(flow.target).kind,
+                    self.summaries[name] = FlowSummary(flow=name, target=flow.target,
+                                                       kind=graph.dataset(flow.target).kind,
                                                        status="queued" if name in selected else "skipped")
                     self.on_progress(self.summaries[name])
                 self._full_refresh(graph, selected)
@@ -180,10 +174,7 @@ class Runner:
         summary.seconds = time.monotonic() - started
         self.on_progress(summary)
         self.events.record(Event(FLOW_COMPLETED, flow=name, target=flow.target, status="completed",
-                                 rows_read=summary.rows_read, rows_written=summary.rows_written,
-                                 rows_dropped=summary.rows_dropped, rows_quarantined=summary.rows_quarantined,
-                                 rows_late=summary.rows_late, rows_duplicate=summary.rows_duplicate,
-                                 duration_s=summary.seconds, inputs=analysis.inputs,
+                                 **summary.counts(), duration_s=summary.seconds, inputs=analysis.inputs,
                                  outputs=self._outputs(dataset, flow.target),
                                  metrics={"batches": summary.batches}))
 
@@ -308,10 +299,7 @@ class Runner:
         summary.add(result)
         self.on_progress(summary)
         self.events.record(Event(
-            FLOW_PROGRESS, flow=name, target=flow.target, batch_id=batch, rows_read=result.rows_read,
-            rows_written=result.rows_written, rows_dropped=result.rows_dropped,
-            rows_quarantined=result.rows_quarantined, rows_late=result.rows_late,
-            rows_duplicate=result.rows_duplicate, duration_s=seconds, sources=offsets or None,
+            FLOW_PROGRESS, flow=name, target=flow.target, batch_id=batch, **result.counts(), duration_s=seconds, sources=offsets or None,
             expectations=[r.__dict__ for r in result.rules] or None,
             inputs=sorted(ctx.static_reads | ctx.stream_reads) or graph.analyses[name].inputs,
             outputs=self._outputs(graph.dataset(flow.target), flow.target),
