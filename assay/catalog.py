@@ -41,6 +41,29 @@ def find(spec: PipelineSpec, name: str) -> TableRef | None:
     return None
 
 
+CATALOG_FILE = "catalog.json"
+
+
+def record_datasets(spec: PipelineSpec, graph) -> None:
+    """What the code declares about each table (comment, partitioning, cluster_by, properties),
+    kept beside the tables for maintenance and for readers that do not load the pipeline."""
+    from .runtime.files import write_json_atomic
+    entries = {}
+    for ds in graph.registry.datasets.values():
+        if ds.is_table:
+            entries[ds.name] = {"schema": graph.schema_name(ds.name), "kind": ds.kind, "comment": ds.comment,
+                                "partition_cols": list(ds.partition_cols), "cluster_by": list(ds.cluster_by),
+                                "table_properties": {str(k): str(v) for k, v in ds.table_properties.items()},
+                                "defined_at": str(ds.location)}
+    write_json_atomic(spec.system_dir / CATALOG_FILE, entries)
+
+
+def declared(spec: PipelineSpec) -> dict:
+    from .runtime.files import read_json
+    path = spec.system_dir / CATALOG_FILE
+    return read_json(path) if path.exists() else {}
+
+
 def register_views(spark, spec: PipelineSpec) -> list[TableRef]:
     """Make every table queryable by its bare name in Spark SQL."""
     refs = tables(spec)

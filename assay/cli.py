@@ -246,6 +246,28 @@ def status(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage
         console.print(table)
 
 
+@app.command()
+def optimize(tables: Optional[list[str]] = typer.Argument(None, help="Tables (default: all)"),
+             project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt):
+    """Compact small files; z-order tables declared with cluster_by on those columns."""
+    from .maintenance import optimize as run_optimize
+    spec = _spec(project, target, storage, None, None)
+    for result in run_optimize(spec, tables or None):
+        console.print(f"{result.table}: {result.operation}, {result.files_removed} files → {result.files_added}")
+
+
+@app.command()
+def vacuum(tables: Optional[list[str]] = typer.Argument(None, help="Tables (default: all)"),
+           project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt,
+           retention_hours: int = typer.Option(168, "--retention-hours", min=0,
+                                               help="Keep unreferenced files younger than this (below 168: no time travel)")):
+    """Delete data files that no table version references any more."""
+    from .maintenance import vacuum as run_vacuum
+    spec = _spec(project, target, storage, None, None)
+    for name, count in run_vacuum(spec, tables or None, retention_hours).items():
+        console.print(f"{name}: {count} files deleted")
+
+
 def _require_log(spec) -> None:
     from .catalog import EVENT_LOG
     if not (spec.system_dir / EVENT_LOG / "_delta_log").exists():

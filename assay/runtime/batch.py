@@ -111,9 +111,8 @@ class BatchWriter:
             result.rows_quarantined = dropped.num_rows
         if late is not None and (late.num_rows or not storage.exists(self.path(LATE_SUFFIX))):
             storage.write(self.path(LATE_SUFFIX), late, mark=self.mark("late", batch))
-        props = dict(ds.table_properties)
-        if ds.cluster_by:
-            props["assay.clusterBy"] = ",".join(ds.cluster_by)
+        # delta-rs accepts only Delta's own `delta.*` properties; the others live in the catalog file.
+        props = {k: v for k, v in ds.table_properties.items() if str(k).startswith("delta.")}
         if replaced is not None and replaced.num_rows:
             upsert_rows = pa.concat_tables([kept, replaced])
             storage.upsert(self.path(), upsert_rows, ds.dedupe.keys, mark=self.mark("target", batch),

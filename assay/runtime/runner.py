@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import secrets, storage
+from ..catalog import record_datasets
 from ..definitions import MATERIALIZED_VIEW, STREAMING_TABLE
 from ..engines import create_engine
 from ..errors import AssayError, FlowError
@@ -79,6 +80,7 @@ class Runner:
             self.events.record(Event(RUN_STARTED, metrics={"engine": self.engine.name, "target": self.spec.target}))
             try:
                 graph = build_graph(self.spec, self.engine)
+                record_datasets(self.spec, graph)
                 selected = self._select(graph)
                 for name in graph.order:
                     flow = graph.registry.flows[name]
