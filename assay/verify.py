@@ -6,7 +6,8 @@
 Per truth table: only the truth's columns are compared (extra pipeline columns such as
 ingestion timestamps are ignored), as multisets (order-insensitive, duplicates count).
 Floats match within a relative 1e-9 (absolute 1e-6); columns the manifest marks as
-approximate distinct counts within ±3 %; timestamps as UTC instants at microsecond
+approximate distinct counts within 10 % (two standard errors
+of HyperLogLog++), at least 1; timestamps as UTC instants at microsecond
 precision (naive timestamps are taken as UTC); `source_file` columns by base name (a
 pipeline may keep the full path or URI). Metrics in manifest.json are the caller's.
 """
@@ -24,7 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-REL_TOL, ABS_TOL, APPROX_TOL = 1e-9, 1e-6, 0.03
+# Approximate distinct counts (HyperLogLog++, Spark's default relative standard error 5 %,
+# measured on Sail: up to 4.8 % on 3 000 groups): two standard errors, at least one.
+REL_TOL, ABS_TOL, APPROX_TOL, APPROX_MIN = 1e-9, 1e-6, 0.10, 1.0
 
 
 @dataclass
@@ -241,7 +244,7 @@ def _match(group: np.ndarray, values: dict, n_truth: int, approx: set[str]) -> T
     for c, v in values.items():
         x, y = v[ti], v[ai]
         if c in approx:
-            close = np.abs(x - y) <= APPROX_TOL * np.abs(x)
+            close = np.abs(x - y) <= np.maximum(APPROX_MIN, APPROX_TOL * np.abs(x))
         else:
             close = np.abs(x - y) <= np.maximum(ABS_TOL, REL_TOL * np.maximum(np.abs(x), np.abs(y)))
         bad |= ~(close | (np.isnan(x) & np.isnan(y)))
