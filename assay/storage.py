@@ -132,43 +132,74 @@ class AddedFile:
     path: str
     partition_values: dict
     size: int
+    records: int | None = None
 
 
-def appended_files(path: str | Path, after_version: int, up_to_version: int) -> list[AddedFile]:
+@dataclass(frozen=True)
+class Commit:
+    """What one version of a Delta table's log did to its data files."""
+    version: int
+    added: list[AddedFile]
+    removes: bool
+    operation: str | None
+    mode: str | None
+
+    @property
+    def changes_rows(self) -> bool:
+        """True for an overwrite, merge, delete...: anything but appends and data-neutral compaction."""
+        if self.operation == "OPTIMIZE":
+            return False
+        return self.removes or self.mode == "Overwrite" or (
+            self.operation is not None and self.operation not in APPEND_OPERATIONS)
+
+
+def read_commit(path: str | Path, version: int) -> Commit:
+    root = Path(path)
+    log_file = root / "_delta_log" / f"{version:020d}.json"
+    if not log_file.exists():
+        raise FlowError(f"the Delta log of {root} no longer has version {version} (log cleaned up?): "
+                        "run with --full-refresh for the tables reading it as a stream")
+    added, removes, operation, mode = [], False, None, None
+    for line in log_file.read_text().splitlines():
+        if not line.strip():
+            continue
+        action = json.loads(line)
+        if "add" in action and action["add"].get("dataChange", True):
+            add = action["add"]
+            stats = json.loads(add["stats"]) if add.get("stats") else {}
+            added.append(AddedFile(str(root / unquote(add["path"])), add.get("partitionValues") or {},
+                                   int(add.get("size", 0)), stats.get("numRecords")))
+        elif "remove" in action and action["remove"].get("dataChange", True):
+            removes = True
+        elif "commitInfo" in action:
+            info = action["commitInfo"]
+            operation = info.get("operation")
+            mode = (info.get("operationParameters") or {}).get("mode")
+    return Commit(version, added, removes, operation, mode)
+
+
+def last_reset(path: str | Path, up_to_version: int) -> int:
+    """The latest version ≤ up_to_version that replaced the table's rows (-1: it never did)."""
+    for version in range(up_to_version, -1, -1):
+        if read_commit(path, version).changes_rows:
+            return version
+    return -1
+
+
+def appended_files(path: str | Path, after_version: int, up_to_version: int,
+                   reset_at: int | None = None) -> list[AddedFile]:
     """The data files added by commits (after_version, up_to_version] of an append-only table.
 
     Raises when one of those commits changed existing rows (overwrite, merge, delete): a
-    streaming read of such a table would otherwise silently miss or repeat rows.
+    streaming read of such a table would otherwise silently miss or repeat rows. The commit
+    `reset_at` may be an overwrite: a reader starting afresh takes what it wrote as a start.
     """
-    root = Path(path)
     files: list[AddedFile] = []
     for version in range(after_version + 1, up_to_version + 1):
-        log_file = root / "_delta_log" / f"{version:020d}.json"
-        if not log_file.exists():
-            raise FlowError(f"the Delta log of {root} no longer has version {version} (log cleaned up?): "
-                            "run with --full-refresh for the tables reading it as a stream")
-        removes = False
-        operation, mode = None, None
-        for line in log_file.read_text().splitlines():
-            if not line.strip():
-                continue
-            action = json.loads(line)
-            if "add" in action and action["add"].get("dataChange", True):
-                add = action["add"]
-                files.append(AddedFile(str(root / unquote(add["path"])), add.get("partitionValues") or {},
-                                       int(add.get("size", 0))))
-            elif "remove" in action and action["remove"].get("dataChange", True):
-                removes = True
-            elif "commitInfo" in action:
-                info = action["commitInfo"]
-                operation = info.get("operation")
-                mode = (info.get("operationParameters") or {}).get("mode")
-        if removes or (operation not in APPEND_OPERATIONS and operation is not None) or mode == "Overwrite":
-            if operation in ("OPTIMIZE",) and not removes:
-                continue
-            if operation == "OPTIMIZE":
-                continue  # compaction rewrites files without changing data (dataChange=false)
-            raise FlowError(f"Delta table {root} was changed by {operation or 'a non-append commit'}"
-                            f"{' (' + mode + ')' if mode else ''} at version {version}; a streaming read "
-                            "needs append-only input: run the reading tables with --full-refresh")
+        commit = read_commit(path, version)
+        if commit.changes_rows and version != reset_at:
+            raise FlowError(f"Delta table {path} was changed by {commit.operation or 'a non-append commit'}"
+                            f"{' (' + commit.mode + ')' if commit.mode else ''} at version {version}; a streaming "
+                            "read needs append-only input: run the reading tables with --full-refresh")
+        files.extend(commit.added)
     return files

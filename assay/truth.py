@@ -44,7 +44,7 @@ def check_metrics(spec: PipelineSpec, truth_dir: Path) -> list[str]:
     if log is None:
         return ["no event log"]
     if "null_region_events" in metrics:
-        progress = log.filter(pc.equal(log.column("event_type"), "flow_progress")).to_pylist()
+        progress = log.filter(pc.equal(log.column("event_type"), "flow_progress")).sort_by("timestamp").to_pylist()
         runs = [json.loads(r["metrics"]) for r in progress if r["metrics"] and "null_region_events" in r["metrics"]]
         if not runs or runs[-1]["null_region_events"] != metrics["null_region_events"]:
             got = runs[-1]["null_region_events"] if runs else None

@@ -106,7 +106,7 @@ def land(folder: Path, name: str, rows) -> None:
 
 
 def start_run(folder: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "assay.cli", "run", "--max-files-per-batch", "2"], cwd=folder,
+    return subprocess.Popen([sys.executable, "-m", "assay.cli", "run", "--max-files-per-batch", "1"], cwd=folder,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT,
                             env={**os.environ, "RUST_LOG": "error", "PYTHONPATH": str(ROOT)})
 
@@ -126,6 +126,9 @@ def test_kill_9_at_random_instants_loses_and_duplicates_nothing(tmp_path):
     rng = random.Random(11)
     kills, hit = 0, Counter()
     attempts = 0
+    # Each kill aims at a flow in turn (bronze, silver, gold): wait until the run says that flow
+    # is running, then kill at a random instant within the next moments.
+    targets = ["events", "clean", "totals"]
     while kills < KILLS:
         attempts += 1
         assert attempts < KILLS * 4, f"only {kills} kills landed in {attempts} runs"
@@ -135,7 +138,11 @@ def test_kill_9_at_random_instants_loses_and_duplicates_nothing(tmp_path):
                 landed += 1
         log = tmp_path / f"run-{attempts}.log"
         proc = start_run(folder, log)
-        time.sleep(rng.uniform(1.6, 4.0))
+        target = targets[attempts % len(targets)]
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline and f"running  {target}" not in log.read_text():
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.4))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()

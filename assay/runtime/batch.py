@@ -148,8 +148,10 @@ class BatchWriter:
             return data.filter(pc.equal(route, kind))
 
         inserts, replaces, late = rows(dd.INSERT), rows(dd.REPLACE), rows(dd.LATE)
-        result.rows_late = late.num_rows
-        result.rows_duplicate = data.num_rows - inserts.num_rows - replaces.num_rows - late.num_rows
+        if plan.delay_s is None:
+            late = None   # no watermark, no late table
+        result.rows_late = late.num_rows if late is not None else 0
+        result.rows_duplicate = data.num_rows - inserts.num_rows - replaces.num_rows - result.rows_late
         if plan.event_time:
             on_time = data.filter(pc.not_equal(route, dd.LATE)).column(plan.event_time)
             batch_max = pc.max(on_time).as_py() if len(on_time) else None

@@ -8,6 +8,11 @@ from .. import storage
 from .base import BatchLimits, LoadContext, Plan, Source
 
 
+# Rows per batch read from an upstream table when assay.yml sets no batch.max_records: bounds
+# memory in the reading flow (a 1 GB Zenith run peaked at 10.5 GB reading 4.9 M rows at once).
+DEFAULT_MAX_RECORDS = 1_000_000
+
+
 class DeltaSource(Source):
     kind = "delta"
 
@@ -19,33 +24,37 @@ class DeltaSource(Source):
         return f"delta:{self.name}"
 
     def plan(self, position: int | None, limits: BatchLimits) -> Plan | None:
-        """Position: the last upstream version read (-1: none). A batch covers whole commits."""
-        after = -1 if position is None else int(position)
+        """Position: the last upstream version read. A batch covers whole commits, at least one,
+        bounded by rows (the commits' record counts) and files.
+
+        A first read starts at the table's latest overwrite (a full refresh), or at version 0.
+        """
         latest = storage.current_version(self.path)
+        if position is None:
+            reset = storage.last_reset(self.path, latest) if latest >= 0 else -1
+            after = max(reset, 0) - 1
+        else:
+            reset, after = None, int(position)
         if latest <= after:
             return None
-        end = latest
-        if after >= 0 and (limits.max_bytes or limits.max_files):
-            # Bound the batch by whole commits: at least one, then as many as fit.
-            total_bytes = total_files = 0
-            for version in range(after + 1, latest + 1):
-                added = storage.appended_files(self.path, version - 1, version)
-                total_bytes += sum(f.size for f in added)
-                total_files += len(added)
-                over = (limits.max_bytes and total_bytes > limits.max_bytes) or \
-                       (limits.max_files and total_files > limits.max_files)
-                if over and version > after + 1:
-                    end = version - 1
-                    break
-        return Plan(start=after, end=end, info={"table": self.name, "versions": [after + 1, end]})
+        max_records = limits.max_records or DEFAULT_MAX_RECORDS
+        end, records, files = after + 1, 0, 0
+        for version in range(after + 1, latest + 1):
+            added = storage.appended_files(self.path, version - 1, version, reset_at=reset)
+            more_records, more_files = sum(f.records or 0 for f in added), len(added)
+            over = (records + more_records > max_records
+                    or bool(limits.max_files and files + more_files > limits.max_files))
+            if over and version > after + 1:
+                break
+            end, records, files = version, records + more_records, files + more_files
+        return Plan(start=after, end=end, info={"table": self.name, "versions": [after + 1, end], "rows": records,
+                                                "reset_at": reset if reset is not None and reset >= 0 else None})
 
     def load(self, ctx: LoadContext, plan: Plan):
         from pyspark.sql import functions as F
 
         full = ctx.spark.read.format("delta").option("versionAsOf", int(plan.end)).load(str(self.path))
-        if plan.start is None or int(plan.start) < 0:
-            return full   # first read (or after a full refresh): the table as of the planned version
-        files = storage.appended_files(self.path, int(plan.start), int(plan.end))
+        files = storage.appended_files(self.path, int(plan.start), int(plan.end), reset_at=plan.info.get("reset_at"))
         if not files:
             return full.limit(0)
         columns = full.columns
