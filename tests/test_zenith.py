@@ -12,27 +12,29 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from datetime import date, datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from assay import storage
 from assay.generator import generate, land_drop
-from assay.runtime.runner import RunOptions, Runner
 from assay.spec import load_spec
-from assay.truth import check_metrics, table_reader
-from assay.verify import compare, verify
+from assay.truth import check_metrics
+from assay.verify import compare
+from tests import pipeline_support as support
 from tests.conftest import ROOT, cli
+from tests.pipeline_support import kill_when, land_tree, read
 
 PIPELINE = ROOT / "pipelines" / "zenith"
+finish_run = partial(support.finish_run, PIPELINE)
+run_in_process = partial(support.run_in_process, PIPELINE)
+start_run = partial(support.start_run, PIPELINE)
+verify_storage = partial(support.verify_storage, PIPELINE)
 FIXTURES = ROOT / "tests" / "fixtures" / "zenith"
 ANALYTICS = PIPELINE / "analytics"
 ROWS, DROPS, SEED = 40_000, 3, 11
@@ -40,58 +42,12 @@ LAYERS = ("01_bronze", "02_silver", "03_gold")
 # Columns that differ between two correct runs of the same input: when it was ingested, and where the
 # landing copy lived (_source_file is compared by base name).
 VOLATILE = {"ingestion_timestamp", "_source_modified", "_source_size"}
+tables_under = partial(support.tables_under, layers=LAYERS, volatile=VOLATILE)
 
 
 # ---------------------------------------------------------------- helpers
 
-def run_in_process(engine, landing: Path, store: Path, **options) -> dict:
-    spec = load_spec(PIPELINE, landing=str(landing), storage=str(store))
-    return {s.flow: s for s in Runner(spec, RunOptions(**options), engine=engine).run()}
 
-
-def verify_storage(truth: Path, store: Path):
-    spec = load_spec(PIPELINE, storage=str(store))
-    return verify(truth, table_reader(spec))
-
-
-_mtime = [time.time() - 3600.0]
-
-
-def land_tree(src: Path, landing: Path) -> list[Path]:
-    """Copy every file under src into landing (same relative paths), in path order, each with a later
-    modification time than anything landed before: arrival order is landing order."""
-    landed = []
-    for path in sorted(p for p in src.rglob("*") if p.is_file()):
-        dst = landing / path.relative_to(src)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.landing")
-        shutil.copyfile(path, tmp)
-        _mtime[0] += 1.0
-        os.utime(tmp, (_mtime[0], _mtime[0]))
-        os.replace(tmp, dst)
-        landed.append(dst)
-    return landed
-
-
-def read(store: Path, schema: str, name: str) -> pa.Table:
-    data = storage.read_arrow(store / schema / name)
-    assert data is not None, f"no table {schema}.{name} under {store}"
-    return data
-
-
-def comparable(data: pa.Table) -> pa.Table:
-    """Without the volatile columns, and with _source_file as a base name."""
-    data = data.drop_columns([c for c in data.column_names if c in VOLATILE])
-    if "_source_file" in data.column_names:
-        names = pa.array([None if v is None else os.path.basename(v) for v in data["_source_file"].to_pylist()],
-                         pa.string())
-        data = data.set_column(data.column_names.index("_source_file"), "_source_file", names)
-    return data
-
-
-def tables_under(store: Path) -> dict[str, pa.Table]:
-    return {f"{layer}.{p.name}": comparable(storage.read_arrow(p))
-            for layer in LAYERS for p in sorted((store / layer).iterdir()) if (p / "_delta_log").is_dir()}
 
 
 def plain(value):
@@ -208,39 +164,6 @@ def test_one_run_per_drop_gives_the_same_tables(engine, generated, one_run, tmp_
 
 
 # ---------------------------------------------------------------- kill -9 in the middle of a drop
-
-def start_run(landing: Path, store: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "assay.cli", "run", "-p", str(PIPELINE), "--landing", str(landing),
-         "--storage", str(store), "--max-files-per-batch", "1"],
-        cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-        env={**os.environ, "RUST_LOG": "error", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
-
-
-def kill_when(proc: subprocess.Popen, log: Path, pattern: str, delay: float, timeout: float = 120) -> bool:
-    """SIGKILL `proc` `delay` seconds after its progress output matches `pattern`.
-    False when the run ended before (no kill happened)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        if re.search(pattern, log.read_text()):
-            time.sleep(delay)
-            if proc.poll() is not None:
-                return False
-            proc.kill()
-            proc.wait()
-            return True
-        time.sleep(0.01)
-    proc.kill()
-    proc.wait()
-    raise AssertionError(f"'{pattern}' never showed in {log}:\n{log.read_text()}")
-
-
-def finish_run(landing: Path, store: Path) -> None:
-    result = cli("run", "-p", str(PIPELINE), "--landing", str(landing), "--storage", str(store), cwd=ROOT,
-                 timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_kill_9_in_the_middle_of_a_drop_then_rerun_matches_the_truth(generated, tmp_path):

@@ -1,0 +1,105 @@
+"""What the reference pipelines' end-to-end tests share: running a pipeline (in process or as a
+killable subprocess), landing fixture trees, reading and comparing its tables."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from assay import storage
+from assay.runtime.runner import RunOptions, Runner
+from assay.spec import load_spec
+from assay.truth import table_reader
+from assay.verify import verify
+from tests.conftest import ROOT, cli
+
+
+def run_in_process(pipeline: Path, engine, landing: Path, store: Path, **options) -> dict:
+    spec = load_spec(pipeline, landing=str(landing), storage=str(store))
+    return {s.flow: s for s in Runner(spec, RunOptions(**options), engine=engine).run()}
+
+
+def verify_storage(pipeline: Path, truth: Path, store: Path):
+    spec = load_spec(pipeline, storage=str(store))
+    return verify(truth, table_reader(spec))
+
+
+# Landed files get increasing modification times (arrival order), an hour in the past.
+_mtime = [time.time() - 3600.0]
+
+
+def land_tree(src: Path, landing: Path) -> list[Path]:
+    """Copy every file under src into landing (same relative paths), in path order, each with a later
+    modification time than anything landed before: arrival order is landing order."""
+    landed = []
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        dst = landing / path.relative_to(src)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.landing")
+        shutil.copyfile(path, tmp)
+        _mtime[0] += 1.0
+        os.utime(tmp, (_mtime[0], _mtime[0]))
+        os.replace(tmp, dst)
+        landed.append(dst)
+    return landed
+
+
+def read(store: Path, schema: str, name: str) -> pa.Table:
+    data = storage.read_arrow(store / schema / name)
+    assert data is not None, f"no table {schema}.{name} under {store}"
+    return data
+
+
+def comparable(data: pa.Table, volatile: set[str]) -> pa.Table:
+    """Without the volatile columns (they differ between two correct runs), _source_file as a base name."""
+    data = data.drop_columns([c for c in data.column_names if c in volatile])
+    if "_source_file" in data.column_names:
+        names = pa.array([None if v is None else os.path.basename(v) for v in data["_source_file"].to_pylist()],
+                         pa.string())
+        data = data.set_column(data.column_names.index("_source_file"), "_source_file", names)
+    return data
+
+
+def tables_under(store: Path, layers: tuple[str, ...], volatile: set[str]) -> dict[str, pa.Table]:
+    return {f"{layer}.{p.name}": comparable(storage.read_arrow(p), volatile)
+            for layer in layers for p in sorted((store / layer).iterdir()) if (p / "_delta_log").is_dir()}
+
+
+def start_run(pipeline: Path, landing: Path, store: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "assay.cli", "run", "-p", str(pipeline), "--landing", str(landing),
+         "--storage", str(store), "--max-files-per-batch", "1"],
+        cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+        env={**os.environ, "RUST_LOG": "error", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
+
+
+def kill_when(proc: subprocess.Popen, log: Path, pattern: str, delay: float, timeout: float = 120) -> bool:
+    """SIGKILL `proc` `delay` seconds after its progress output matches `pattern`.
+    False when the run ended before (no kill happened)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if re.search(pattern, log.read_text()):
+            time.sleep(delay)
+            if proc.poll() is not None:
+                return False
+            proc.kill()
+            proc.wait()
+            return True
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    raise AssertionError(f"'{pattern}' never showed in {log}:\n{log.read_text()}")
+
+
+def finish_run(pipeline: Path, landing: Path, store: Path) -> None:
+    result = cli("run", "-p", str(pipeline), "--landing", str(landing), "--storage", str(store), cwd=ROOT,
+                 timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
