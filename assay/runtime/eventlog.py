@@ -26,7 +26,7 @@ SCHEMA = pa.schema([
 ])
 
 RUN_STARTED, RUN_COMPLETED, RUN_FAILED = "run_started", "run_completed", "run_failed"
-FLOW_PROGRESS, FLOW_COMPLETED, FLOW_FAILED, FLOW_SKIPPED = "flow_progress", "flow_completed", "flow_failed", "flow_skipped"
+FLOW_PROGRESS, FLOW_COMPLETED, FLOW_FAILED = "flow_progress", "flow_completed", "flow_failed"
 
 
 @dataclass
@@ -76,6 +76,3 @@ class EventLog:
             "message": secrets.redact(event.message) if event.message else None,
         }
 
-
-def read_events(path: Path) -> pa.Table | None:
-    return storage.read_arrow(path)
