@@ -18,7 +18,7 @@ from . import text as T
 from .geoip import GeoIP, dotted, make_networks, sample_addresses
 from .rand import component_key, component_rng, hashed, pick, zipf_sample
 from .sink import Sink, part_name, slot_drop
-from .stream import Stream, build_stream
+from .stream import Stream, stream_for
 
 PIPELINE = "activity_logs"
 EVENT_DIR = "activity_logs"
@@ -87,9 +87,7 @@ def build(seed: int, rows: int, knobs: dict, drops: int) -> Landed:
     rng = component_rng(seed, PIPELINE, "events")
     fpd = knobs["files_per_drop"]
     slots = drops * fpd
-    st = build_stream(component_rng(seed, PIPELINE, "stream"), lines=rows, slots=slots, start_ms=START_MS,
-                      span_ms=int(knobs["days"] * 86_400_000), duplicate_rate=knobs["duplicate_rate"],
-                      late_rate=knobs["late_rate"], late_minutes=knobs["late_minutes"])
+    st = stream_for(seed, PIPELINE, rows=rows, slots=slots, start_ms=START_MS, knobs=knobs)
     n = st.n_events
     geo = make_networks(component_rng(seed, PIPELINE, "geo"), int(knobs["networks"]))
     addr, addr_kind = sample_addresses(rng, geo, n)

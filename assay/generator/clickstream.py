@@ -14,7 +14,7 @@ import pyarrow as pa
 from . import text as T
 from .rand import component_key, component_rng, hashed, pick, zipf_sample
 from .sink import Sink, part_name, slot_drop
-from .stream import Stream, build_stream
+from .stream import Stream, stream_for
 
 PIPELINE = "clickstream"
 EVENT_DIR = "clickstream"
@@ -55,9 +55,7 @@ class Landed:
 def build(seed: int, rows: int, knobs: dict, drops: int) -> Landed:
     rng = component_rng(seed, PIPELINE, "events")
     fpd = knobs["files_per_drop"]
-    st = build_stream(component_rng(seed, PIPELINE, "stream"), lines=rows, slots=drops * fpd, start_ms=START_MS,
-                      span_ms=int(knobs["days"] * 86_400_000), duplicate_rate=knobs["duplicate_rate"],
-                      late_rate=knobs["late_rate"], late_minutes=knobs["late_minutes"])
+    st = stream_for(seed, PIPELINE, rows=rows, slots=drops * fpd, start_ms=START_MS, knobs=knobs)
     n = st.n_events
     n_users = int(np.clip(n // 30, 50, 200_000))
     user = zipf_sample(rng, n_users, n, knobs["skew"]) + 10_000

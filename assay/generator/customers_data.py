@@ -17,7 +17,7 @@ from . import text as T
 from . import vocab
 from .rand import component_rng, pick
 from .sink import Sink, part_name, slot_drop
-from .stream import Stream, build_stream
+from .stream import Stream, stream_for
 
 PIPELINE = "customers_stream"
 EVENT_DIR = "customers"
@@ -75,9 +75,7 @@ def customer_ids(idx: np.ndarray) -> pa.Array:
 def build(seed: int, rows: int, knobs: dict, drops: int) -> Landed:
     rng = component_rng(seed, PIPELINE, "messages")
     fpd = knobs["files_per_drop"]
-    st = build_stream(component_rng(seed, PIPELINE, "stream"), lines=rows, slots=drops * fpd, start_ms=START_MS,
-                      span_ms=int(knobs["days"] * 86_400_000), duplicate_rate=knobs["duplicate_rate"],
-                      late_rate=knobs["late_rate"], late_minutes=knobs["late_minutes"])
+    st = stream_for(seed, PIPELINE, rows=rows, slots=drops * fpd, start_ms=START_MS, knobs=knobs)
     n = st.n_events
     n_cust = max(10, n // 4)
     customer = rng.integers(0, n_cust, n)

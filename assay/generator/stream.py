@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rand import exact_count, pick
+from .rand import component_rng, exact_count, pick
 
 TAIL_MS = 60_000          # "end of file" window from which next-file duplicates are taken
 JITTER_MS = 2_000         # in-file disorder, far below any watermark delay
@@ -127,3 +127,10 @@ def _duplicates(rng, n_dup, ms, late, slot_of_event, slots, start_ms, win, same_
     src = np.concatenate([same, nxt, later]).astype(np.int64)
     slot = np.concatenate([slot_of_event[same], np.minimum(slot_of_event[nxt] + 1, slots - 1), later_slot])
     return src, slot.astype(np.int64)
+
+
+def stream_for(seed: int, pipeline: str, *, rows: int, slots: int, start_ms: int, knobs: dict) -> Stream:
+    """The event stream of a pipeline's data set, shaped by the user's knobs (one place for all pipelines)."""
+    return build_stream(component_rng(seed, pipeline, "stream"), lines=rows, slots=slots, start_ms=start_ms,
+                        span_ms=int(knobs["days"] * 86_400_000), duplicate_rate=knobs["duplicate_rate"],
+                        late_rate=knobs["late_rate"], late_minutes=knobs["late_minutes"])

@@ -15,7 +15,7 @@ from . import text as T
 from . import vocab
 from .rand import component_key, component_rng, hashed, pick, zipf_sample
 from .sink import Sink, part_name, slot_drop
-from .stream import Stream, build_stream
+from .stream import Stream, stream_for
 from .zenith_catalog import (CUSTOMERS_PATH, N_UNKNOWN_PRODUCTS, PRODUCTS_PATH, Catalog, make_catalog, parquet_bytes,
                              products_table)
 
@@ -106,9 +106,7 @@ def make_events(seed: int, n: int, cat: Catalog, knobs: dict) -> tuple[Events, d
 def build(seed: int, rows: int, knobs: dict, drops: int) -> Landed:
     cat = make_catalog(seed, rows, knobs)
     slots = drops * knobs["files_per_drop"]
-    stream = build_stream(component_rng(seed, PIPELINE, "stream"), lines=rows, slots=slots, start_ms=START_MS,
-                          span_ms=int(knobs["days"] * 86_400_000), duplicate_rate=knobs["duplicate_rate"],
-                          late_rate=knobs["late_rate"], late_minutes=knobs["late_minutes"])
+    stream = stream_for(seed, PIPELINE, rows=rows, slots=slots, start_ms=START_MS, knobs=knobs)
     events, injected = make_events(seed, stream.n_events, cat, knobs)
     injected.update(lines=stream.n_lines, duplicates=int(stream.copy.sum()), late=int(stream.late.sum()))
     drift_line = int(np.ceil(knobs["drift_at"] * stream.n_lines))
