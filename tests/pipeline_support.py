@@ -103,3 +103,18 @@ def finish_run(pipeline: Path, landing: Path, store: Path) -> None:
     result = cli("run", "-p", str(pipeline), "--landing", str(landing), "--storage", str(store), cwd=ROOT,
                  timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def kill_through_drops(pipeline: Path, out: Path, landing: Path, store: Path, logs: Path, plan: list,
+                       rng, max_delay: float) -> list[str]:
+    """Run the pipeline once per step of `plan` = [(drop to land first or None, progress pattern,
+    where)], killing each run -9 shortly after its output matches the pattern; the kills that landed."""
+    from assay.generator import land_drop
+    kills = []
+    for i, (drop, pattern, where) in enumerate(plan):
+        if drop is not None:
+            land_drop(out, landing, drop)
+        log = logs / f"run-{i}.log"
+        if kill_when(start_run(pipeline, landing, store, log), log, pattern, rng.uniform(0.0, max_delay)):
+            kills.append(where)
+    return kills

@@ -28,12 +28,11 @@ from assay.truth import check_metrics
 from assay.verify import compare
 from tests import pipeline_support as support
 from tests.conftest import ROOT, cli
-from tests.pipeline_support import kill_when, land_tree, read
+from tests.pipeline_support import land_tree, read
 
 PIPELINE = ROOT / "pipelines" / "activity_logs"
 finish_run = partial(support.finish_run, PIPELINE)
 run_in_process = partial(support.run_in_process, PIPELINE)
-start_run = partial(support.start_run, PIPELINE)
 verify_storage = partial(support.verify_storage, PIPELINE)
 FIXTURES = ROOT / "tests" / "fixtures" / "activity_logs"
 ROWS, DROPS, SEED = 40_000, 3, 13
@@ -157,13 +156,7 @@ def test_kill_9_in_the_middle_of_a_drop_then_rerun_matches_the_truth(generated, 
             (2, r"running\s+bronze_activity_logs\s+batches=0", "bronze, 1st file of drop 2"),
             (None, r"running\s+silver_activity_logs\s+batches=2", "silver, 3rd file of drop 2"),
             (None, r"running\s+gold_region_daily_watch_time", "gold, drop 2")]
-    kills = []
-    for i, (drop, pattern, where) in enumerate(plan):
-        if drop is not None:
-            land_drop(out, landing, drop)
-        log = tmp_path / f"run-{i}.log"
-        if kill_when(start_run(landing, store, log), log, pattern, rng.uniform(0.0, 0.3)):
-            kills.append(where)
+    kills = support.kill_through_drops(PIPELINE, out, landing, store, tmp_path, plan, rng, max_delay=0.3)
     print(f"kill -9 landed in: {kills}")
     assert len(kills) >= 3, f"only {len(kills)} kills landed: {kills}"
     finish_run(landing, store)

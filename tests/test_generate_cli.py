@@ -1,6 +1,5 @@
 """`assay generate` from the command line: files with a truth manifest, and events to a real Kafka topic."""
 import json
-from pathlib import Path
 
 from assay.sources.base import BatchLimits
 from assay.sources.kafka import KafkaSource

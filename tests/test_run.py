@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from assay.errors import ExpectationFailed, FlowError
+from assay.errors import ExpectationFailed
 from tests.conftest import table
 
 PIPELINE = """
