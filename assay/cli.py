@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -350,27 +351,38 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*No Partition Defined for Window.*")
     os.environ.setdefault("RUST_LOG", "error")
     try:
-        app(standalone_mode=False)
-        _exit(0)
+        # An int when Typer turned an exit into a code: --help (0), Ctrl-C during a command (130).
+        code = app(standalone_mode=False, prog_name="assay")
+        if code == 130:
+            err.print("[yellow]interrupted[/]: the current batch was not committed; the next run resumes it.")
+        _exit(code if isinstance(code, int) else 0)
     except AssayError as exc:
         err.print(f"[red]error:[/] {secrets.redact(str(exc))}", highlight=False)
         _exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: the current batch was not committed; the next run resumes it.")
-        sys.exit(130)
+        _exit(130)
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        sys.exit(code)
-    except Exception as exc:  # click usage errors and anything unexpected: one paragraph, no traceback
-        import click
-        if isinstance(exc, click.ClickException):
+        if code is not None and not isinstance(code, int):
+            err.print(str(code), highlight=False)
+        _exit(code if isinstance(code, int) else 0 if code is None else 1)
+    except typer.Abort:
+        err.print("[yellow]aborted[/]")
+        _exit(1)
+    except typer.TyperException as exc:  # usage errors (Typer vendors click): Typer's own message, exit 2
+        if hasattr(exc, "show"):
             exc.show()
-            sys.exit(exc.exit_code)
+        else:
+            err.print(f"[red]error:[/] {exc.format_message()}", highlight=False)
+        _exit(exc.exit_code)
+    except Exception as exc:  # anything unexpected: one paragraph, no traceback unless asked for
         if os.environ.get("ASSAY_DEBUG"):
-            raise
+            sys.stderr.write(secrets.redact("".join(traceback.format_exception(exc))))
+            _exit(1)
         err.print(f"[red]error:[/] {type(exc).__name__}: {secrets.redact(str(exc))}\n"
-                  "(set ASSAY_DEBUG=1 to see the traceback)", highlight=False)
-        sys.exit(1)
+                  "(an unexpected error: set ASSAY_DEBUG=1 to see the traceback)", highlight=False)
+        _exit(1)
 
 
 if __name__ == "__main__":

@@ -133,3 +133,30 @@ def test_continuous_stops_cleanly_on_sigterm(tmp_path):
     assert out.count("completed") >= 2
     rows = cli("query", "SELECT COUNT(*) AS n FROM orders", "--format", "csv", cwd=shop, check=True)
     assert rows.stdout.splitlines()[1] == "201"
+
+
+def test_usage_errors_print_typers_message_and_exit_2(tmp_path):
+    result = cli("run", "--no-such-flag", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "No such option: --no-such-flag" in result.stderr and "Try 'assay run --help'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    result = cli("init", cwd=tmp_path)
+    assert result.returncode == 2 and "Missing argument 'name'" in result.stderr and "Traceback" not in result.stderr
+
+    result = cli("generate", "zenith", "--out", str(tmp_path / "g"), "--rows", "many", cwd=tmp_path)
+    assert result.returncode == 2 and "Invalid value for '--rows'" in result.stderr
+    assert not (tmp_path / "g").exists()
+
+
+def test_unexpected_error_is_one_paragraph_unless_debugging(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    args = ("generate", "zenith", "--out", str(tmp_path / "a-file" / "out"), "--rows", "10")
+    result = cli(*args, cwd=tmp_path, env={"ASSAY_DEBUG": ""})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: NotADirectoryError" in result.stderr and "ASSAY_DEBUG=1" in result.stderr
+
+    result = cli(*args, cwd=tmp_path, env={"ASSAY_DEBUG": "1"})
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr and "NotADirectoryError" in result.stderr
+    assert "During handling" not in result.stderr
