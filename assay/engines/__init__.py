@@ -9,4 +9,7 @@ def create_engine(name: str, conf: dict[str, str] | None = None) -> Engine:
     if name == "sail":
         from .sail import SailEngine
         return SailEngine(conf or {})
-    raise ConfigError(f"unknown engine '{name}' (available: sail)")
+    if name == "spark":
+        from .spark import SparkEngine
+        return SparkEngine(conf or {})
+    raise ConfigError(f"unknown engine '{name}' (available: sail, spark)")

@@ -1,0 +1,76 @@
+"""Apache Spark through Spark Connect: a remote server (a cluster, Databricks) or a local one.
+
+Engine options (in the engine's ``conf``; every other key is a Spark session setting):
+
+- ``remote`` (or ``spark.remote``): ``sc://host:port[/;params]`` of an existing Spark Connect
+  server. Nothing is started locally; stopping the engine only closes the session.
+- ``server.<spark key>``: a Spark setting for a local server this engine starts (ignored when
+  connecting to a remote server or reusing a running one), e.g. ``server.spark.sql.shuffle.partitions``.
+
+Without ``remote``, a local server already started by ``python -m assay.engines.spark_server start``
+(``scripts/spark.sh start``) on the default port is reused and left running; otherwise the engine
+starts its own on a free port (stopped with the engine, or when this process dies).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .base import Engine
+from . import spark_server
+
+log = logging.getLogger(__name__)
+
+REMOTE_KEYS = ("remote", "spark.remote")
+SERVER_PREFIX = "server."
+
+
+class SparkEngine(Engine):
+    name = "spark"
+
+    def __init__(self, conf: dict[str, str]):
+        conf = dict(conf)
+        remote = None
+        for key in REMOTE_KEYS:
+            value = conf.pop(key, None)
+            remote = remote or (value.strip() if isinstance(value, str) and value.strip() else None)
+        self.remote = remote
+        self.server_conf = {k[len(SERVER_PREFIX):]: v for k, v in conf.items() if k.startswith(SERVER_PREFIX)}
+        super().__init__({k: v for k, v in conf.items() if not k.startswith(SERVER_PREFIX)})
+        self._server: spark_server.SparkServer | None = None   # set only for a server this engine owns
+
+    def _start_session(self):
+        from pyspark.sql import SparkSession
+
+        remote = self.remote or self._local_server()
+        # create(), not getOrCreate(): another session in this process must never be handed ours.
+        return SparkSession.builder.remote(remote).create()
+
+    def _local_server(self) -> str:
+        shared = spark_server.SparkServer(port=spark_server.DEFAULT_PORT)
+        if shared.running():
+            log.info("reusing the local Spark Connect server at %s", shared.remote)
+            return shared.remote
+        run_dir = Path(tempfile.mkdtemp(prefix="assay-spark-"))
+        server = spark_server.SparkServer(port=spark_server.free_port(), run_dir=run_dir,
+                                          conf=self.server_conf)
+        self._server = server
+        try:
+            return server.start(watch_pid=os.getpid())
+        except BaseException:
+            self._stop_session(keep_run_dir=True)
+            raise
+
+    def _stop_session(self, keep_run_dir: bool = False) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        try:
+            server.stop()
+        except Exception as exc:  # it may already be gone; nothing to save
+            log.debug("stopping the Spark Connect server: %s", exc)
+        if not keep_run_dir:
+            shutil.rmtree(server.run_dir, ignore_errors=True)

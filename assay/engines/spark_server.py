@@ -1,0 +1,545 @@
+"""A local Apache Spark Spark Connect server with Delta Lake, fetched from Maven Central.
+
+Assay's Spark engine talks to Spark through Spark Connect only. When no remote server is given it
+starts one here: the jars listed in ``spark_pom.xml`` (Spark 4.2 Connect + delta-spark + the Kafka
+connector + hadoop-aws/azure) are resolved once with ``mvn dependency:copy-dependencies`` into a
+cache, and ``java -cp 'jars/*' org.apache.spark.sql.connect.service.SparkConnectServer`` runs on
+127.0.0.1 with the settings Assay relies on (UTC, Delta, plain Delta protocol features that
+delta-rs reads and writes, microsecond Parquet timestamps, the project's Python for UDFs).
+
+Command line (``scripts/spark.sh`` is a thin wrapper that keeps the cache in the repository)::
+
+    python -m assay.engines.spark_server fetch            resolve the jars (idempotent, cached)
+    python -m assay.engines.spark_server start [PORT]     start on 127.0.0.1:PORT (default 15002)
+    python -m assay.engines.spark_server stop [PORT]      SIGTERM, then SIGKILL after a timeout
+    python -m assay.engines.spark_server status [PORT]    exit 0 and print the address when running
+    python -m assay.engines.spark_server log [PORT]       the tail of the server's log
+
+``start`` also takes ``--conf key=value`` (repeatable) for extra Spark settings. Environment:
+
+    ASSAY_SPARK_CACHE             where jars/ and run folders live (default ~/.cache/assay/spark)
+    ASSAY_SPARK_RUN_DIR           run folder (log, pid, settings); default <cache>/run-PORT
+    ASSAY_SPARK_MEMORY            JVM heap, e.g. 4g (default 2g)
+    ASSAY_SPARK_CORES             local[N] worker threads (default: every core, ``*``)
+    ASSAY_SPARK_SHUFFLE_PARTITIONS  spark.sql.shuffle.partitions (default 4)
+    ASSAY_SPARK_PYTHON            Python for UDF workers (default: the interpreter running this)
+    ASSAY_SPARK_START_TIMEOUT     seconds to wait for the port (default 120)
+    ASSAY_SPARK_STOP_TIMEOUT      seconds between SIGTERM and SIGKILL (default 30)
+    ASSAY_SPARK_WATCH_PID         stop the server when that process ends (test sessions)
+    JAVA_HOME                     the Java 17+ to use (default: ``java`` on PATH)
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+DEFAULT_PORT = 15002                 # Spark Connect's own default port
+HOST = "127.0.0.1"
+MARKER = "-Dassay.spark.run="        # identifies our JVM in /proc/<pid>/cmdline (recycled-pid guard)
+FETCH_LOCK_TIMEOUT_S = 900
+
+# Java 17+ module flags Spark's own launcher adds (org.apache.spark.launcher.JavaModuleOptions).
+JAVA_MODULE_OPTIONS = [
+    "-XX:+IgnoreUnrecognizedVMOptions",
+    "--add-modules=jdk.incubator.vector",
+    *(f"--add-opens={m}=ALL-UNNAMED" for m in (
+        "java.base/java.lang", "java.base/java.lang.invoke", "java.base/java.lang.reflect",
+        "java.base/java.io", "java.base/java.net", "java.base/java.nio", "java.base/java.util",
+        "java.base/java.util.concurrent", "java.base/java.util.concurrent.atomic",
+        "java.base/jdk.internal.ref", "java.base/sun.nio.ch", "java.base/sun.nio.cs",
+        "java.base/sun.security.action", "java.base/sun.util.calendar",
+        "java.security.jgss/sun.security.krb5")),
+    "-Dio.netty.tryReflectionSetAccessible=true",
+    "-Dio.netty.allocator.type=pooled",
+]
+
+# Delta table features that delta-rs (the runtime's maintenance and commit path) cannot read or
+# write correctly: pinned off, since a cluster or a newer Delta may switch some on by default.
+DELTA_PROTOCOL_DEFAULTS = {
+    "spark.databricks.delta.properties.defaults.columnMapping.mode": "none",
+    "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
+    "spark.databricks.delta.properties.defaults.enableRowTracking": "false",
+    "spark.databricks.delta.properties.defaults.enableInCommitTimestamps": "false",
+    "spark.databricks.delta.properties.defaults.enableTypeWidening": "false",
+    "spark.databricks.delta.properties.defaults.checkpointPolicy": "classic",
+}
+
+
+class SparkServerError(RuntimeError):
+    """The local Spark Connect server could not be fetched, started or stopped."""
+
+
+# ------------------------------------------------------------------------------------ locations
+def cache_dir() -> Path:
+    if os.environ.get("ASSAY_SPARK_CACHE"):
+        return Path(os.environ["ASSAY_SPARK_CACHE"]).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser().resolve() / "assay" / "spark"
+
+
+def pom_text() -> str:
+    return resources.files(__package__).joinpath("spark_pom.xml").read_text(encoding="utf-8")
+
+
+def _pom_sum() -> str:
+    return hashlib.sha256(pom_text().encode()).hexdigest()
+
+
+def jars_dir(cache: Path | None = None) -> Path:
+    return (cache or cache_dir()) / "jars"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SparkServerError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _need(tool: str, why: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise SparkServerError(f"{tool} is required ({why}) and is not on PATH")
+    return path
+
+
+def java_executable() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").is_file():
+        return str(Path(home) / "bin" / "java")
+    return _need("java", "the Spark Connect server is a Java program")
+
+
+def java_major(java: str) -> int:
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60).stderr
+    for line in out.splitlines():
+        if "version" in line and '"' in line:
+            version = line.split('"')[1]
+            head = version.split(".")[1] if version.startswith("1.") else version.split(".")[0]
+            digits = "".join(ch for ch in head if ch.isdigit())
+            return int(digits or 0)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- fetch
+def fetched(cache: Path | None = None) -> bool:
+    jars = jars_dir(cache)
+    stamp = jars / ".fetched"
+    return (stamp.is_file() and stamp.read_text().strip() == _pom_sum()
+            and any(jars.glob("spark-connect_2.13-*.jar")) and any(jars.glob("delta-spark_*.jar")))
+
+
+class _FileLock:
+    """An exclusive flock on a file, waited for with a timeout (parallel sessions fetch once)."""
+
+    def __init__(self, path: Path, timeout_s: float):
+        self.path, self.timeout_s, self._fd = path, timeout_s, None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() > deadline:
+                    os.close(self._fd)
+                    raise SparkServerError(f"timed out after {self.timeout_s:g}s waiting for another "
+                                           f"fetch ({self.path})") from None
+                time.sleep(0.5)
+
+    def __exit__(self, *exc):
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+
+
+def fetch(cache: Path | None = None, quiet: bool = False) -> Path:
+    """Resolve the server's jars into <cache>/jars once (again only when the pom changes)."""
+    cache = cache or cache_dir()
+    if fetched(cache):
+        return jars_dir(cache)
+    mvn = _need("mvn", "Maven resolves the Spark jars from Maven Central")
+    java_executable()
+    with _FileLock(cache / ".fetch.lock", FETCH_LOCK_TIMEOUT_S):
+        if fetched(cache):
+            return jars_dir(cache)
+        tmp = cache / f"jars.tmp.{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        pom = cache / "pom.xml"            # the packaged pom, copied out (works from a wheel too)
+        pom.write_text(pom_text(), encoding="utf-8")
+        log = cache / "fetch.log"
+        if not quiet:
+            print("spark_server: resolving Spark Connect + Delta jars from Maven Central "
+                  f"(assay/engines/spark_pom.xml) into {jars_dir(cache)} ...", file=sys.stderr)
+        with open(log, "w") as out:
+            proc = subprocess.run([mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
+                                   "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
+                                  stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise SparkServerError("mvn dependency:copy-dependencies failed (full log: "
+                                   f"{log}):\n{_tail(log, 40)}")
+        if not any(tmp.glob("spark-connect_2.13-*.jar")):
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise SparkServerError(f"no spark-connect jar was resolved (log: {log})")
+        (tmp / ".fetched").write_text(_pom_sum() + "\n")
+        jars = jars_dir(cache)
+        shutil.rmtree(jars, ignore_errors=True)
+        tmp.rename(jars)
+        if not quiet:
+            size = sum(p.stat().st_size for p in jars.glob("*.jar"))
+            print(f"spark_server: {len(list(jars.glob('*.jar')))} jars, {size / 1e6:.0f} MB in {jars}",
+                  file=sys.stderr)
+        return jars
+
+
+# -------------------------------------------------------------------------------------- helpers
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text[-lines:])
+
+
+def port_open(port: int, host: str = HOST) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (our own child not reaped yet) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def server_settings(port: int, run_dir: Path, python: str, conf: dict[str, str] | None = None) -> dict[str, str]:
+    """Every Spark setting the server starts with (``conf`` wins)."""
+    settings = {
+        "spark.master": f"local[{os.environ.get('ASSAY_SPARK_CORES', '*') or '*'}]",
+        "spark.app.name": "assay-spark-connect",
+        # loopback only: the gRPC endpoint, the driver and its block manager; no web UI
+        "spark.connect.grpc.binding.address": HOST,
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.connect.grpc.port.maxRetries": "0",
+        "spark.driver.host": HOST,
+        "spark.driver.bindAddress": HOST,
+        "spark.ui.enabled": "false",
+        # Delta Lake
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.databricks.delta.snapshotPartitions": "2",        # small tables: 13-17 s -> 2-3 s
+        "spark.databricks.delta.write.txnVersion.autoReset.enabled": "true",
+        **DELTA_PROTOCOL_DEFAULTS,
+        # one instant everywhere, and timestamps delta-rs reads (INT96 breaks far dates)
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.sql.shuffle.partitions": str(_env_int("ASSAY_SPARK_SHUFFLE_PARTITIONS", 4)),
+        # pandas UDFs run in this Python (it has pandas and pyarrow, and the client's version)
+        "spark.pyspark.python": python,
+        "spark.pyspark.driver.python": python,
+        # what the server writes on its own stays in the run folder (scratch: SPARK_LOCAL_DIRS)
+        "spark.sql.warehouse.dir": str(run_dir / "warehouse"),
+    }
+    settings.update(conf or {})
+    return settings
+
+
+LOG4J2 = """\
+# written by assay.engines.spark_server: warnings and errors, plus the server's own start line
+status = warn
+appender.out.type = Console
+appender.out.name = STDERR
+appender.out.target = SYSTEM_ERR
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = %d{yyyy-MM-dd'T'HH:mm:ss.SSS} %p %c{1}: %m%n%ex
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = STDERR
+logger.connect.name = org.apache.spark.sql.connect.service.SparkConnectServer
+logger.connect.level = INFO
+logger.native.name = org.apache.hadoop.util.NativeCodeLoader
+logger.native.level = ERROR
+logger.parquet.name = org.apache.parquet
+logger.parquet.level = ERROR
+logger.kafka.name = org.apache.kafka
+logger.kafka.level = ERROR
+"""
+
+
+# ---------------------------------------------------------------------------------------- server
+@dataclass
+class SparkServer:
+    """One local Spark Connect server: a port on 127.0.0.1 and a run folder (log, pid, settings)."""
+
+    port: int = DEFAULT_PORT
+    run_dir: Path | None = None
+    cache: Path | None = None
+    conf: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.cache = Path(self.cache) if self.cache else cache_dir()
+        if self.run_dir is None:
+            env_run = os.environ.get("ASSAY_SPARK_RUN_DIR")
+            self.run_dir = Path(env_run) if env_run else self.cache / f"run-{self.port}"
+        self.run_dir = Path(self.run_dir).resolve()
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def remote(self) -> str:
+        return f"sc://{self.address}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "spark.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / "server.log"
+
+    def log_tail(self, lines: int = 60) -> str:
+        return _tail(self.log_file, lines)
+
+    def pid(self) -> int | None:
+        """The pid of our server for this run folder, if it is alive (guards against a recycled pid)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not _alive(pid):
+            return None
+        cmd = _cmdline(pid)
+        if f"{MARKER}{self.run_dir} " not in cmd + " " or SERVER_CLASS not in cmd:
+            return None
+        return pid
+
+    def running(self) -> bool:
+        return self.pid() is not None and port_open(self.port)
+
+    # ------------------------------------------------------------------------------ start
+    def command(self, jars: Path, python: str) -> list[str]:
+        heap = os.environ.get("ASSAY_SPARK_MEMORY", "2g").strip() or "2g"
+        props = [f"-D{k}={v}" for k, v in server_settings(self.port, self.run_dir, python, self.conf).items()]
+        return [java_executable(), f"-Xmx{heap}", *JAVA_MODULE_OPTIONS,
+                "-Djava.awt.headless=true", "-Duser.timezone=UTC",
+                f"-Dlog4j2.configurationFile={self.run_dir / 'log4j2.properties'}",
+                f"{MARKER}{self.run_dir}", *props,
+                "-cp", f"{jars}/*", SERVER_CLASS]
+
+    def start(self, timeout_s: float | None = None, watch_pid: int | None = None) -> str:
+        """Start the server (or find it already running) and return its ``sc://`` address."""
+        java = java_executable()
+        major = java_major(java)
+        if major < 17:
+            raise SparkServerError(f"Spark 4 needs Java 17 or newer; {java} -version says {major}")
+        jars = fetch(self.cache)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.pid() is not None:
+            return self.remote
+        if port_open(self.port):
+            raise SparkServerError(f"{self.address} is already in use by another process")
+        (self.run_dir / "log4j2.properties").write_text(LOG4J2)
+        (self.run_dir / "tmp").mkdir(exist_ok=True)
+        python = os.environ.get("ASSAY_SPARK_PYTHON") or sys.executable
+        env = dict(os.environ, PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python,
+                   SPARK_LOCAL_IP=HOST, SPARK_LOCAL_DIRS=str(self.run_dir / "tmp"))
+        env.pop("SPARK_REMOTE", None)         # a client setting; the server must run locally
+        cmd = self.command(jars, python)
+        (self.run_dir / "command.txt").write_text("\n".join(cmd) + "\n")
+        with open(self.log_file, "a") as log:
+            log.write(f"==== {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} start {self.address}\n")
+            log.flush()
+            proc = subprocess.Popen(cmd, cwd=self.run_dir, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._proc = proc
+        self.pid_file.write_text(f"{proc.pid}\n")
+        watch = watch_pid if watch_pid is not None else _env_int("ASSAY_SPARK_WATCH_PID", 0)
+        if watch:
+            self._watch(watch, proc.pid)
+
+        timeout = timeout_s if timeout_s is not None else _env_int("ASSAY_SPARK_START_TIMEOUT", 120)
+        deadline = time.monotonic() + timeout
+        while not port_open(self.port):
+            if proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise SparkServerError(f"the Spark Connect server exited during startup (exit "
+                                       f"{proc.returncode}; log: {self.log_file}):\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                tail = self.log_tail()
+                self.stop()
+                raise SparkServerError(f"the Spark Connect server did not listen on {self.address} "
+                                       f"within {timeout:g}s (log: {self.log_file}):\n{tail}")
+            time.sleep(0.2)
+        return self.remote
+
+    def _watch(self, watched: int, server: int) -> None:
+        """Stop the server when the process that asked for it is gone (a killed test session)."""
+        code = (
+            "import os, signal, sys, time\n"
+            "watched, server, marker, grace = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])\n"
+            "def alive(p):\n"
+            "    try:\n"
+            "        os.kill(p, 0)\n"
+            "    except OSError:\n"
+            "        return False\n"
+            "    try:\n"
+            "        return open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z'\n"
+            "    except OSError:\n"
+            "        return False\n"
+            "def ours():\n"
+            "    try:\n"
+            "        return marker in open(f'/proc/{server}/cmdline', 'rb').read().decode(errors='replace')\n"
+            "    except OSError:\n"
+            "        return False\n"
+            "while alive(watched) and alive(server):\n"
+            "    time.sleep(2)\n"
+            "if alive(server) and ours():\n"
+            "    os.kill(server, signal.SIGTERM)\n"
+            "    end = time.monotonic() + grace\n"
+            "    while alive(server) and time.monotonic() < end:\n"
+            "        time.sleep(0.5)\n"
+            "    if alive(server) and ours():\n"
+            "        os.kill(server, signal.SIGKILL)\n"
+        )
+        grace = str(_env_int("ASSAY_SPARK_STOP_TIMEOUT", 30))
+        subprocess.Popen([sys.executable, "-c", code, str(watched), str(server), f"{MARKER}{self.run_dir}", grace],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True, close_fds=True)
+
+    # ------------------------------------------------------------------------------- stop
+    def stop(self, timeout_s: float | None = None) -> bool:
+        """SIGTERM (Spark's shutdown hooks run), SIGKILL after the timeout. False if none was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        timeout = timeout_s if timeout_s is not None else _env_int("ASSAY_SPARK_STOP_TIMEOUT", 30)
+        _signal(pid, signal.SIGTERM)
+        if not _wait_gone(pid, timeout):
+            print(f"spark_server: server {pid} ignored SIGTERM for {timeout:g}s, killing it", file=sys.stderr)
+            _signal(pid, signal.SIGKILL)
+            _wait_gone(pid, 10)
+        self.pid_file.unlink(missing_ok=True)
+        proc, self._proc = getattr(self, "_proc", None), None
+        if proc is not None and proc.pid == pid:
+            try:                   # our own child: reap it
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        return True
+
+    def status(self) -> str:
+        pid = self.pid()
+        state = f"running pid={pid}" if pid is not None else "stopped"
+        return f"{state} remote={self.remote} run={self.run_dir}"
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        try:                       # reap it when it is our own child
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        if time.monotonic() > deadline:
+            return not _alive(pid)
+        time.sleep(0.1)
+    return True
+
+
+# --------------------------------------------------------------------------------- command line
+def _parse_conf(items: list[str]) -> dict[str, str]:
+    conf = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SparkServerError(f"--conf takes key=value, got {item!r}")
+        conf[key.strip()] = value
+    return conf
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m assay.engines.spark_server",
+                                     description="A local Apache Spark Spark Connect server (with Delta) "
+                                                 "on 127.0.0.1, from Maven Central jars.")
+    parser.add_argument("command", choices=["fetch", "start", "stop", "status", "log"])
+    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra Spark setting for start (repeatable)")
+    parser.add_argument("--lines", type=int, default=80, help="lines of log to show")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "fetch":
+            print(fetch())
+            return 0
+        server = SparkServer(port=args.port, conf=_parse_conf(args.conf))
+        if args.command == "start":
+            print(server.start())
+        elif args.command == "stop":
+            print(f"stopped {server.remote}" if server.stop() else f"no server running for {server.run_dir}")
+        elif args.command == "status":
+            print(server.status())
+            return 0 if server.pid() is not None else 3
+        elif args.command == "log":
+            print(server.log_tail(args.lines))
+        return 0
+    except SparkServerError as exc:
+        print(f"spark_server: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
