@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .definitions import MATERIALIZED_VIEW, STREAMING_TABLE, TEMPORARY_VIEW, Dataset, Flow, Registry
 from .errors import AssayError, GraphError
-from .quality import check_sql, first_line
+from .engine_errors import translate
+from .quality import check_sql
 from .runtime.context import FlowContext, Pending, SourceSpec
 from .runtime import dedupe as dedupe_rules
 from .spec import PipelineSpec
@@ -141,7 +142,7 @@ class Graph:
                     pending.remove(flow)
                     continue
                 except Exception as exc:  # the engine's analysis error: unknown column, bad SQL...
-                    errors.append(f"dataset '{flow.target}' (at {flow.location}): {first_line(str(exc))}")
+                    errors.append(translate(str(exc), flow.target, flow.location, self._input_columns(ctx)))
                     pending.remove(flow)
                     continue
                 self.analyses[flow.name] = FlowAnalysis(flow, schema, ctx.sources, ctx.static_reads,
@@ -167,6 +168,11 @@ class Graph:
             raise GraphError(f"{len(errors)} problem(s) in pipeline '{self.spec.name}':\n- " + "\n- ".join(errors))
         self.order = self._topological_order()
         return self
+
+    def _input_columns(self, ctx: FlowContext) -> dict[str, list[str]]:
+        """The columns of the datasets a query read before it failed (for the error message)."""
+        return {name: [f.name for f in self._schemas[name].fields]
+                for name in sorted(ctx.static_reads | ctx.stream_reads) if name in self._schemas}
 
     def _describe_cycle(self, waiting: dict[str, str]) -> str | None:
         target_flow = {}

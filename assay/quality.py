@@ -45,13 +45,14 @@ def with_verdicts(df, expectations: tuple[Expectation, ...]):
 
 
 def check_sql(spark, schema, expectation: Expectation) -> str | None:
-    """None if the rule is valid SQL over `schema`, else the engine's message."""
+    """None if the rule is valid SQL over `schema`, else the engine's message in Assay's words."""
     from pyspark.sql import functions as F
     try:
         spark.createDataFrame([], schema).select(F.expr(expectation.sql).alias("ok")).schema
         return None
-    except Exception as exc:  # the engine's analysis error is the message the user needs
-        return first_line(str(exc))
+    except Exception as exc:  # the engine's analysis error, said in Assay's words
+        from .engine_errors import explain
+        return explain(str(exc), [f.name for f in schema.fields])
 
 
 def first_line(message: str) -> str:
