@@ -286,7 +286,9 @@ def generate(pipeline: str = typer.Argument(..., help="zenith, activity_logs, cu
              knob: Optional[list[str]] = typer.Option(None, "--knob", help="KNOB=VALUE, e.g. duplicate_rate=0.05"),
              kafka: Optional[str] = typer.Option(None, "--kafka", help="Also send the events to this Kafka bootstrap"),
              topic: Optional[str] = typer.Option(None, "--topic", help="Kafka topic (default: the pipeline's)"),
-             rate: Optional[str] = typer.Option(None, "--rate", help="Messages per second to Kafka, e.g. 5000/s")):
+             rate: Optional[str] = typer.Option(None, "--rate", help="Messages per second to Kafka, e.g. 5000/s"),
+             partitions: int = typer.Option(3, "--partitions", min=1,
+                                            help="Partitions of the Kafka topic, when it must be created")):
     """Write realistic source data with known answers (a truth manifest), to files and optionally Kafka."""
     from .generator import PIPELINES, generate as make
     from .generator import land_drop
@@ -311,7 +313,7 @@ def generate(pipeline: str = typer.Argument(..., help="zenith, activity_logs, cu
         from .generator.to_kafka import parse_rate, send
         name = topic or {"customers_stream": "customers"}.get(pipeline, pipeline)
         sending = time.monotonic()
-        sent = send(out, kafka, name, parse_rate(rate))
+        sent = send(out, kafka, name, parse_rate(rate), partitions=partitions)
         seconds = time.monotonic() - sending
         console.print(f"sent {sent:,} messages to {name} at {kafka} in {seconds:.1f}s ({sent / seconds:,.0f}/s)")
 

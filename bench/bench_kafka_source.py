@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from assay.sources.base import BatchLimits  # noqa: E402
-from assay.sources.kafka import KafkaSource, produce  # noqa: E402
+from assay.generator.kafka_producer import produce  # noqa: E402
+from assay.sources.kafka import KafkaSource  # noqa: E402
 
 
 def free_port() -> int:

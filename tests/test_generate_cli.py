@@ -31,3 +31,23 @@ def test_generate_to_kafka_at_a_rate(tmp_path, kafka_broker):
     import pyarrow.parquet as pq
     values = sorted(pq.read_table(path).column("value").to_pylist())
     assert values == sorted(lines)
+
+
+def test_generate_to_kafka_creates_a_missing_topic(tmp_path, kafka_broker):
+    result = cli("generate", "customers_stream", "--out", str(tmp_path / "gen"), "--rows", "300", "--seed", "4",
+                 "--kafka", kafka_broker.bootstrap, "--topic", "created_by_generate", "--partitions", "2",
+                 cwd=tmp_path, check=True)
+    assert "sent 300 messages to created_by_generate" in result.stdout
+    topic = kafka_broker.admin().list_topics("created_by_generate", timeout=10).topics["created_by_generate"]
+    assert topic.error is None and sorted(topic.partitions) == [0, 1]
+    assert sum(kafka_broker.watermarks("created_by_generate", p)[1] for p in (0, 1)) == 300
+
+
+def test_generate_to_kafka_says_at_once_how_to_create_a_topic_the_broker_refuses(tmp_path, kafka_broker):
+    result = cli("generate", "customers_stream", "--out", str(tmp_path / "gen"), "--rows", "10",
+                 "--kafka", kafka_broker.bootstrap, "--topic", "no room/for this", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    err = " ".join(result.stderr.split())
+    assert "topic 'no room/for this' does not exist" in err and "the broker refused to create it" in err
+    assert (f"kafka-topics.sh --bootstrap-server {kafka_broker.bootstrap} --create --topic 'no room/for this' "
+            "--partitions 3 --replication-factor 1") in err

@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Producer, TopicPartition
 
+from assay.generator.kafka_producer import produce
 from assay.sources.base import BatchLimits, LoadContext, Plan
-from assay.sources.kafka import KAFKA_SCHEMA, KafkaSource, KafkaSourceError, fair_shares, produce
+from assay.sources.kafka import KAFKA_SCHEMA, KafkaSource, KafkaSourceError, fair_shares
 
 pytestmark = pytest.mark.kafka
 

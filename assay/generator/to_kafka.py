@@ -1,4 +1,4 @@
-"""Send a generated data set's lines to a Kafka topic at a steady rate (the seeds' producer)."""
+"""Send a generated data set's lines to a Kafka topic at a steady rate, creating the topic if needed."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from ..sources.kafka import produce
+from .kafka_producer import ensure_topic, produce
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/s|/sec|/second)?\s*$")
 
@@ -54,7 +54,10 @@ def _throttled(lines: Iterator[bytes], rate: float | None) -> Iterator[tuple]:
         yield (_key(line), line)
 
 
-def send(out_dir, bootstrap: str, topic: str, rate: float | None = None, options: dict | None = None) -> int:
-    """Produce every JSON line of every drop, in arrival order; the number of messages sent."""
+def send(out_dir, bootstrap: str, topic: str, rate: float | None = None, options: dict | None = None,
+         partitions: int = 3) -> int:
+    """Produce every JSON line of every drop, in arrival order; the number of messages sent. A missing
+    topic is created first with `partitions` partitions (replication 1)."""
+    ensure_topic(bootstrap, topic, partitions, options)
     return produce(bootstrap, topic, _throttled(_lines(Path(out_dir)), rate), options=options,
                    timeout_s=3600)

@@ -17,7 +17,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,7 +28,6 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     KafkaException,
-    Producer,
     TopicPartition,
 )
 
@@ -698,51 +697,3 @@ class _Partition:
 
 # Spark's timestampType: 0 CreateTime, 1 LogAppendTime (-1: none)
 _TS_TYPE = {TIMESTAMP_CREATE_TIME: 0, TIMESTAMP_LOG_APPEND_TIME: 1}
-
-# ---------------------------------------------------------------------------------- producing
-def produce(bootstrap: str, topic: str, records: Iterable[tuple], options: Mapping[str, Any] | None = None,
-            timeout_s: float = 60.0) -> int:
-    """Send (key, value[, partition]) records and wait until all are acknowledged; the count.
-
-    str keys/values are sent as UTF-8, None as a null key/value. Raises if any record failed.
-    """
-    conf: dict[str, Any] = {"linger.ms": 5, "acks": "all", "message.max.bytes": 8 * 1024 * 1024,
-                            "queue.buffering.max.messages": 200000}
-    conf.update(normalize_options(options))
-    conf["bootstrap.servers"] = bootstrap
-    scrub = _Scrubber(conf)
-    conf["logger"] = _ScrubbingLogger(scrub)
-    failures: list[str] = []
-
-    def on_delivery(err, _msg):
-        if err is not None:
-            failures.append(scrub(err))
-
-    producer = Producer(conf)
-    deadline = time.monotonic() + timeout_s
-    sent = 0
-    for rec in records:
-        key, value = rec[0], rec[1]
-        partition = rec[2] if len(rec) > 2 else None
-        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery}
-        if partition is not None:
-            kwargs["partition"] = int(partition)
-        while True:
-            try:
-                producer.produce(topic, **kwargs)
-                break
-            except BufferError:
-                producer.poll(0.05)
-                if time.monotonic() > deadline:
-                    raise KafkaSourceError(f"producing to {topic}: local queue full for {timeout_s:g}s")
-        sent += 1
-        if sent % 10000 == 0:
-            producer.poll(0)
-    left = producer.flush(max(0.0, deadline - time.monotonic()))
-    if left:
-        raise KafkaSourceError(f"producing to {topic}: {left} of {sent} records not acknowledged "
-                               f"within {timeout_s:g}s")
-    if failures:
-        raise KafkaSourceError(f"producing to {topic}: {len(failures)} of {sent} records failed, "
-                               f"first: {failures[0]}")
-    return sent
