@@ -388,7 +388,11 @@ class SparkServer:
         (self.run_dir / "tmp").mkdir(exist_ok=True)
         python = os.environ.get("ASSAY_SPARK_PYTHON") or sys.executable
         env = dict(os.environ, PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python,
-                   SPARK_LOCAL_IP=HOST, SPARK_LOCAL_DIRS=str(self.run_dir / "tmp"))
+                   SPARK_LOCAL_IP=HOST, SPARK_LOCAL_DIRS=str(self.run_dir / "tmp"),
+                   # The thin pyspark-client has no Spark distribution. Its Python workers that run
+                   # foreachBatch / streaming listeners import pyspark.sql.connect, which (with no
+                   # __main__ file) takes itself for a doctest run and exits unless SPARK_HOME is set.
+                   SPARK_HOME=str(self.run_dir))
         env.pop("SPARK_REMOTE", None)         # a client setting; the server must run locally
         cmd = self.command(jars, python)
         (self.run_dir / "command.txt").write_text("\n".join(cmd) + "\n")
