@@ -21,11 +21,19 @@ demo: install
 kafka-fetch:
 	bash scripts/kafka.sh fetch
 
-test: install kafka-fetch
+# The UI's graph libraries from npm (pinned, with their licences) and Debian's chromium for its browser tests.
+.PHONY: ui-vendor browser
+ui-vendor:
+	bash scripts/ui-vendor.sh
+
+browser:
+	bash scripts/browser.sh install
+
+test: install kafka-fetch ui-vendor browser
 	$(BIN)/python -m pytest -q
 
 # Soak and scale runs too (long).
-test-all: install kafka-fetch
+test-all: install kafka-fetch ui-vendor browser
 	ASSAY_SOAK=1 $(BIN)/python -m pytest -q
 
 bench: install

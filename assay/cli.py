@@ -269,6 +269,11 @@ def vacuum(tables: Optional[list[str]] = typer.Argument(None, help="Tables (defa
         console.print(f"{name}: {count} files deleted")
 
 
+# `assay ui` and `assay report`: assay/ui/commands.py
+from .ui.commands import report as _ui_report, ui as _ui  # noqa: E402
+app.command("ui")(_ui)
+app.command("report")(_ui_report)
+
 def _require_log(spec) -> None:
     from .catalog import EVENT_LOG
     if not (spec.system_dir / EVENT_LOG / "_delta_log").exists():
