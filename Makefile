@@ -17,6 +17,12 @@ install: $(STAMP)
 demo: install
 	$(BIN)/python -m assay.demo
 
+# PostgreSQL for the sink's tests: Debian's package when missing (apt-get, as root); the tests
+# start their own throwaway cluster on 127.0.0.1 and stop it (scripts/postgres.sh).
+.PHONY: postgres-install
+postgres-install:
+	bash scripts/postgres.sh install
+
 # Services the suite needs (Kafka jars from Maven Central) are fetched here; the tests start and stop them.
 kafka-fetch:
 	bash scripts/kafka.sh fetch
@@ -29,11 +35,11 @@ ui-vendor:
 browser:
 	bash scripts/browser.sh install
 
-test: install kafka-fetch ui-vendor browser
+test: install kafka-fetch postgres-install ui-vendor browser
 	$(BIN)/python -m pytest -q
 
 # Soak and scale runs too (long).
-test-all: install kafka-fetch ui-vendor browser
+test-all: install kafka-fetch postgres-install ui-vendor browser
 	ASSAY_SOAK=1 $(BIN)/python -m pytest -q
 
 bench: install

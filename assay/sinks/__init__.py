@@ -1,0 +1,1 @@
+"""Places outside Delta that Assay keeps in step with its tables (PostgreSQL: `assay.sinks.postgres`)."""
