@@ -1,4 +1,4 @@
-"""Small files the runtime must never leave half-written: write aside, fsync, rename."""
+"""Small control files (checkpoints, plans, catalog) never left half-written: write aside, fsync, rename."""
 from __future__ import annotations
 
 import json

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import storage
+from .delta import table as storage
 from .spec import PipelineSpec
 
 EVENT_LOG = "event_log"
@@ -47,7 +47,7 @@ CATALOG_FILE = "catalog.json"
 def record_datasets(spec: PipelineSpec, graph) -> None:
     """What the code declares about each table (comment, partitioning, cluster_by, properties),
     kept beside the tables for maintenance and for readers that do not load the pipeline."""
-    from .runtime.files import write_json_atomic
+    from .atomic import write_json_atomic
     entries = {}
     for ds in graph.registry.datasets.values():
         if ds.is_table:
@@ -59,7 +59,7 @@ def record_datasets(spec: PipelineSpec, graph) -> None:
 
 
 def declared(spec: PipelineSpec) -> dict:
-    from .runtime.files import read_json
+    from .atomic import read_json
     path = spec.system_dir / CATALOG_FILE
     return read_json(path) if path.exists() else {}
 
@@ -76,9 +76,7 @@ def row_count(ref: TableRef) -> int:
     table = storage.open_table(ref.path)
     if table is None:
         return 0
-    actions = table.get_add_actions(flatten=True)
-    if "num_records" in actions.column_names:
-        values = actions.column("num_records").to_pylist()
-        if all(v is not None for v in values):
-            return int(sum(values))
+    values = [a.get("num_records") for a in storage.add_actions(table)]
+    if all(v is not None for v in values):
+        return int(sum(values))
     return table.to_pyarrow_dataset().count_rows()

@@ -6,7 +6,6 @@ reported together.
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from .quality import check_sql
 from .runtime.context import FlowContext, Pending, SourceSpec
 from .runtime import dedupe as dedupe_rules
 from .spec import PipelineSpec
-from .sources.schema import resolve_schema
+from .sources.files.schema import resolve_schema
 from .sql import run_sql_flow
 
 
@@ -43,6 +42,8 @@ class Graph:
         self._schemas: dict[str, object] = {}
         self.order: list[str] = []           # flow names, dependencies first
         self._file_sources: dict = {}
+        # configuration keys read with dp.config (and by the runtime), to catch --conf keys nothing reads
+        self.config_keys_read: set[str] = {"kafka.bootstrap_servers"}
 
     # --- lookups used by FlowContext ----------------------------------------------------
 
@@ -68,7 +69,7 @@ class Graph:
         path = self.table_path(name)
         if not (path / "_delta_log").exists():
             return self.spark.createDataFrame([], self.schema_of(name))
-        return self.engine.read_delta(path)
+        return self.engine.read_table(path)
 
     def evaluate_view(self, name: str, ctx: FlowContext):
         flow = self.registry.flows_into(name)[0]
@@ -89,14 +90,10 @@ class Graph:
 
     def read_all_files(self, flow: Flow, source):
         """Every file of a folder now, parsed like a streaming batch but tracked nowhere."""
-        from .sources.base import LoadContext
-        folder = self.spec.system_dir / "staging" / flow.name / f"batch-files-{len(self._file_sources)}"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
         files = source.list_files()
         if not files:
             return source.analysis_frame(self.spark)
-        return source.load_files(LoadContext(self.spark, str(folder)), files, tracked=False)
+        return source.load_files(self.spark, files, tracked=False)
 
     def checkpoint_dir(self, flow_name: str) -> Path:
         return self.spec.system_dir / "checkpoints" / flow_name

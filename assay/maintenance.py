@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import catalog, storage
+from . import catalog
+from .delta import table as storage
 from .spec import PipelineSpec
 
 @dataclass

@@ -248,10 +248,17 @@ def read_files(path: str, format: str = "json", *, schema=None, **options):
 
 
 def read_kafka(topics, *, bootstrap_servers: str | None = None, starting_offsets="earliest",
-               options: dict | None = None, max_records_per_batch: int | None = None):
-    """New messages of Kafka (or Azure Event Hubs) topics, as offset ranges tracked by Assay."""
+               options: dict | None = None, max_records_per_batch: int | None = None,
+               format: str | None = None, schema=None):
+    """New messages of Kafka (or Azure Event Hubs) topics, as offset ranges tracked by Assay.
+
+    Without `format`: Spark's Kafka columns (key, value, topic, partition, offset, timestamp,
+    timestampType). With format="json" and a schema: the declared columns parsed from the
+    value, `_rescued_data` (unknown fields, values that do not fit, a value that is not a JSON
+    object, not UTF-8, or a tombstone), then key, topic, partition, offset, timestamp.
+    """
     return _flow_context().read_kafka(topics, bootstrap_servers, starting_offsets, dict(options or {}),
-                                      max_records_per_batch)
+                                      max_records_per_batch, format, schema)
 
 
 def record_metric(name: str, value) -> None:

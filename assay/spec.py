@@ -55,6 +55,15 @@ class PipelineSpec:
     batch_max_bytes: int | None = 256 * 1024 * 1024
     batch_max_records: int | None = None
     target: str | None = None
+    conf_overrides: frozenset[str] = frozenset()    # configuration keys given with --conf
+
+    def check_configuration_used(self, keys_read: set[str]) -> None:
+        """A --conf key that no dataset reads is a typo or a stale flag: say so instead of ignoring it."""
+        unused = sorted(self.conf_overrides - set(keys_read))
+        if unused:
+            read = ", ".join(sorted(keys_read)) or "none"
+            raise ConfigError(f"--conf {', '.join(unused)}: no dataset of pipeline '{self.name}' reads "
+                              f"{'this key' if len(unused) == 1 else 'these keys'} with dp.config (keys read: {read})")
 
     def schema_for(self, name_or_layer: str | None) -> str:
         """A layer key ('bronze') or a literal schema name ('01_bronze') → the storage schema name."""
@@ -164,7 +173,7 @@ def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str
         batch_max_files=_positive(batch.get("max_files", 1000), "batch.max_files", spec_path),
         batch_max_bytes=_bytes(batch.get("max_bytes", "256MB"), spec_path),
         batch_max_records=_positive(batch.get("max_records"), "batch.max_records", spec_path),
-        target=target)
+        target=target, conf_overrides=frozenset(conf or {}))
 
 
 def _check_keys(raw: dict, allowed: set[str], spec_path: Path, prefix: str) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import catalog, storage
+from . import catalog
+from .delta import table as storage
 from .spec import PipelineSpec
 
 # Truth tables name a row's origin by file name and position; pipeline tables keep full lineage.

@@ -62,7 +62,7 @@ def run_pipeline(engine):
 
 def table(folder: Path, schema: str, name: str):
     """A table of a project as a list of dicts (None when it does not exist)."""
-    from assay import storage
+    from assay.delta import table as storage
     data = storage.read_arrow(folder / "storage" / schema / name)
     return None if data is None else data.to_pylist()
 

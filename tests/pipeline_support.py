@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from assay import storage
+from assay.delta import table as storage
 from assay.runtime.runner import RunOptions, Runner
 from assay.spec import load_spec
 from assay.truth import table_reader

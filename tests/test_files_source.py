@@ -93,7 +93,7 @@ def test_parquet_struct_schema_and_hints(project, run_pipeline):
     run_pipeline(folder)
     got = rows(folder)
     assert sorted((r["id"], r["n"], r["x"]) for r in got) == [("a", 1, 1.5), ("b", 2, 2.5)]
-    from assay.storage import open_table
+    from assay.delta.table import open_table
     fields = {f.name: str(f.type) for f in open_table(folder / "storage/01_bronze/raw").schema().fields}
     assert fields["n"] == 'PrimitiveType("long")' and fields["x"] == 'PrimitiveType("double")'
 

@@ -1,5 +1,5 @@
 """`assay optimize` z-orders tables declared with cluster_by and compacts the others; `assay vacuum`."""
-from assay import storage
+from assay.delta import table as storage
 from tests.conftest import cli
 
 PIPELINE = """

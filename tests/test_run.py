@@ -64,7 +64,10 @@ def test_incremental_dedupe_late_and_quarantine(project, run_pipeline):
     assert [r["id"] for r in table(folder, "02_silver", "clean_late")] == ["e4"]
     totals = {r["user"]: (r["total"], r["n"]) for r in table(folder, "03_gold", "totals")}
     assert totals == {1: (0.0, 2), 2: (5.0, 1), 3: (7.0, 1)}
-    assert (folder / "storage" / "03_gold" / "totals" / "user=1").is_dir()
+    from assay.delta.table import add_actions, open_table
+    gold = open_table(folder / "storage" / "03_gold" / "totals")
+    assert gold.metadata().partition_columns == ["user"]
+    assert sorted(a["partition.user"] for a in add_actions(gold)) == [1, 2, 3]
 
 
 def test_dedupe_keeps_the_earliest_row_whatever_the_batches(project, run_pipeline):

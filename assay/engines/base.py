@@ -46,23 +46,58 @@ class Engine(ABC):
             self._spark = None
         self._stop_session()
 
-    # --- data movement the runtime needs ---------------------------------------------------
+    # --- the data plane: what the runtime asks of an engine ----------------------------------
+    # Rows stay in the engine: these return DataFrames or write files; nothing is collected.
 
-    def read_delta(self, path: str | Path, version: int | None = None):
-        reader = self.spark.read.format("delta")
-        if version is not None:
-            reader = reader.option("versionAsOf", version)
-        return reader.load(str(path))
+    def read_delta_files(self, files, arrow_schema, partition_columns=()):
+        """The rows of some data files of a Delta table (an increment), by the table's schema.
 
-    def read_parquet(self, paths: list[str]):
-        return self.spark.read.parquet(*[str(p) for p in paths])
+        Files are read by name, never by time travel; partition values come from the log."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.pandas.types import from_arrow_schema
 
-    def stage(self, df, path: str | Path) -> None:
-        """Materialise a DataFrame as Parquet files in `path` (one engine execution)."""
-        df.write.mode("overwrite").parquet(str(path))
+        schema = from_arrow_schema(arrow_schema)
+        if not files:
+            return self.spark.createDataFrame([], schema)
+        data_schema = type(schema)([f for f in schema.fields if f.name not in partition_columns])
+        groups: dict[tuple, list[str]] = {}
+        for f in files:
+            groups.setdefault(tuple(sorted((f.partition_values or {}).items())), []).append(f.path)
+        frames = []
+        for partition, paths in groups.items():
+            df = self.spark.read.schema(data_schema).parquet(*paths)
+            values = dict(partition)
+            frames.append(df.select(*[F.lit(values.get(f.name)).cast(f.dataType).alias(f.name)
+                                      if f.name in partition_columns else F.col(f"`{f.name}`")
+                                      for f in schema.fields]))
+        result = frames[0]
+        for df in frames[1:]:
+            result = result.unionByName(df)
+        return result
 
-    def empty(self, schema):
-        return self.spark.createDataFrame([], schema)
+    def read_table(self, path: str | Path):
+        """The current version of a whole Delta table (a batch read; never time travel)."""
+        return self.spark.read.format("delta").load(str(path))
+
+    def read_parquet(self, paths, schema=None):
+        reader = self.spark.read if schema is None else self.spark.read.schema(schema)
+        return reader.parquet(*[str(p) for p in paths])
+
+    def read_kafka(self, source, plan, staging_dir: str):
+        """A planned Kafka offset range. Default: the Python consumer writes the range as Parquet
+        (bounded, never read back by Assay) and the engine reads that file."""
+        import os
+        path = os.path.join(staging_dir, "kafka-batch.parquet")
+        source.fetch_to_parquet(plan, path)
+        return self.spark.read.parquet(path)
+
+    def write_files(self, df, path: str | Path, partition_by=()) -> None:
+        """Write a DataFrame as Parquet files under `path` (one engine execution); directories
+        `col=value` for each partition column, which the files then do not contain."""
+        writer = df.write.mode("append").option("compression", "zstd")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.parquet(str(path))
 
     def __enter__(self):
         return self

@@ -11,7 +11,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from .files import read_json, write_json_atomic
+from ..atomic import read_json, write_json_atomic
 
 
 class Checkpoint:

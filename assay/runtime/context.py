@@ -88,11 +88,18 @@ class FlowContext:
             value = value.count()
         self.metrics[name] = value
 
-    def read_kafka(self, topics, bootstrap_servers, starting_offsets, options, max_records_per_batch):
+    def read_kafka(self, topics, bootstrap_servers, starting_offsets, options, max_records_per_batch,
+                   format=None, schema=None):
+        from ..sources.kafka_read import KAFKA_COLUMNS, parse_values
         spec = SourceSpec("kafka", {"topics": topics, "bootstrap_servers": bootstrap_servers,
                                     "starting_offsets": starting_offsets, "options": options,
-                                    "max_records_per_batch": max_records_per_batch})
-        return self._source(spec, lambda: self.spark.createDataFrame([], KAFKA_SCHEMA))
+                                    "max_records_per_batch": max_records_per_batch, "format": format,
+                                    "schema": schema})
+        if format is not None and schema is None:
+            raise GraphError(f"flow '{self.flow.name}' (at {self.flow.location}): dp.read_kafka(format=...) needs "
+                             "schema=\"col TYPE, ...\"")
+        raw = self._source(spec, lambda: self.spark.createDataFrame([], KAFKA_COLUMNS))
+        return parse_values(raw, format, schema, self.spark)
 
     def _source(self, spec: SourceSpec, analysis_frame):
         index = len(self.sources)
@@ -102,8 +109,5 @@ class FlowContext:
         return self.loaded[index]
 
     def config(self, key: str, default=None):
+        self.graph.config_keys_read.add(key)
         return self.graph.spec.configuration.get(key, default)
-
-
-KAFKA_SCHEMA = ("key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp, "
-                "timestampType int")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .. import secrets, storage
+from .. import secrets
+from ..delta.table import write_small
 
 SCHEMA = pa.schema([
     ("run_id", pa.string()), ("pipeline", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC")),
@@ -27,6 +28,7 @@ SCHEMA = pa.schema([
 
 RUN_STARTED, RUN_COMPLETED, RUN_FAILED = "run_started", "run_completed", "run_failed"
 FLOW_PROGRESS, FLOW_COMPLETED, FLOW_FAILED = "flow_progress", "flow_completed", "flow_failed"
+SOURCE_WARNING = "source_warning"
 
 
 @dataclass
@@ -60,7 +62,7 @@ class EventLog:
 
     def record(self, *events: Event) -> None:
         rows = [self._row(e) for e in events]
-        storage.write(self.path, pa.Table.from_pylist(rows, schema=SCHEMA))
+        write_small(self.path, pa.Table.from_pylist(rows, schema=SCHEMA))
 
     def _row(self, event: Event) -> dict:
         def as_json(value):

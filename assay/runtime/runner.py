@@ -1,8 +1,8 @@
 """`assay run`: load the pipeline, analyse the graph, then run the selected flows in dependency order.
 
-Streaming tables run batch after batch until their sources have nothing new (availableNow);
-materialized views are recomputed. Each batch is planned ahead in the flow's checkpoint and
-committed after its tables, so a crash at any instant is repaired by the next run.
+Streaming tables process what their sources held when the flow started (availableNow), batch
+after batch; materialized views are recomputed. Each batch is planned ahead in the flow's
+checkpoint and committed after its tables, so a crash at any instant is repaired by the next run.
 """
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Callable
 
-from .. import secrets, storage
-from ..catalog import record_datasets
+from .. import secrets
 from ..definitions import MATERIALIZED_VIEW, STREAMING_TABLE
+from ..delta.table import current_version, open_table, write_small
 from ..engines import create_engine
 from ..errors import AssayError, FlowError
 from ..graph import Graph
@@ -24,11 +23,11 @@ from ..quality import first_line
 from ..sources.base import BatchLimits, LoadContext, Plan
 from ..sources.delta import DeltaSource
 from ..spec import PipelineSpec
-from .batch import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchWriter, RowCounts
 from .checkpoint import Checkpoint
 from .context import FlowContext
-from .eventlog import (FLOW_COMPLETED, FLOW_FAILED, FLOW_PROGRESS, RUN_COMPLETED, RUN_FAILED, RUN_STARTED, Event,
-                       EventLog)
+from .eventlog import (FLOW_COMPLETED, FLOW_FAILED, FLOW_PROGRESS, RUN_COMPLETED, RUN_FAILED, RUN_STARTED,
+                       SOURCE_WARNING, Event, EventLog)
+from .execute import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchRun, RowCounts
 from .lock import PipelineLock
 
 
@@ -39,6 +38,7 @@ class RunOptions:
     refresh: set[str] | None = None          # None: every flow
     max_files: int | None = None
     max_bytes: int | None = None
+    max_records: int | None = None
     stop_requested: Callable[[], bool] = lambda: False
 
 
@@ -48,13 +48,21 @@ class FlowSummary(RowCounts):
     target: str
     kind: str
     batches: int = 0
-    status: str = "pending"
+    status: str = "pending"                  # queued | skipped | running | done | failed | stopped
+    started: float | None = None             # monotonic time the flow started
     seconds: float = 0.0
+    batch: int | None = None                 # the batch being processed
     error: str | None = None
 
     def add(self, result: RowCounts) -> None:
         self.batches += 1
         super().add(result)
+
+    @property
+    def elapsed(self) -> float:
+        if self.status == "running" and self.started is not None:
+            return time.monotonic() - self.started
+        return self.seconds
 
 
 def build_graph(spec: PipelineSpec, engine) -> Graph:
@@ -69,6 +77,7 @@ class Runner:
         self.options = options or RunOptions()
         self.engine = engine or create_engine(spec.engine, spec.engine_conf)
         self.on_progress = on_progress or (lambda summary: None)
+        self.on_warning: Callable[[str], None] = lambda message: None
         self.events = EventLog(spec.system_dir / "event_log", spec.name)
         self.summaries: dict[str, FlowSummary] = {}
 
@@ -80,7 +89,9 @@ class Runner:
             self.events.record(Event(RUN_STARTED, metrics={"engine": self.engine.name, "target": self.spec.target}))
             try:
                 graph = build_graph(self.spec, self.engine)
+                from ..catalog import record_datasets
                 record_datasets(self.spec, graph)
+                self.spec.check_configuration_used(graph.config_keys_read)
                 selected = self._select(graph)
                 for name in graph.order:
                     flow = graph.registry.flows[name]
@@ -98,7 +109,12 @@ class Runner:
                 self.events.record(Event(RUN_FAILED, status="failed", message=str(exc),
                                          duration_s=time.monotonic() - started))
                 raise
-            self.events.record(Event(RUN_COMPLETED, status="completed", duration_s=time.monotonic() - started,
+            stopped = [s.flow for s in self.summaries.values() if s.status in ("queued", "stopped")]
+            for name in stopped:
+                self.summaries[name].status = "stopped"
+                self.on_progress(self.summaries[name])
+            self.events.record(Event(RUN_COMPLETED, status="stopped" if stopped else "completed",
+                                     duration_s=time.monotonic() - started,
                                      metrics={name: s.rows_written for name, s in self.summaries.items()}))
             return list(self.summaries.values())
 
@@ -114,7 +130,7 @@ class Runner:
         return {n for n in names if graph.registry.flows[n].target in wanted}
 
     def _full_refresh(self, graph: Graph, selected: set[str]) -> None:
-        """Reset checkpoints, state and tables of the refreshed datasets; a marker makes it crash-safe."""
+        """Reset checkpoints and tables of the refreshed datasets; a marker makes it crash-safe."""
         targets = set(self.options.full_refresh)
         if self.options.full_refresh_all:
             targets = {graph.registry.flows[n].target for n in selected}
@@ -128,15 +144,14 @@ class Runner:
             marker.touch()
             for flow in graph.registry.flows_into(target):
                 Checkpoint(graph.checkpoint_dir(flow.name)).reset()
-                shutil.rmtree(self.spec.system_dir / "state" / flow.name, ignore_errors=True)
             for suffix in ("", QUARANTINE_SUFFIX, LATE_SUFFIX):
                 path = graph.table_path(target, suffix)
-                table = storage.open_table(path)
+                table = open_table(path)
                 if table is not None:
                     import pyarrow as pa
-                    empty = table.schema().to_arrow()
-                    storage.write(path, pa.Table.from_batches([], schema=pa.schema(empty)), mode="overwrite",
-                                  metadata={"assay.operation": "full_refresh"})
+                    empty = pa.schema(table.schema().to_arrow())
+                    write_small(path, empty.empty_table(), mode="overwrite",
+                                metadata={"assay.operation": "full_refresh"})
             marker.unlink()
 
     # --- one flow -----------------------------------------------------------------------
@@ -145,40 +160,39 @@ class Runner:
         flow = graph.registry.flows[name]
         dataset = graph.dataset(flow.target)
         summary = self.summaries[name]
-        summary.status = "running"
+        summary.status, summary.started = "running", time.monotonic()
         self.on_progress(summary)
-        started = time.monotonic()
         analysis = graph.analyses[name]
+
+        def failed(message: str) -> None:
+            summary.status, summary.error = "failed", message
+            summary.seconds = time.monotonic() - summary.started
+            self.on_progress(summary)
+            self.events.record(Event(FLOW_FAILED, flow=name, target=flow.target, batch_id=summary.batch,
+                                     status="failed", message=message, duration_s=summary.seconds,
+                                     inputs=analysis.inputs, outputs=[flow.target]))
+        stopped_early = False
         try:
             if dataset.kind == MATERIALIZED_VIEW:
                 self._refresh_view(graph, name)
             elif dataset.kind == STREAMING_TABLE:
-                self._run_stream(graph, name)
+                stopped_early = self._run_stream(graph, name)
         except AssayError as exc:
-            summary.status, summary.error = "failed", str(exc)
-            summary.seconds = time.monotonic() - started
-            self.on_progress(summary)
-            self.events.record(Event(FLOW_FAILED, flow=name, target=flow.target, status="failed",
-                                     message=str(exc), duration_s=summary.seconds, inputs=analysis.inputs,
-                                     outputs=[flow.target]))
+            failed(str(exc))
             raise
         except Exception as exc:
-            message = (f"flow '{name}' (defined at {flow.location}) failed: {type(exc).__name__}: "
-                       f"{first_line(secrets.redact(str(exc)))}")
-            summary.status, summary.error = "failed", message
-            summary.seconds = time.monotonic() - started
-            self.on_progress(summary)
-            self.events.record(Event(FLOW_FAILED, flow=name, target=flow.target, status="failed", message=message,
-                                     duration_s=summary.seconds, inputs=analysis.inputs, outputs=[flow.target]))
-            raise FlowError(message + ". Tables and checkpoints are unchanged for the failed batch; the next run "
-                            "retries it.") from exc
-        summary.status = "done"
-        summary.seconds = time.monotonic() - started
+            message = _failure_message(exc, name, flow.location, summary.batch)
+            failed(message)
+            raise FlowError(message) from exc
+        summary.status = "stopped" if stopped_early else "done"
+        summary.seconds = time.monotonic() - summary.started
+        summary.batch = None
         self.on_progress(summary)
-        self.events.record(Event(FLOW_COMPLETED, flow=name, target=flow.target, status="completed",
-                                 **summary.counts(), duration_s=summary.seconds, inputs=analysis.inputs,
+        self.events.record(Event(FLOW_COMPLETED, flow=name, target=flow.target, status=summary.status,
+                                 **_event_counts(summary), duration_s=summary.seconds, inputs=analysis.inputs,
                                  outputs=self._outputs(dataset, flow.target),
-                                 metrics={"batches": summary.batches}))
+                                 metrics={"batches": summary.batches, "rows_inserted": summary.rows_inserted,
+                                          "rows_replaced": summary.rows_replaced}))
 
     def _outputs(self, dataset, target: str) -> list[str]:
         outputs = [target]
@@ -188,8 +202,8 @@ class Runner:
             outputs.append(target + LATE_SUFFIX)
         return outputs
 
-    def _staging(self, name: str, batch: int) -> Path:
-        folder = self.spec.system_dir / "staging" / name / str(batch)
+    def _staging(self, name: str, batch: int):
+        folder = self.spec.system_dir / "staging" / name / f"source-{batch}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         return folder
@@ -200,17 +214,17 @@ class Runner:
         ckpt = Checkpoint(graph.checkpoint_dir(name))
         last = ckpt.last_committed()
         batch = 0 if last is None else last[0] + 1
-        staging = self._staging(name, batch)
+        self._batch_started(name, batch)
         ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=False)
         started = time.monotonic()
         df = graph.run_query(flow, ctx)
-        writer = BatchWriter(graph, dataset, name, ckpt.generation, staging)
-        result = writer.process(df, batch, mode="overwrite")
+        result = BatchRun(graph, dataset, name, ckpt.generation, batch, "overwrite").execute(df)
         ckpt.write_commit(batch, {"batch": batch, "rows": result.rows_written})
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(self.spec.system_dir / "staging" / name, ignore_errors=True)
         self._progress(graph, name, batch, result, {}, time.monotonic() - started, ctx)
 
-    def _run_stream(self, graph: Graph, name: str) -> None:
+    def _run_stream(self, graph: Graph, name: str) -> bool:
+        """Batches until the sources hold nothing more; True when a stop request cut it short."""
         flow = graph.registry.flows[name]
         dataset = graph.dataset(flow.target)
         analysis = graph.analyses[name]
@@ -219,9 +233,10 @@ class Runner:
         sources = [self._make_source(graph, flow, spec) for spec in analysis.sources]
         limits = BatchLimits(max_files=self.options.max_files or self.spec.batch_max_files,
                              max_bytes=self.options.max_bytes or self.spec.batch_max_bytes,
-                             max_records=self.spec.batch_max_records)
-        writer_state = self.spec.system_dir / "state" / name
-        while not self.options.stop_requested():
+                             max_records=self.options.max_records or self.spec.batch_max_records)
+        while True:
+            if self.options.stop_requested():
+                return True
             planned, committed = ckpt.last_planned(), ckpt.last_committed()
             committed_id = committed[0] if committed else -1
             if planned and planned[0] > committed_id:
@@ -231,15 +246,18 @@ class Runner:
                 batch = committed_id + 1
                 positions = (committed[1]["positions"] if committed else [None] * len(sources))
                 plans = [src.plan(pos, limits) for src, pos in zip(sources, positions)]
+                self._report_source_warnings(name, sources)
                 if all(p is None for p in plans):
-                    return
+                    return False
                 plans = [p if p is not None else Plan(start=pos, end=pos, info={"unchanged": True})
                          for p, pos in zip(plans, positions)]
                 record = {"batch": batch, "plans": [p.__dict__ for p in plans],
-                          "state_version": storage.current_version(writer_state),
+                          "state_version": current_version(graph.table_path(flow.target))
+                          if dataset.dedupe is not None else None,
                           "previous_max": committed[1].get("watermark_max") if committed else None,
                           "planned_at": datetime.utcnow().isoformat() + "Z"}
                 ckpt.write_plan(batch, record)
+            self._batch_started(name, batch)
             started = time.monotonic()
             staging = self._staging(name, batch)
             loaded = {}
@@ -249,15 +267,14 @@ class Runner:
                 if plan.info.get("unchanged"):
                     loaded[index] = self._empty_like(graph, flow, analysis.sources[index])
                 else:
-                    loaded[index] = src.load(LoadContext(self.engine.spark, str(folder)), plan)
+                    loaded[index] = src.load(LoadContext(self.engine.spark, str(folder), self.engine), plan)
             ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=False, loaded=loaded)
             df = graph.run_query(flow, ctx)
             previous_max = record.get("previous_max")
             previous_max = datetime.fromisoformat(previous_max) if previous_max else None
-            writer = BatchWriter(graph, dataset, name, generation, staging)
-            result = writer.process(df, batch, mode="append", state_version=record.get("state_version"),
-                                    previous_max=previous_max)
-            watermark_max = result.watermark_max or previous_max
+            result = BatchRun(graph, dataset, name, generation, batch, "append").execute(
+                df, state_version=record.get("state_version"), previous_max=previous_max)
+            watermark_max = max((t for t in (result.watermark_max, previous_max) if t is not None), default=None)
             ckpt.write_commit(batch, {"batch": batch, "positions": [p.end for p in plans],
                                       "watermark_max": watermark_max.isoformat() if watermark_max else None,
                                       "rows": result.rows_written})
@@ -265,14 +282,30 @@ class Runner:
             offsets = {src.key(): p.info for src, p in zip(sources, plans)}
             self._progress(graph, name, batch, result, offsets, time.monotonic() - started, ctx)
 
+    def _batch_started(self, name: str, batch: int) -> None:
+        summary = self.summaries[name]
+        summary.batch = batch
+        self.on_progress(summary)
+
+    def _report_source_warnings(self, name: str, sources) -> None:
+        for src in sources:
+            for item in getattr(src, "overwritten", [])[:]:
+                message = (f"{item['file']} was rewritten in place after flow '{name}' read it "
+                           f"({item['read_size']:,} → {item['size_now']:,} bytes); it is not read again "
+                           "(read_files(..., allow_overwrites=True) to read rewritten files)")
+                self.on_warning(message)
+                self.events.record(Event(SOURCE_WARNING, flow=name, status="warning", message=message,
+                                         sources={src.key(): item}))
+            if hasattr(src, "overwritten"):
+                src.overwritten.clear()
+
     def _empty_like(self, graph: Graph, flow, spec):
         ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=True)
         if spec.kind == "delta":
             return ctx.read_stream(spec.stream_of)
         if spec.kind == "files":
             return graph.file_source(flow, spec).analysis_frame(self.engine.spark)
-        return ctx.read_kafka(**{k: spec.args[k] for k in ("topics", "bootstrap_servers", "starting_offsets",
-                                                            "options", "max_records_per_batch")})
+        return ctx.read_kafka(**spec.args)
 
     def _make_source(self, graph: Graph, flow, spec):
         if spec.kind == "delta":
@@ -280,19 +313,8 @@ class Runner:
         if spec.kind == "files":
             return graph.file_source(flow, spec)
         if spec.kind == "kafka":
-            from ..sources.kafka import KafkaSource
-            args = dict(spec.args)
-            bootstrap = args["bootstrap_servers"] or self.spec.configuration.get("kafka.bootstrap_servers")
-            if not bootstrap:
-                raise FlowError(f"flow '{flow.name}' (at {flow.location}) reads Kafka without bootstrap_servers "
-                                "(give it to dp.read_kafka or set configuration.kafka.bootstrap_servers)")
-            secrets.register_options(args["options"])
-            # record_initial_positions: a first run that finds nothing after "latest" still
-            # commits where "latest" pointed, so the next run reads what arrived in between
-            return KafkaSource(args["topics"], bootstrap, options=args["options"],
-                               starting_offsets=args["starting_offsets"],
-                               max_records_per_batch=args["max_records_per_batch"],
-                               record_initial_positions=True)
+            from ..sources.kafka import make_kafka_source
+            return make_kafka_source(spec.args, self.spec.configuration, f"flow '{flow.name}' (at {flow.location})")
         raise FlowError(f"unknown source kind {spec.kind}")
 
     def _progress(self, graph, name, batch, result: BatchResult, offsets, seconds, ctx) -> None:
@@ -301,9 +323,26 @@ class Runner:
         summary.add(result)
         self.on_progress(summary)
         self.events.record(Event(
-            FLOW_PROGRESS, flow=name, target=flow.target, batch_id=batch, **result.counts(), duration_s=seconds, sources=offsets or None,
+            FLOW_PROGRESS, flow=name, target=flow.target, batch_id=batch, **_event_counts(result),
+            duration_s=seconds, sources=offsets or None,
             expectations=[r.__dict__ for r in result.rules] or None,
             inputs=sorted(ctx.static_reads | ctx.stream_reads) or graph.analyses[name].inputs,
             outputs=self._outputs(graph.dataset(flow.target), flow.target),
-            metrics={**result.metrics, **ctx.metrics} or None,
+            metrics={**result.metrics, **ctx.metrics, "rows_inserted": result.rows_inserted,
+                     "rows_replaced": result.rows_replaced},
             status="ok"))
+
+
+def _failure_message(exc: Exception, name: str, location, batch: int | None) -> str:
+    """An engine or user-code failure in one paragraph: which flow, where, which batch, and the
+    engine's own first line (secrets masked)."""
+    at_batch = f" in batch {batch}" if batch is not None else ""
+    return (f"flow '{name}' (defined at {location}) failed{at_batch}: {type(exc).__name__}: "
+            f"{first_line(secrets.redact(str(exc)))}. Tables and checkpoints are unchanged for the failed "
+            "batch; the next run retries it.")
+
+
+def _event_counts(counts: RowCounts) -> dict:
+    """The counts the event log has columns for (inserted/replaced go to metrics)."""
+    values = counts.counts()
+    return {k: v for k, v in values.items() if k not in ("rows_inserted", "rows_replaced")}

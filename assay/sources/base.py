@@ -39,6 +39,7 @@ class LoadContext:
     """What a source may use while loading a planned batch."""
     spark: Any            # the engine's SparkSession (Spark Connect client)
     staging_dir: str      # an empty folder owned by this batch, removed after the commit
+    engine: Any = None    # the engine, for reads it does its own way (Delta files, Kafka ranges)
 
 
 class Source(ABC):

@@ -1,12 +1,16 @@
-"""The rows appended to an upstream Delta table since this flow last read it."""
+"""The rows appended to an upstream Delta table since this flow last read it.
+
+A batch covers whole upstream commits; its rows are the data files those commits added, read
+directly by the engine (never by time travel, which an engine may refuse behind the table's
+latest checkpoint: delta-rs writes one every 100 commits).
+"""
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
-from .. import storage
+from ..delta import log
+from ..delta.table import arrow_schema, current_version, open_table
 from .base import BatchLimits, LoadContext, Plan, Source
-
 
 # Rows per batch read from an upstream table when assay.yml sets no batch.max_records: bounds
 # memory in the reading flow (a 1 GB Zenith run peaked at 10.5 GB reading 4.9 M rows at once).
@@ -19,6 +23,7 @@ class DeltaSource(Source):
     def __init__(self, name: str, path: Path):
         self.name = name
         self.path = Path(path)
+        self._end: int | None = None        # the latest version when this run first looked (availableNow)
 
     def key(self) -> str:
         return f"delta:{self.name}"
@@ -29,9 +34,11 @@ class DeltaSource(Source):
 
         A first read starts at the table's latest overwrite (a full refresh), or at version 0.
         """
-        latest = storage.current_version(self.path)
+        if self._end is None:
+            self._end = current_version(self.path)
+        latest = self._end
         if position is None:
-            reset = storage.last_reset(self.path, latest) if latest >= 0 else -1
+            reset = log.last_reset(self.path, latest) if latest >= 0 else -1
             after = max(reset, 0) - 1
         else:
             reset, after = None, int(position)
@@ -40,7 +47,7 @@ class DeltaSource(Source):
         max_records = limits.max_records or DEFAULT_MAX_RECORDS
         end, records, files = after + 1, 0, 0
         for version in range(after + 1, latest + 1):
-            added = storage.appended_files(self.path, version - 1, version, reset_at=reset)
+            added = log.appended_files(self.path, version - 1, version, table=self.name, reset_at=reset)
             more_records, more_files = sum(f.records or 0 for f in added), len(added)
             over = (records + more_records > max_records
                     or bool(limits.max_files and files + more_files > limits.max_files))
@@ -51,24 +58,7 @@ class DeltaSource(Source):
                                                 "reset_at": reset if reset is not None and reset >= 0 else None})
 
     def load(self, ctx: LoadContext, plan: Plan):
-        from pyspark.sql import functions as F
-
-        full = ctx.spark.read.format("delta").option("versionAsOf", int(plan.end)).load(str(self.path))
-        files = storage.appended_files(self.path, int(plan.start), int(plan.end), reset_at=plan.info.get("reset_at"))
-        if not files:
-            return full.limit(0)
-        columns = full.columns
-        schema = {f.name: f.dataType for f in full.schema.fields}
-        groups: dict[tuple, list[str]] = defaultdict(list)
-        for f in files:
-            groups[tuple(sorted(f.partition_values.items()))].append(f.path)
-        frames = []
-        for partition, paths in groups.items():
-            df = ctx.spark.read.parquet(*paths)
-            for key, value in partition:
-                df = df.withColumn(key, F.lit(value).cast(schema[key]))
-            frames.append(df.select(*columns))
-        result = frames[0]
-        for df in frames[1:]:
-            result = result.unionByName(df)
-        return result
+        files = log.appended_files(self.path, int(plan.start), int(plan.end), table=self.name,
+                                   reset_at=plan.info.get("reset_at"))
+        table = open_table(self.path, version=int(plan.end))
+        return ctx.engine.read_delta_files(files, arrow_schema(table), table.metadata().partition_columns)

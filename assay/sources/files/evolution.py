@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ..errors import FlowError, SchemaChanged
-from ..runtime.files import read_json, write_json_atomic
+from ...errors import FlowError, SchemaChanged
+from ...atomic import read_json, write_json_atomic
 
 MODES = ("addNewColumns", "rescue", "failOnNewColumns", "none")
 SAMPLE_FILES = 10

@@ -1,7 +1,7 @@
 """Schemas users give as DDL strings ("id INT, name STRING") or StructType, resolved once by the engine."""
 from __future__ import annotations
 
-from ..errors import FlowError
+from ...errors import FlowError
 
 
 def parse_schema(schema):

@@ -1,0 +1,104 @@
+"""Committing files an engine wrote as one Delta commit per table and batch.
+
+Every commit of a batch carries an application transaction (app id, batch id). A rerun after a
+crash asks each table whether that batch already landed (`landed`) and skips it, so a batch is
+committed once whatever instant the crash hit. delta-rs accepts a repeated transaction without
+complaint: the check here is what makes a replay a no-op.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
+
+from ..errors import FlowError
+from .table import arrow_schema, open_table, retry
+
+
+@dataclass(frozen=True)
+class BatchMark:
+    """Which batch of which writer a commit belongs to."""
+    app_id: str
+    version: int
+
+    def commit_properties(self, metadata: dict | None = None) -> CommitProperties:
+        return CommitProperties(app_transactions=[Transaction(app_id=self.app_id, version=self.version)],
+                                custom_metadata={k: str(v) for k, v in (metadata or {}).items()})
+
+
+def landed(path: str | Path, mark: BatchMark) -> bool:
+    """True when the batch `mark` (or a later one of the same writer) is already in the table."""
+    table = open_table(path)
+    if table is None:
+        return False
+    done = table.transaction_version(mark.app_id)
+    return done is not None and done >= mark.version
+
+
+def nullable(schema: pa.Schema) -> pa.Schema:
+    """Delta columns must accept NULLs from later batches, whatever one batch held."""
+    return pa.schema([f.with_nullable(True) for f in schema])
+
+
+@dataclass
+class TableCommit:
+    """One table's share of a batch: the files the engine wrote into it, the files it replaces."""
+    path: Path
+    mark: BatchMark
+    schema: pa.Schema                       # the batch's columns (partition columns included)
+    adds: list[AddAction] = field(default_factory=list)
+    removes: list[RemoveAction] = field(default_factory=list)
+    mode: str = "append"                    # append | overwrite
+    partition_by: tuple[str, ...] = ()
+    properties: dict = field(default_factory=dict)
+    description: str | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def execute(self) -> bool:
+        """Commit, unless this batch already landed; True when a commit was made."""
+        if landed(self.path, self.mark):
+            return False
+        table = open_table(self.path)
+        props = self.mark.commit_properties(self.metadata)
+        if table is None:
+            create_table_with_add_actions(
+                str(self.path), Schema.from_arrow(nullable(self.schema)), self.adds, mode="error",
+                partition_by=list(self.partition_by) or None, description=self.description,
+                configuration={k: str(v) for k, v in self.properties.items()} or None, commit_properties=props)
+            return True
+        table = self._evolve(table)
+        retry(lambda: table.create_write_transaction(
+            [*self.adds, *self.removes], mode=self.mode, schema=table.schema(),
+            partition_by=list(self.partition_by) or None, commit_properties=props), self.path)
+        return True
+
+    def _evolve(self, table: DeltaTable) -> DeltaTable:
+        """Add the batch's new columns to the table (a metadata commit of its own); a materialized
+        view whose columns changed otherwise is reset to the new schema first."""
+        current = {f.name: f for f in arrow_schema(table)}
+        wanted = nullable(self.schema)
+        new = [f for f in wanted if f.name not in current]
+        changed = [f.name for f in wanted if f.name in current and not f.type.equals(current[f.name].type)]
+        dropped = [name for name in current if name not in wanted.names]
+        if self.mode == "overwrite" and (changed or dropped or list(self.partition_by) != table.metadata().partition_columns):
+            from deltalake import write_deltalake
+            write_deltalake(str(self.path), wanted.empty_table(), mode="overwrite", schema_mode="overwrite",
+                            partition_by=list(self.partition_by) or None)
+            return DeltaTable(str(self.path))
+        if changed:
+            raise FlowError(f"table {self.path}: column(s) {', '.join(changed)} changed type "
+                            f"({', '.join(f'{n}: {current[n].type} → {wanted.field(n).type}' for n in changed)}); "
+                            "Delta cannot widen them in place: cast them in the query, or --full-refresh the table")
+        if new:
+            table.alter.add_columns([Field.from_arrow(f) for f in new])
+            table = DeltaTable(str(self.path))
+        return table
+
+
+def remove_action(path: str, size: int | None) -> RemoveAction:
+    """A data file leaving the table (its partition values are optional in the protocol)."""
+    return RemoveAction(path, True, int(time.time() * 1000), size, None)

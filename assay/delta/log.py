@@ -1,0 +1,97 @@
+"""Reading a Delta table's log: what each commit added or removed, for incremental reads.
+
+Streaming reads of an upstream table take the data files added by the commits of a planned
+version range and read them directly, so the age of a version never matters (an engine may
+refuse to time-travel behind the latest checkpoint).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+from ..errors import FlowError
+
+APPEND_OPERATIONS = {"WRITE", "STREAMING UPDATE", "CREATE TABLE", "CREATE OR REPLACE TABLE"}
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One data file of a table: absolute path, partition values, size and record count."""
+    path: str
+    partition_values: dict = field(default_factory=dict)
+    size: int = 0
+    records: int | None = None
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What one version of a Delta table's log did to its data files."""
+    version: int
+    added: list[DataFile]
+    removes: bool
+    operation: str | None
+    mode: str | None
+
+    @property
+    def changes_rows(self) -> bool:
+        """True for an overwrite, merge, delete, replacement...: anything but appends and compaction."""
+        if self.operation == "OPTIMIZE":
+            return False
+        return self.removes or self.mode == "Overwrite" or (
+            self.operation is not None and self.operation not in APPEND_OPERATIONS)
+
+
+def read_commit(path: str | Path, version: int) -> Commit:
+    root = Path(path)
+    log_file = root / "_delta_log" / f"{version:020d}.json"
+    if not log_file.exists():
+        raise FlowError(f"the Delta log of {root} no longer has version {version} (its log was cleaned up): "
+                        "a retry cannot help; run the tables reading it as a stream with --full-refresh")
+    added, removes, operation, mode = [], False, None, None
+    for line in log_file.read_text().splitlines():
+        if not line.strip():
+            continue
+        action = json.loads(line)
+        if "add" in action and action["add"].get("dataChange", True):
+            add = action["add"]
+            stats = json.loads(add["stats"]) if add.get("stats") else {}
+            added.append(DataFile(str(root / unquote(add["path"])), add.get("partitionValues") or {},
+                                  int(add.get("size", 0)), stats.get("numRecords")))
+        elif "remove" in action and action["remove"].get("dataChange", True):
+            removes = True
+        elif "commitInfo" in action:
+            info = action["commitInfo"]
+            operation = info.get("operation")
+            mode = (info.get("operationParameters") or {}).get("mode")
+    return Commit(version, added, removes, operation, mode)
+
+
+def last_reset(path: str | Path, up_to_version: int) -> int:
+    """The latest version ≤ up_to_version that replaced the table's rows (-1: it never did)."""
+    for version in range(up_to_version, -1, -1):
+        if read_commit(path, version).changes_rows:
+            return version
+    return -1
+
+
+def appended_files(path: str | Path, after_version: int, up_to_version: int, *, table: str,
+                   reset_at: int | None = None) -> list[DataFile]:
+    """The data files added by commits (after_version, up_to_version] of an append-only table.
+
+    Raises when one of those commits changed existing rows (overwrite, merge, delete): a
+    streaming read of such a table would otherwise silently miss or repeat rows. The commit
+    `reset_at` may be an overwrite: a reader starting afresh takes what it wrote as a start.
+    """
+    files: list[DataFile] = []
+    for version in range(after_version + 1, up_to_version + 1):
+        commit = read_commit(path, version)
+        if commit.changes_rows and version != reset_at:
+            what = commit.operation or "a non-append commit"
+            raise FlowError(f"table '{table}' was changed by {what}{' (' + commit.mode + ')' if commit.mode else ''} "
+                            f"at version {version} (rows replaced or removed); a streaming read needs append-only "
+                            "input, so a retry cannot help: read it with dp.read() in a materialized view, or run "
+                            "the reading tables with --full-refresh")
+        files.extend(commit.added)
+    return files

@@ -1,0 +1,360 @@
+"""One batch of one flow, with the rows in the engine: query → verdicts → routes → one write → commits.
+
+The engine evaluates the expectations, deduplicates against the target, routes every row and
+writes the data files straight into the target's folder (a folder per attempt, `b<batch>-<id>`).
+The Assay process then reads only the files' footers (counts, statistics), moves the few
+quarantine and late files into their tables, and commits each table's files with the batch's
+application transaction. Nothing of the batch's rows is read here, except the first failing row
+quoted in an expectation error and the keys of rows that replace earlier survivors (bounded by
+the batch's replacements).
+
+A crash at any instant is repaired by the next run: it recomputes the planned batch, skips the
+tables where the batch already landed, and deletes the files that earlier, uncommitted attempts
+of the batch left in the other tables.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..definitions import Dataset
+from ..delta import stats
+from ..delta.commit import BatchMark, TableCommit, landed, remove_action
+from ..delta.table import add_actions, arrow_schema, open_table
+from ..errors import ExpectationFailed
+from . import routing
+from .dedupe import resolve as resolve_dedupe
+
+QUARANTINE_SUFFIX = "_quarantine"
+LATE_SUFFIX = "_late"
+
+
+@dataclass
+class RowCounts:
+    """What happened to the rows of a batch (or of all a flow's batches)."""
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_inserted: int = 0
+    rows_replaced: int = 0
+    rows_dropped: int = 0
+    rows_quarantined: int = 0
+    rows_late: int = 0
+    rows_duplicate: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(RowCounts)}
+
+    def add(self, other: "RowCounts") -> None:
+        for name, value in other.counts().items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass
+class RuleCount:
+    name: str
+    action: str
+    passed: int
+    failed: int
+
+
+@dataclass
+class BatchResult(RowCounts):
+    rules: list = field(default_factory=list)
+    watermark_max: datetime | None = None
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Written:
+    """A data file the engine wrote for this attempt, by route."""
+    relative: str          # path under the attempt folder
+    kind: str
+    mask: int
+    records: int
+
+
+class BatchRun:
+    """Runs one batch of `flow_name` into `dataset` (mode append: a streaming batch; overwrite:
+    a materialized view's refresh)."""
+
+    def __init__(self, graph, dataset: Dataset, flow_name: str, generation: str, batch: int, mode: str):
+        self.graph = graph
+        self.engine = graph.engine
+        self.dataset = dataset
+        self.flow_name = flow_name
+        self.generation = generation
+        self.batch = batch
+        self.mode = mode
+        # One folder per attempt, named by batch and flow (several flows may append to one table).
+        self.attempt = f"{self._attempt_prefix()}{uuid.uuid4().hex[:6]}"
+        self.dedupe = dataset.dedupe if mode == "append" else None
+
+    # --- tables and marks --------------------------------------------------------------
+
+    def path(self, suffix: str = "") -> Path:
+        return self.graph.table_path(self.dataset.name, suffix)
+
+    def mark(self, role: str) -> BatchMark:
+        return BatchMark(f"assay:{self.generation}:{self.flow_name}:{role}", self.batch)
+
+    def _tables(self) -> dict[str, Path]:
+        tables = {"target": self.path()}
+        if self.dataset.quarantine:
+            tables["quarantine"] = self.path(QUARANTINE_SUFFIX)
+        if self.dedupe is not None and self.dedupe.watermark:
+            tables["late"] = self.path(LATE_SUFFIX)
+        return tables
+
+    def _attempt_prefix(self) -> str:
+        return f"b{self.batch:08d}-{self.flow_name}-"
+
+    def _staging(self) -> Path:
+        return self.graph.spec.system_dir / "staging" / self.flow_name / self.attempt
+
+    def clean_earlier_attempts(self) -> None:
+        """Files of earlier attempts of this batch that never committed are nobody's: remove them."""
+        prefix = self._attempt_prefix()
+        for role, path in self._tables().items():
+            if not path.exists() or landed(path, self.mark(role)):
+                continue
+            for child in path.iterdir():
+                if child.is_dir() and child.name.startswith(prefix):
+                    shutil.rmtree(child, ignore_errors=True)
+        staging = self.graph.spec.system_dir / "staging" / self.flow_name
+        if staging.exists():
+            for child in staging.iterdir():
+                if child.name.startswith(prefix):
+                    shutil.rmtree(child, ignore_errors=True)
+
+    # --- the batch ----------------------------------------------------------------------
+
+    def execute(self, df, *, state_version: int | None = None, previous_max: datetime | None = None) -> BatchResult:
+        ds = self.dataset
+        self.clean_earlier_attempts()
+        columns = list(df.columns)
+        verdicted = routing.with_verdicts(df, ds.expectations, f"'{ds.name}' (at {ds.location})")
+        if self.dedupe is not None:
+            routed = self._dedupe_routes(verdicted, columns, state_version, previous_max)
+        else:
+            routed = routing.simple_routes(verdicted, columns, ds.expectations, ds.quarantine)
+        folder = self.path() / self.attempt
+        self.engine.write_files(routed, folder, partition_by=(routing.ROUTE, *ds.partition_cols))
+        try:
+            written = self._written(folder)
+            result = self._counts(written, folder)
+            self._fail_if_needed(written, folder, result)
+            self._commit(routed, written, folder, result)
+        except BaseException:
+            shutil.rmtree(self._staging(), ignore_errors=True)
+            raise
+        shutil.rmtree(self._staging(), ignore_errors=True)
+        return result
+
+    def _dedupe_routes(self, verdicted, columns, state_version, previous_max):
+        plan = resolve_dedupe(self.dedupe, columns, self.dataset.name, self.dataset.location)
+        staging = self._staging()
+        self.engine.write_files(verdicted, staging)
+        if any(staging.rglob("*.parquet")):
+            staged = self.engine.read_parquet([staging])
+        else:      # engines write no file for an empty result
+            staged = self.engine.spark.createDataFrame([], verdicted.schema)
+        state = None
+        if state_version is not None and state_version >= 0:
+            table = open_table(self.path(), version=state_version)
+            if table is not None:
+                state = self.engine.read_delta_files(self._files_of(table), arrow_schema(table),
+                                                     table.metadata().partition_columns)
+                state = state.select(*plan.keys, *[c for c in plan.order if c not in plan.keys])
+        inputs = routing.DedupeInputs(plan, state, previous_max)
+        return routing.dedupe_routes(staged, columns, self.dataset.expectations, self.dataset.quarantine, inputs)
+
+    def _files_of(self, table):
+        from ..delta.log import DataFile
+        actions = add_actions(table)
+        root = str(self.path())
+        parts = table.metadata().partition_columns
+        return [DataFile(os.path.join(root, a["path"]), {p: a.get(f"partition.{p}") for p in parts},
+                         int(a.get("size_bytes") or 0), a.get("num_records")) for a in actions]
+
+    # --- what the engine wrote ------------------------------------------------------------
+
+    def _written(self, folder: Path) -> list[Written]:
+        found = []
+        if not folder.exists():
+            return found
+        for path in folder.rglob("*.parquet"):
+            relative = path.relative_to(folder).as_posix()
+            route = relative.split("/", 1)[0].partition("=")[2]
+            kind, mask = routing.parse_route(route)
+            found.append(Written(relative, kind, mask, pq.read_metadata(path).num_rows))
+        return sorted(found, key=lambda w: w.relative)
+
+    def _counts(self, written: list[Written], folder: Path) -> BatchResult:
+        by_kind: dict[str, int] = defaultdict(int)
+        for w in written:
+            by_kind[w.kind] += w.records
+        result = BatchResult(rows_read=sum(by_kind.values()), rows_inserted=by_kind[routing.TARGET],
+                             rows_replaced=by_kind[routing.REPLACE],
+                             rows_quarantined=by_kind[routing.QUARANTINE],
+                             rows_dropped=by_kind[routing.QUARANTINE] + by_kind[routing.DROPPED],
+                             rows_late=by_kind[routing.LATE], rows_duplicate=by_kind[routing.DUPLICATE])
+        result.rows_written = result.rows_inserted + result.rows_replaced
+        for i, rule in enumerate(self.dataset.expectations):
+            failed = sum(w.records for w in written if w.mask & (1 << i))
+            result.rules.append(RuleCount(rule.name, rule.action, result.rows_read - failed, failed))
+        if self.dedupe is not None and self.dedupe.event_time:
+            on_time = [folder / w.relative for w in written if w.kind in (routing.TARGET, routing.REPLACE,
+                                                                          routing.DUPLICATE)]
+            highest = [v for v in (stats.column_max(p, self.dedupe.event_time) for p in on_time) if v is not None]
+            result.watermark_max = max(highest) if highest else None
+        return result
+
+    def _fail_if_needed(self, written: list[Written], folder: Path, result: BatchResult) -> None:
+        failing = [w for w in written if w.kind == routing.FAILED]
+        if not failing:
+            return
+        first = pq.ParquetFile(folder / failing[0].relative).read_row_group(0).slice(0, 1).to_pylist()[0]
+        shutil.rmtree(folder, ignore_errors=True)
+        fail_rules = [(i, e) for i, e in enumerate(self.dataset.expectations) if e.action == "fail"]
+        index, rule = next(((i, e) for i, e in fail_rules if failing[0].mask & (1 << i)), fail_rules[0])
+        shown = {k: v for k, v in first.items() if not k.startswith("_assay") and k != routing.FAILED_RULES}
+        sample = ", ".join(f"{k}={v!r}" for k, v in list(shown.items())[:12])
+        count = sum(w.records for w in failing)
+        raise ExpectationFailed(
+            f"expectation '{rule.name}' ({rule.sql}) failed on {count} row(s) of flow '{self.flow_name}'; its "
+            f"action is FAIL, so nothing of this batch was written and the next run retries it. "
+            f"First failing row: {sample}")
+
+    # --- commits --------------------------------------------------------------------------
+
+    def _commit(self, routed, written: list[Written], folder: Path, result: BatchResult) -> None:
+        ds = self.dataset
+        schema = _arrow_schema(routed)
+        target_schema = pa.schema([f for f in schema if f.name not in (routing.ROUTE, routing.FAILED_RULES)])
+        tables = self._tables()
+        commits: list[TableCommit] = []
+        if "quarantine" in tables:
+            q_schema = target_schema.append(pa.field(routing.FAILED_RULES, pa.list_(pa.string())))
+            commits.append(self._side_commit("quarantine", tables["quarantine"], q_schema, written, folder,
+                                             (routing.QUARANTINE,)))
+        if "late" in tables:
+            commits.append(self._side_commit("late", tables["late"], target_schema, written, folder, (routing.LATE,)))
+        for w in written:
+            if w.kind in (routing.DROPPED, routing.DUPLICATE):
+                os.unlink(folder / w.relative)
+        target = TableCommit(self.path(), self.mark("target"), target_schema, mode=self.mode,
+                             partition_by=ds.partition_cols, description=ds.comment,
+                             properties={k: v for k, v in ds.table_properties.items() if str(k).startswith("delta.")})
+        columns = set(target_schema.names)
+        for w in written:
+            if w.kind in routing.INTO_TARGET:
+                relative = f"{self.attempt}/{w.relative}"
+                target.adds.append(stats.add_action(self.path(), relative, ds.partition_cols, columns)[0])
+        if result.rows_replaced and not landed(self.path(), target.mark):
+            self._replace(written, folder, target)
+        commits.append(target)
+        target_made = False
+        for commit in commits:
+            if commit.mode == "append" and not commit.adds and not commit.removes and open_table(commit.path):
+                continue        # nothing to add to an existing table
+            done = commit.execute()
+            target_made = done if commit is target else target_made
+        if not target_made:
+            shutil.rmtree(folder, ignore_errors=True)   # empty, or recomputed a batch that had landed
+
+    def _side_commit(self, role: str, path: Path, schema: pa.Schema, written: list[Written], folder: Path,
+                     kinds: tuple[str, ...]) -> TableCommit:
+        """Move this attempt's files of `kinds` into the side table's folder and describe its commit."""
+        commit = TableCommit(path, self.mark(role), schema, partition_by=self.dataset.partition_cols)
+        if landed(path, commit.mark):
+            for w in written:
+                if w.kind in kinds:
+                    os.unlink(folder / w.relative)
+            return commit
+        for w in written:
+            if w.kind not in kinds:
+                continue
+            relative = f"{self.attempt}/{w.relative}"     # the route folder keeps equal file names apart
+            destination = path / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(folder / w.relative, destination)
+            commit.adds.append(stats.add_action(path, relative, self.dataset.partition_cols, set(schema.names))[0])
+        return commit
+
+    def _replace(self, written: list[Written], folder: Path, target: TableCommit) -> None:
+        """Rows routed `x` beat the rows kept for their keys earlier: rewrite the target files that
+        hold those keys without them (the engine reads and writes; only the keys come here)."""
+        keys = list(self.dedupe.keys)
+        files = [folder / w.relative for w in written if w.kind == routing.REPLACE]
+        replaced = pa.concat_tables([pq.read_table(p, columns=keys) for p in files])
+        table = open_table(self.path())
+        if table is None:
+            return
+        spark = self.engine.spark
+        keys_df = spark.createDataFrame(replaced)
+        candidates = _candidate_files(table, keys, replaced)
+        if not candidates:
+            return
+        from pyspark.sql import functions as F
+        probes = [self.engine.read_parquet([os.path.join(str(self.path()), c["path"])]).select(*keys)
+                  .join(keys_df, keys, "left_semi").select(F.lit(c["path"]).alias("path")).limit(1)
+                  for c in candidates]
+        union = probes[0]
+        for probe in probes[1:]:
+            union = union.unionAll(probe)
+        hit = {r["path"] for r in union.collect()}
+        affected = [c for c in candidates if c["path"] in hit]
+        if not affected:
+            return
+        from ..delta.log import DataFile
+        parts = table.metadata().partition_columns
+        data_files = [DataFile(os.path.join(str(self.path()), c["path"]), {p: c.get(f"partition.{p}") for p in parts},
+                               int(c.get("size_bytes") or 0), c.get("num_records")) for c in affected]
+        kept = self.engine.read_delta_files(data_files, arrow_schema(table), parts) \
+            .join(keys_df, keys, "left_anti")
+        rewrite = folder / "rewrite"
+        self.engine.write_files(kept, rewrite, partition_by=tuple(parts))
+        columns = set(target.schema.names)
+        for path in sorted(rewrite.rglob("*.parquet")):
+            relative = f"{self.attempt}/rewrite/{path.relative_to(rewrite).as_posix()}"
+            target.adds.append(stats.add_action(self.path(), relative, tuple(parts), columns)[0])
+        for c in affected:
+            target.removes.append(remove_action(c["path"], c.get("size_bytes")))
+
+
+def _candidate_files(table, keys: list[str], replaced: pa.Table) -> list[dict]:
+    """The table's files that may hold one of the keys (pruned by min/max for a single key)."""
+    actions = add_actions(table)
+    if len(keys) != 1:
+        return actions
+    key = keys[0]
+    values = [v for v in replaced.column(key).to_pylist() if v is not None]
+    if not values:
+        return actions
+    low, high = min(values), max(values)
+    out = []
+    for a in actions:
+        lo, hi = a.get(f"min.{key}"), a.get(f"max.{key}")
+        if lo is None or hi is None:
+            out.append(a)
+            continue
+        try:
+            if hi < low or lo > high:
+                continue
+        except TypeError:
+            pass
+        out.append(a)
+    return out
+
+
+def _arrow_schema(df) -> pa.Schema:
+    from pyspark.sql.pandas.types import to_arrow_schema
+    return to_arrow_schema(df.schema, timezone="UTC")

@@ -1,0 +1,275 @@
+"""Landing files read and parsed by the engine: the rows never pass through the Assay process.
+
+Each planned file is read as text lines (JSON, CSV) or Parquet by the engine, one DataFrame per
+file so that its path, size and modification time are literals (the embedded engine has no
+`input_file_name()`). Every row gets `_source_position`, its 0-based record index in the file,
+from the engine's monotonically increasing ids: one cheap counting pass per batch learns, per
+file and engine partition, the offset that turns an id into a position (a few numbers, not rows).
+
+`_rescued_data` is NULL for a row that fit the schema, else a JSON object of what did not:
+unknown fields, values that could not be converted to their column's type, or
+`{"_corrupt_record": "<raw text>"}` for a record that could not be parsed at all (a line that
+is not a JSON object, a CSV row with the wrong number of fields). Rows are flagged with cheap
+expressions; the rescue JSON is built only for flagged rows.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from .listing import FileEntry
+
+FILE, POSITION, MODIFIED, SIZE = "_source_file", "_source_position", "_source_modified", "_source_size"
+METADATA = {FILE: "string", POSITION: "bigint", MODIFIED: "timestamp", SIZE: "bigint"}
+RESCUED = "_rescued_data"
+CORRUPT = "_corrupt_record"
+ID = "_assay_id"
+_PARTITION_BITS = 33        # monotonically_increasing_id() = partition << 33 | row within the partition
+_CSV_FIELD = r'("(?:[^"]|"")*"|[^{d}]*)'
+
+
+def output_schema(schema: StructType, rescue: str | None, include_metadata: bool) -> StructType:
+    """The columns a batch of a landing folder has: the declared ones, the rescue column, metadata."""
+    from pyspark.sql.types import LongType, TimestampType
+    fields = list(schema.fields)
+    if rescue:
+        fields.append(StructField(rescue, StringType(), True))
+    if include_metadata:
+        types = {"string": StringType(), "bigint": LongType(), "timestamp": TimestampType()}
+        fields += [StructField(name, types[t], True) for name, t in METADATA.items()]
+    return StructType(fields)
+
+
+# --- positions -----------------------------------------------------------------------------
+
+def _with_ids(frame: DataFrame) -> DataFrame:
+    return frame.select(F.monotonically_increasing_id().alias(ID), "*")
+
+
+def position_offsets(spark, frames: dict[str, DataFrame]) -> dict[str, dict[int, int]]:
+    """Per file and engine partition: what to add to an id to get the record's position.
+
+    One counting pass (records are not parsed); the result is a few numbers per file. Ids are
+    monotonic within a partition and partitions follow the file's order on every engine."""
+    parts = [frame.select(F.lit(path).alias(FILE), F.shiftright(ID, _PARTITION_BITS).alias("pid"), ID)
+             for path, frame in frames.items()]
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionAll(part)
+    counts = union.groupBy(FILE, "pid").agg(F.count(F.lit(1)).alias("n"), F.min(ID).alias("first")).collect()
+    offsets: dict[str, dict[int, int]] = {path: {} for path in frames}
+    for path in frames:
+        before = 0
+        for row in sorted((r for r in counts if r[FILE] == path), key=lambda r: r["pid"]):
+            offsets[path][row["pid"]] = before - row["first"]
+            before += row["n"]
+    return offsets
+
+
+def _position(offsets: dict[int, int]) -> Column:
+    if not offsets:
+        return F.col(ID)
+    if len(offsets) == 1:
+        return F.col(ID) + F.lit(next(iter(offsets.values())))
+    pid = F.shiftright(ID, _PARTITION_BITS)
+    expr = None
+    for p, offset in offsets.items():
+        expr = (F.when(pid == p, F.col(ID) + F.lit(offset)) if expr is None
+                else expr.when(pid == p, F.col(ID) + F.lit(offset)))
+    return expr
+
+
+def _metadata(entry: FileEntry) -> list[Column]:
+    modified = datetime.fromtimestamp(entry.mtime_ns / 1e9, tz=timezone.utc)
+    return [F.lit(entry.path).alias(FILE), F.lit(modified).cast("timestamp").alias(MODIFIED),
+            F.lit(entry.size).cast("bigint").alias(SIZE)]
+
+
+def _union(frames: list[DataFrame]) -> DataFrame:
+    result = frames[0]
+    for frame in frames[1:]:
+        result = result.unionByName(frame)
+    return result
+
+
+def _finish(df: DataFrame, schema: StructType, rescue: str | None, include_metadata: bool) -> DataFrame:
+    columns = [F.col(f"`{f.name}`") for f in schema.fields]
+    if rescue:
+        columns.append(F.col(RESCUED).alias(rescue))
+    if include_metadata:
+        columns += [F.col(name) for name in METADATA]
+    return df.select(*columns)
+
+
+# --- text formats --------------------------------------------------------------------------
+
+def lines(spark, files: list[FileEntry]) -> DataFrame:
+    """The non-blank lines of the files: _source_file, _source_position, value, metadata."""
+    frames = {f.path: _with_ids(spark.read.text(f.path).where(F.col("value") != "")) for f in files}
+    offsets = position_offsets(spark, frames)
+    positioned = _union([frames[f.path].select(*_metadata(f), _position(offsets[f.path]).alias(POSITION), "value")
+                         for f in files])
+    # A UTF-8 byte-order mark starts a file's first line, not its data.
+    first = F.col(POSITION) == 0
+    return positioned.withColumn("value", F.when(first, F.regexp_replace("value", "^\ufeff", ""))
+                                 .otherwise(F.col("value")))
+
+
+def parse_json(spark, files: list[FileEntry], schema: StructType, *, rescue: str | None, include_metadata: bool,
+               ignore_unknown: bool) -> DataFrame:
+    df = json_columns(lines(spark, files), schema, rescue=bool(rescue), ignore_unknown=ignore_unknown,
+                      keep=list(METADATA))
+    return _finish(df, schema, rescue, include_metadata)
+
+
+def json_columns(df: DataFrame, schema: StructType, *, rescue: bool, ignore_unknown: bool,
+                 keep: list[str]) -> DataFrame:
+    """JSON text in column `value` → the declared columns, `_rescued_data` and the `keep` columns."""
+    names = [f.name for f in schema.fields]
+    df = df.select(F.from_json("value", schema).alias("_t"), F.from_json("value", "map<string,string>").alias("_m"),
+                   "value", *keep)
+    columns = [F.col(f"_t.`{n}`").alias(n) for n in names]
+    if not rescue:
+        return df.select(*columns, *keep)
+    typed_nonnull = sum((F.col(f"_t.`{n}`").isNotNull().cast("int") for n in names), F.lit(0))
+    if ignore_unknown:
+        counted = F.map_filter("_m", lambda k, v: k.isin(*names) & v.isNotNull())
+    else:
+        counted = F.map_filter("_m", lambda k, v: ~k.isin(*names) | v.isNotNull())
+    # Cheap for every row: does the object hold more (unknown or unparsed) values than typed?
+    flag = F.col("_m").isNull() | (F.size(counted) > typed_nonnull)
+    typed_null = F.map_from_arrays(F.array(*[F.lit(n) for n in names]),
+                                   F.array(*[F.col(f"_t.`{n}`").isNull() for n in names]))
+
+    def rescued_entry(k, v):
+        mismatch = v.isNotNull() & F.coalesce(F.element_at(typed_null, k), F.lit(False))
+        return mismatch if ignore_unknown else (~k.isin(*names) | mismatch)
+
+    found = F.to_json(F.map_filter("_m", rescued_entry))
+    # Built only for flagged rows: a line that is not a JSON object is kept whole.
+    rescued = (F.when(F.col("_m").isNull(), F.to_json(F.struct(F.col("value").alias(CORRUPT))))
+               .when(flag, F.nullif(found, F.lit("{}"))))
+    return df.select(*columns, rescued.alias(RESCUED), *keep)
+
+
+def unknown_json_fields(spark, files: list[FileEntry], known: list[str]) -> list[str]:
+    """Fields present in the files' JSON objects but not in `known` (one key-only pass)."""
+    keys = (lines(spark, files).select(F.explode(F.json_object_keys("value")).alias("k")).distinct()
+            .collect())
+    return sorted(r["k"] for r in keys if r["k"] not in known)
+
+
+def _unquote(field: Column) -> Column:
+    """A CSV field as text: quotes removed, doubled quotes undone, an empty field NULL."""
+    quoted = field.startswith('"') & field.endswith('"') & (F.length(field) >= 2)
+    text = F.when(quoted, F.regexp_replace(field.substr(F.lit(2), F.length(field) - 2), '""', '"')).otherwise(field)
+    return F.when(text != "", text)
+
+
+def parse_csv(spark, files: list[FileEntry], headers: dict[str, list[str]], schema: StructType, *,
+              header: bool, delimiter: str, rescue: str | None, include_metadata: bool,
+              ignore_unknown: bool) -> DataFrame:
+    """CSV rows parsed in the engine, fields mapped to columns by each file's header.
+
+    Like Spark's PERMISSIVE mode: a row with the wrong number of fields keeps the fields it
+    has (by position) and its raw text lands in `_corrupt_record`. Files are grouped by header
+    so that each group is parsed by one expression."""
+    groups: dict[tuple, list[FileEntry]] = {}
+    for f in files:
+        groups.setdefault(tuple(headers.get(f.path) or [s.name for s in schema.fields]), []).append(f)
+    parsed = []
+    for columns, group in groups.items():
+        df = lines(spark, group)
+        if header:
+            df = df.where(F.col(POSITION) > 0).withColumn(POSITION, F.col(POSITION) - 1)
+        parsed.append(_csv_group(df, list(columns), schema, delimiter, rescue, ignore_unknown))
+    return _finish(_union(parsed), schema, rescue, include_metadata)
+
+
+def _csv_group(df: DataFrame, columns: list[str], schema: StructType, delimiter: str, rescue: str | None,
+               ignore_unknown: bool) -> DataFrame:
+    import re
+    pattern = re.escape(delimiter) + _CSV_FIELD.format(d=re.escape(delimiter))
+    # Lines without quotes (most) are split; quoted fields need the quote-aware pattern.
+    fields = (F.when(F.instr("value", '"') > 0,
+                     F.regexp_extract_all(F.concat(F.lit(delimiter), F.col("value")), F.lit(pattern), 1))
+              .otherwise(F.split("value", re.escape(delimiter), -1)))
+    df = df.select(fields.alias("_f"), "value", *METADATA)
+    position = {name: i for i, name in reversed(list(enumerate(columns)))}
+    raw = {}
+    for name in [f.name for f in schema.fields] + [c for c in columns if c not in schema.fieldNames()]:
+        raw[name] = _unquote(F.get(F.col("_f"), position[name])) if name in position else F.lit(None).cast("string")
+    out, mismatches = [], []
+    for f in schema.fields:
+        if isinstance(f.dataType, StringType):
+            out.append(raw[f.name].alias(f.name))
+            continue
+        typed = raw[f.name].try_cast(f.dataType)
+        out.append(typed.alias(f.name))
+        mismatches.append((f.name, F.when(raw[f.name].isNotNull() & typed.isNull(), raw[f.name])))
+    extras = [(c, raw[c]) for c in columns if c not in schema.fieldNames()] if not ignore_unknown else []
+    corrupt = F.size("_f") != len(columns)
+    select = [*out, *METADATA]
+    if rescue:
+        entries = mismatches + extras
+        flag = corrupt
+        for _, value in entries:
+            flag = flag | value.isNotNull()
+        found = (F.to_json(F.map_filter(F.map_from_arrays(F.array(*[F.lit(n) for n, _ in entries]),
+                                                          F.array(*[v.cast("string") for _, v in entries])),
+                                        lambda k, v: v.isNotNull()))
+                 if entries else F.lit(None).cast("string"))
+        rescued = (F.when(corrupt, F.to_json(F.struct(F.col("value").alias(CORRUPT))))
+                   .when(flag, F.nullif(found, F.lit("{}"))))
+        select.append(rescued.alias(RESCUED))
+    return df.select(*select)
+
+
+# --- Parquet -------------------------------------------------------------------------------
+
+def parse_parquet(spark, files: list[FileEntry], file_columns: dict[str, list[str] | None], schema: StructType, *,
+                  rescue: str | None, include_metadata: bool, ignore_unknown: bool) -> DataFrame:
+    """Parquet files by name: declared columns cast to their type, unknown ones rescued. A file
+    whose footer could not be read (`file_columns[path] is None`) lands as one corrupt record."""
+    readable = [f for f in files if file_columns.get(f.path) is not None]
+    frames = {f.path: _with_ids(spark.read.parquet(f.path)) for f in readable}
+    offsets = position_offsets(spark, frames) if frames else {}
+    parsed = []
+    for f in readable:
+        present = file_columns[f.path]
+        df = frames[f.path]
+        out, entries = [], []
+        for field in schema.fields:
+            if field.name not in present:
+                out.append(F.lit(None).cast(field.dataType).alias(field.name))
+                continue
+            raw = F.col(f"`{field.name}`")
+            typed = raw.try_cast(field.dataType)
+            out.append(typed.alias(field.name))
+            entries.append((field.name, F.when(raw.isNotNull() & typed.isNull(), raw.cast("string"))))
+        if not ignore_unknown:
+            entries += [(c, F.col(f"`{c}`").cast("string")) for c in present if c not in schema.fieldNames()]
+        select = [*out, *_metadata(f), _position(offsets[f.path]).alias(POSITION)]
+        if rescue:
+            found = (F.to_json(F.map_filter(F.map_from_arrays(F.array(*[F.lit(n) for n, _ in entries]),
+                                                              F.array(*[v for _, v in entries])),
+                                            lambda k, v: v.isNotNull())) if entries else F.lit(None).cast("string"))
+            select.append(F.nullif(found, F.lit("{}")).alias(RESCUED))
+        parsed.append(df.select(*select))
+    for f in files:
+        if f.path not in frames:
+            parsed.append(_unreadable(spark, f, schema, rescue))
+    return _finish(_union(parsed), schema, rescue, include_metadata)
+
+
+def _unreadable(spark, entry: FileEntry, schema: StructType, rescue: str | None) -> DataFrame:
+    """A file the engine cannot read, kept as one rescued record rather than lost."""
+    import json
+    row = spark.range(1).select(*[F.lit(None).cast(f.dataType).alias(f.name) for f in schema.fields],
+                                *_metadata(entry), F.lit(0).cast("bigint").alias(POSITION))
+    if rescue:
+        row = row.withColumn(RESCUED, F.lit(json.dumps({CORRUPT: f"unreadable file: {entry.path}"})))
+    return row

@@ -1,0 +1,249 @@
+"""A landing folder read incrementally, with Databricks Auto Loader's semantics.
+
+- Each file is discovered once and recorded in the flow's checkpoint; files that arrive later
+  are picked up by the next run. A file rewritten in place is not read again unless
+  `allow_overwrites=True`; it is reported once (a warning and an event-log entry). Temporary
+  names (`.x`, `_x`, `*.tmp`, `*._COPYING_`) and files whose size or modification time changes
+  while they are listed are left for a later batch.
+- One listing per run: a run processes what was there when it started (availableNow), in
+  bounded batches; files landing meanwhile wait for the next run.
+- The plan of a batch (its files, a CSV file's header, a Parquet file's columns) is written
+  ahead in the checkpoint; the engine then reads and parses exactly those files (read.py).
+"""
+from __future__ import annotations
+
+import csv
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ...atomic import read_json, write_json_atomic
+from ...errors import FlowError
+from ...units import parse_bytes, parse_seconds
+from ..base import BatchLimits, LoadContext, Plan, Source
+from . import read
+from .evolution import EvolutionState, _arrow_to_sql, apply_hints, check_mode, infer_ddl, new_columns_found
+from .listing import FileEntry, first_line, list_files, unchanged
+from .schema import parse_schema, resolve_schema
+
+FORMATS = ("json", "csv", "parquet")
+OPTIONS = {"header", "schema_hints", "schema_evolution_mode", "max_files_per_batch", "max_bytes_per_batch",
+           "allow_overwrites", "include_metadata", "rescued_data_column", "delimiter", "min_file_age",
+           "recursive", "glob"}
+_PLAN_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
+                          ("header", pa.list_(pa.string())), ("columns", pa.list_(pa.string()))])
+
+
+class FileSource(Source):
+    kind = "files"
+
+    def __init__(self, root: str | Path, fmt: str, schema, options: dict, checkpoint_dir: Path):
+        if fmt not in FORMATS:
+            raise FlowError(f"read_files: format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+        unknown = set(options) - OPTIONS
+        if unknown:
+            raise FlowError(f"read_files({root}): unknown option(s) {', '.join(sorted(unknown))} "
+                            f"(known: {', '.join(sorted(OPTIONS))})")
+        self.root = Path(root)
+        self.format = fmt
+        self.schema = parse_schema(schema) if schema is not None else None
+        self.options = options
+        self.header = bool(options.get("header", True))
+        self.delimiter = str(options.get("delimiter", ","))
+        self.allow_overwrites = bool(options.get("allow_overwrites", False))
+        self.include_metadata = bool(options.get("include_metadata", True))
+        self.rescue = options.get("rescued_data_column", read.RESCUED)
+        self.min_age_s = parse_seconds(options.get("min_file_age", 0))
+        self.pattern = options.get("glob")
+        self.limits = BatchLimits(max_files=options.get("max_files_per_batch"),
+                                  max_bytes=parse_bytes(options["max_bytes_per_batch"])
+                                  if options.get("max_bytes_per_batch") else None)
+        self.state_dir = checkpoint_dir / "sources" / self.key_slug()
+        self._seen: dict | None = None
+        self._pending: list[FileEntry] | None = None
+        self.evolution_mode = check_mode(options.get("schema_evolution_mode", "addNewColumns"), str(root))
+        self.schema_hints = options.get("schema_hints")
+        self.evolution = EvolutionState(self.state_dir)
+        self.overwritten: list[dict] = []          # files rewritten in place since they were read (this run)
+
+    def resolve(self, spark) -> None:
+        """The effective schema: given (or inferred from the files, with hints), plus recorded new columns."""
+        from pyspark.sql.types import StructType
+        if self.schema is None:
+            sample = [e.path for e in self.list_files()]
+            if not sample:
+                raise FlowError(f"read_files({self.root}): no schema given and no file to infer one from; give "
+                                "schema=\"col TYPE, ...\" or land a file first")
+            columns = apply_hints(infer_ddl(self.format, sample, self.header, self.delimiter), self.schema_hints)
+        else:
+            given = resolve_schema(spark, self.schema)
+            columns = apply_hints([(f.name, f.dataType.simpleString()) for f in given.fields], self.schema_hints)
+        known = {name for name, _ in columns}
+        columns += [(n, t) for n, t in self.evolution.added() if n not in known]
+        ddl = ", ".join(f"`{name}` {sql}" for name, sql in columns)
+        self.schema = resolve_schema(spark, ddl) if columns else StructType([])
+
+    # --- identity and planning ---------------------------------------------------------
+
+    def key(self) -> str:
+        return f"files:{self.format}:{self.root}"
+
+    def key_slug(self) -> str:
+        return "files-" + "".join(c if c.isalnum() else "_" for c in str(self.root))[-80:]
+
+    def _identity(self, entry: FileEntry):
+        return (entry.path, entry.size, entry.mtime_ns) if self.allow_overwrites else entry.path
+
+    def _part(self, seq: int) -> Path:
+        return self.state_dir / f"files-{seq:08d}.parquet"
+
+    def _load_seen(self, position: int | None) -> dict:
+        """Files planned by batches up to `position` (the plans are written ahead of processing)."""
+        seen: dict = {}
+        for seq in range(1, (position or 0) + 1):
+            part = self._part(seq)
+            if not part.exists():
+                raise FlowError(f"checkpoint of {self.key()} is missing {part.name}: the checkpoint folder was "
+                                "edited; run the table with --full-refresh")
+            for row in pq.read_table(part, columns=["path", "size", "mtime_ns"]).to_pylist():
+                entry = FileEntry(row["path"], row["size"], row["mtime_ns"])
+                seen[self._identity(entry)] = entry
+        return seen
+
+    def list_files(self) -> list[FileEntry]:
+        return list_files(self.root, self.pattern)
+
+    def plan(self, position: int | None, limits: BatchLimits) -> Plan | None:
+        if self._seen is None:
+            self._seen = self._load_seen(position)
+        if self._pending is None:
+            # One listing per run (availableNow): files landing during the run wait for the next.
+            self._pending = self._new_files(self.list_files())
+        max_files = _smallest(self.limits.max_files, limits.max_files)
+        max_bytes = _smallest(self.limits.max_bytes, limits.max_bytes)
+        now_ns = datetime.now(timezone.utc).timestamp() * 1e9
+        chosen: list[FileEntry] = []
+        total = 0
+        for entry in self._pending:
+            if self.min_age_s and now_ns - entry.mtime_ns < self.min_age_s * 1e9:
+                continue
+            if not unchanged(entry):
+                continue  # still being written: the next run takes it
+            if chosen and ((max_files and len(chosen) >= max_files) or (max_bytes and total + entry.size > max_bytes)):
+                break
+            chosen.append(entry)
+            total += entry.size
+        if not chosen:
+            return None
+        taken = {e.path for e in chosen}
+        self._pending = [e for e in self._pending if e.path not in taken]
+        seq = (position or 0) + 1
+        self._write_plan(seq, chosen)
+        self._seen.update((self._identity(e), e) for e in chosen)
+        return Plan(start=position, end=seq, rows_hint=None,
+                    info={"files": len(chosen), "bytes": total, "first": chosen[0].path, "last": chosen[-1].path})
+
+    def _new_files(self, listed: list[FileEntry]) -> list[FileEntry]:
+        """Files not read yet; a file rewritten in place since it was read is reported once."""
+        new = []
+        by_path = {e.path: e for e in self._seen.values()} if not self.allow_overwrites else {}
+        for entry in listed:
+            if self._identity(entry) not in self._seen:
+                new.append(entry)
+                continue
+            old = by_path.get(entry.path)
+            if old is not None and (old.size, old.mtime_ns) != (entry.size, entry.mtime_ns):
+                self._report_overwrite(old, entry)
+        return new
+
+    def _report_overwrite(self, old: FileEntry, new: FileEntry) -> None:
+        marker = self.state_dir / "overwritten.json"
+        reported = read_json(marker) if marker.exists() else []
+        key = [new.path, new.size, new.mtime_ns]
+        if key in reported:
+            return
+        write_json_atomic(marker, reported + [key])
+        self.overwritten.append({"file": new.path, "read_size": old.size, "size_now": new.size})
+
+    def _write_plan(self, seq: int, chosen: list[FileEntry]) -> None:
+        """The batch's files, with what the engine needs to parse them: a CSV file's header, the
+        columns of a Parquet file (None when its footer cannot be read)."""
+        headers = [self._header(e) if self.format == "csv" else None for e in chosen]
+        columns = [self._parquet_columns(e) if self.format == "parquet" else None for e in chosen]
+        table = pa.table({"path": [e.path for e in chosen], "size": [e.size for e in chosen],
+                          "mtime_ns": [e.mtime_ns for e in chosen], "header": headers, "columns": columns},
+                         schema=_PLAN_SCHEMA)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_dir / f".files-{seq:08d}.parquet.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, self._part(seq))
+
+    def _header(self, entry: FileEntry) -> list[str] | None:
+        if not self.header:
+            return None
+        line = first_line(entry.path)
+        return [c.strip() for c in next(csv.reader([line], delimiter=self.delimiter), [])] if line else []
+
+    @staticmethod
+    def _parquet_columns(entry: FileEntry) -> list[str] | None:
+        try:
+            return pq.read_schema(entry.path).names
+        except (OSError, pa.ArrowInvalid):
+            return None
+
+    def planned(self, plan: Plan) -> tuple[list[FileEntry], dict, dict]:
+        rows = pq.read_table(self._part(plan.end)).to_pylist()
+        files = [FileEntry(r["path"], r["size"], r["mtime_ns"]) for r in rows]
+        return files, {r["path"]: r["header"] for r in rows}, {r["path"]: r["columns"] for r in rows}
+
+    # --- loading -----------------------------------------------------------------------
+
+    def load(self, ctx: LoadContext, plan: Plan):
+        return self.load_files(ctx.spark, *self.planned(plan))
+
+    def load_files(self, spark, files: list[FileEntry], headers: dict | None = None, columns: dict | None = None,
+                   tracked: bool = True):
+        """The rows of `files`, parsed by the engine (headers/columns: what the plan recorded)."""
+        if not files:
+            return self.analysis_frame(spark)
+        if headers is None and self.format == "csv":
+            headers = {f.path: self._header(f) for f in files}
+        if columns is None and self.format == "parquet":
+            columns = {f.path: self._parquet_columns(f) for f in files}
+        if tracked and self.evolution_mode in ("addNewColumns", "failOnNewColumns"):
+            self._check_new_columns(spark, files, headers, columns)
+        common = dict(rescue=self.rescue, include_metadata=self.include_metadata,
+                      ignore_unknown=self.evolution_mode == "none")
+        if self.format == "json":
+            return read.parse_json(spark, files, self.schema, **common)
+        if self.format == "csv":
+            return read.parse_csv(spark, files, headers, self.schema, header=self.header, delimiter=self.delimiter,
+                                  **common)
+        return read.parse_parquet(spark, files, columns, self.schema, **common)
+
+    def _check_new_columns(self, spark, files, headers, columns) -> None:
+        known = self.schema.fieldNames()
+        if self.format == "json":
+            found = read.unknown_json_fields(spark, files, known)
+            sql_type = lambda name: "STRING"
+        else:
+            seen = headers if self.format == "csv" else columns
+            found = sorted({c for cols in seen.values() if cols for c in cols if c not in known})
+            sql_type = (lambda name: "STRING") if self.format == "csv" else (
+                lambda name: _arrow_to_sql(next(pq.read_schema(f.path).field(name).type for f in files
+                                                if columns.get(f.path) and name in columns[f.path])))
+        new_columns_found(self.evolution_mode, self.key(), found, self.evolution, sql_type)
+
+    def analysis_frame(self, spark):
+        """An empty DataFrame with the columns a batch will have (for graph validation)."""
+        if self.schema is None:
+            raise FlowError(f"read_files({self.root}): give a schema (DDL string or StructType)")
+        return spark.createDataFrame([], read.output_schema(self.schema, self.rescue, self.include_metadata))
+
+
+def _smallest(*values):
+    given = [v for v in values if v]
+    return min(given) if given else None
