@@ -278,6 +278,23 @@ def test_binary_file_and_text_readers(spark, tmp_path):
     assert both.count() == 4
 
 
+def test_object_storage_file_systems_load(spark):
+    """s3a:// and abfss:// resolve to hadoop-aws / hadoop-azure (the AWS SDK without its bundle jar).
+
+    Nothing listens on 127.0.0.1:1: reaching the HTTP call proves the classes are all there. Session
+    settings reach Hadoop without the ``spark.hadoop.`` prefix (with it, only at server start)."""
+    for key, value in {"fs.s3a.endpoint": "http://127.0.0.1:1", "fs.s3a.endpoint.region": "us-east-1",
+                       "fs.s3a.access.key": "k", "fs.s3a.secret.key": "s", "fs.s3a.path.style.access": "true",
+                       "fs.s3a.impl.disable.cache": "true", "fs.s3a.attempts.maximum": "1",
+                       "fs.s3a.retry.limit": "1"}.items():
+        spark.conf.set(key, value)
+    with pytest.raises(Exception, match="Connect to 127.0.0.1:1") as s3:
+        spark.read.parquet(f"s3a://bucket-{uuid.uuid4().hex[:6]}/x").count()
+    assert "ClassNotFound" not in str(s3.value) and "NoClassDefFound" not in str(s3.value)
+    with pytest.raises(Exception, match="fs.azure.account.key"):   # the ABFS driver asks for credentials
+        spark.read.parquet("abfss://container@account.dfs.core.windows.net/x").count()
+
+
 # -------------------------------------------------------------------------- engine and script
 def test_engine_on_a_remote_leaves_the_server_running(spark_server):
     eng = SparkEngine({"spark.remote": spark_server, "spark.sql.shuffle.partitions": "3"})
