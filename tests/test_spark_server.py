@@ -154,6 +154,27 @@ def test_delta_rs_writes_delta_that_spark_reads(spark, tmp_path):
     assert not protocol.reader_features and not protocol.writer_features
 
 
+def test_delta_protocol_defaults_are_session_settings(spark_server, tmp_path):
+    """What a remote cluster defaults to is overridden by the engine's own session settings."""
+    from pyspark.sql import SparkSession
+    other = SparkSession.builder.remote(spark_server).create()     # a plain session, as on a cluster
+    try:
+        other.conf.set("spark.databricks.delta.properties.defaults.enableDeletionVectors", "true")
+        other.range(3).write.format("delta").save(str(tmp_path / "dv"))
+        assert "deletionVectors" in (DeltaTable(str(tmp_path / "dv")).protocol().writer_features or [])
+    finally:
+        other.stop()
+    eng = SparkEngine({"remote": spark_server})
+    try:
+        assert eng.spark.conf.get("spark.databricks.delta.properties.defaults.enableDeletionVectors") == "false"
+        eng.spark.range(3).write.format("delta").save(str(tmp_path / "plain"))
+        protocol = DeltaTable(str(tmp_path / "plain")).protocol()
+        assert (protocol.min_reader_version, protocol.min_writer_version) == (1, 2)
+        assert not protocol.writer_features
+    finally:
+        eng.stop()
+
+
 def test_txn_app_id_makes_a_repeated_append_a_no_op(spark, tmp_path):
     path = str(tmp_path / "idempotent")
     batch = spark.range(5)

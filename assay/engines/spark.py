@@ -30,6 +30,14 @@ SERVER_PREFIX = "server."
 
 class SparkEngine(Engine):
     name = "spark"
+    # Pinned on every session too, not only on the local server: a remote cluster may default to
+    # Delta features delta-rs cannot read or write, or to INT96 Parquet timestamps. Delta reads its
+    # ``properties.defaults.*`` from the session, so these take effect per session.
+    base_conf = {
+        **Engine.base_conf,
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        **spark_server.DELTA_PROTOCOL_DEFAULTS,
+    }
 
     def __init__(self, conf: dict[str, str]):
         conf = dict(conf)
