@@ -5,7 +5,7 @@ needed), writes N customer_features rows (the columns of the customers_stream go
 Parquet files the way a Delta batch commits them, then times, loading as the writer role:
   1. upsert_batch into an empty table (every row inserted),
   2. upsert_batch of the same customers changed (every row updated through ON CONFLICT),
-  3. replace_table (the materialized-view path: a new table, then the swap),
+  3. replace_table, both methods (the materialized-view path: swap, and in_place),
 and, for the record, the COPY step alone in the sink's CSV text format against psycopg's
 binary COPY fed row by row. Prints rows/s and the peak memory of this process.
 
@@ -169,12 +169,14 @@ def main() -> None:
             r2 = sink.upsert_batch("customer_features", files2, KEYS, app_id="bench", batch_id=2)
             r3 = sink.upsert_batch("customer_features", files2, KEYS, app_id="bench", batch_id=2)
             r4 = sink.replace_table("customer_features_mv", files2, KEYS, schema=schema)
+            r5 = sink.replace_table("customer_features_mv", files1, KEYS, schema=schema, method="in_place")
             csv_s = csv_copy_only(sink, files2)
-        assert not r1.skipped and not r2.skipped and r3.skipped and r1.rows == r2.rows == r4.rows == args.rows
+        assert not r1.skipped and not r2.skipped and r3.skipped and r1.rows == r2.rows == r4.rows == r5.rows == args.rows
 
         for label, r in (("upsert, all new rows (COPY + INSERT … ON CONFLICT)", r1),
                          ("upsert, all rows changed (COPY + ON CONFLICT DO UPDATE)", r2),
-                         ("replace_table (COPY into a new table + swap)", r4)):
+                         ("replace_table, swap (COPY into a new table + rename)", r4),
+                         ("replace_table, in_place (DELETE + COPY, one transaction)", r5)):
             print(f"{label:58s} {r.rows:>10,} rows {r.seconds:7.2f}s {r.rows / r.seconds:>12,.0f} rows/s")
         print(f"{'replayed batch (already recorded: no-op)':58s} {'':>15s} {r3.seconds:7.3f}s")
 

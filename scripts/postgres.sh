@@ -116,7 +116,7 @@ init_cluster() {
   (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$PWFILE.new")
   [[ -n "$OS_USER" ]] && chown "$OS_USER" "$PWFILE.new"
   if ! as_server "$bin/initdb" -D "$DATA" -U postgres --pwfile="$PWFILE.new" --auth=scram-sha-256 \
-        -E UTF8 --no-locale --no-instructions >"$RUN/initdb.log" 2>&1; then
+        -E UTF8 --no-locale --no-instructions --no-sync >"$RUN/initdb.log" 2>&1; then
     cat "$RUN/initdb.log" >&2
     rm -rf "$DATA" "$PWFILE.new"
     die "initdb failed in $DATA"

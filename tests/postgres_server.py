@@ -127,7 +127,7 @@ def postgres_server():
     finally:
         try:
             if server.running:
-                server.stop()
+                server.stop("immediate")    # throwaway: no shutdown checkpoint to wait for
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
 

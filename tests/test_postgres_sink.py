@@ -62,8 +62,8 @@ class Env:
     def admin(self):
         return self.server.connect(self.db)
 
-    def connect_as(self, kind: str):
-        return self.server.connect(self.db, user=self.roles[kind], password=PASSWORDS[kind])
+    def connect_as(self, kind: str, autocommit: bool = True):
+        return self.server.connect(self.db, user=self.roles[kind], password=PASSWORDS[kind], autocommit=autocommit)
 
 
 @pytest.fixture
@@ -301,6 +301,7 @@ def test_upsert_round_trips_every_type_and_a_replayed_batch_is_a_no_op(pg, tmp_p
         # the same batch id of another app id is another batch
         assert not sink.upsert_batch("typed", write_files(tmp_path / "b1-other", later), ["id"], "flow_b", 1).skipped
         assert sink.loaded_batches("typed", "flow_a") == [0, 1]
+        assert sink.last_batch("typed", "flow_a") == 1 and sink.last_batch("typed", "nobody") is None
         with pg.admin() as conn:
             assert rows(conn, "SELECT id, s, money, flag, ts FROM gold.typed WHERE id IN (1, 2, 100) ORDER BY id") == [
                 (1, "one", Decimal("9.99"), None, None), (2, "two", Decimal("9.99"), None, None),
@@ -368,16 +369,22 @@ def mv_version(v: int) -> pa.Table:
                      "version": pa.array([v] * n, pa.int32()), "total": pa.array(np.arange(n) * 0.5)})
 
 
-def test_replace_table_swaps_atomically_under_concurrent_readers_and_keeps_grants(pg, tmp_path):
+@pytest.mark.parametrize("method", ["swap", "in_place"])
+def test_replace_table_is_atomic_under_concurrent_readers_and_keeps_grants(pg, tmp_path, method):
     keys = ["contract", "internet"]
     sizes = {v: mv_version(v).num_rows for v in range(10)}
     with pg.sink() as sink:
-        first = sink.replace_table("summary", write_files(tmp_path / "v0", mv_version(0)), keys)
+        first = sink.replace_table("summary", write_files(tmp_path / "v0", mv_version(0)), keys, method=method)
         assert first.rows == sizes[0]
-    with pg.admin() as conn:       # grants given by hand and a comment must survive every swap
-        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(f"auditor_{pg.db}")))
-        conn.execute(sql.SQL("GRANT SELECT ON gold.summary TO {}").format(sql.Identifier(f"auditor_{pg.db}")))
+    auditor = f"auditor_{pg.db}"
+    with pg.admin() as conn:       # grants given by hand and a comment must survive every replacement
+        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(auditor)))
+        conn.execute(sql.SQL("GRANT SELECT ON gold.summary TO {}").format(sql.Identifier(auditor)))
         conn.execute("COMMENT ON TABLE gold.summary IS 'contracts by internet service'")
+    # a REPEATABLE READ transaction whose snapshot is older than every replacement
+    old_snapshot = pg.connect_as("analyst", autocommit=False)
+    old_snapshot.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    old_snapshot.execute("SELECT 1")
 
     stop = threading.Event()
     observations: list[list[tuple]] = [[], [], []]
@@ -399,9 +406,10 @@ def test_replace_table_swaps_atomically_under_concurrent_readers_and_keeps_grant
     try:
         with pg.sink() as sink:
             for v in range(1, 10):
-                result = sink.replace_table("summary", write_files(tmp_path / f"v{v}", mv_version(v), files=2), keys)
+                result = sink.replace_table("summary", write_files(tmp_path / f"v{v}", mv_version(v), files=2), keys,
+                                            method=method)
                 assert result.rows == sizes[v] and not result.skipped
-                # every reader sees the new version before the next swap (a bounded wait, no timing assert)
+                # every reader sees the new version before the next one (a bounded wait, no timing assert)
                 for _ in range(3000):
                     if errors or all(any(o[1] == v for o in obs[-3:]) for obs in observations):
                         break
@@ -414,22 +422,26 @@ def test_replace_table_swaps_atomically_under_concurrent_readers_and_keeps_grant
     flat = [o for obs in observations for o in obs]
     assert flat and all(lo == hi and count == sizes[lo] for count, lo, hi in flat), \
         [o for o in flat if not (o[1] == o[2] and o[0] == sizes[o[1]])][:5]
-    assert {lo for _, lo, _ in flat} >= set(range(1, 10))        # the readers lived through every swap
+    assert {lo for _, lo, _ in flat} >= set(range(1, 10))        # the readers lived through every replacement
+    if method == "in_place":       # MVCC-safe: the old snapshot still sees the old rows, whole
+        assert old_snapshot.execute("SELECT count(*), min(version), max(version) FROM gold.summary").fetchone() == (sizes[0], 0, 0)
+    old_snapshot.close()
     with pg.admin() as conn:
-        auditor = f"auditor_{pg.db}"
         assert rows(conn, "SELECT has_table_privilege(%s, 'gold.summary', 'SELECT')", auditor) == [(True,)]
         assert rows(conn, "SELECT obj_description('gold.summary'::regclass, 'pg_class')") == [("contracts by internet service",)]
         assert rows(conn, "SELECT count(*), min(version) FROM gold.summary") == [(sizes[9], 9)]
         assert rows(conn, """SELECT conname FROM pg_constraint WHERE conrelid = 'gold.summary'::regclass""") == [("summary_pkey",)]
         assert rows(conn, "SELECT count(*) FROM pg_class WHERE relnamespace = 'gold'::regnamespace AND relname LIKE '%%assay_new%%'") == [(0,)]
+        assert rows(conn, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'gold.summary'::regclass") == [(pg.roles["owner"],)]
     with pg.connect_as("writer") as conn:      # the writer's default grants reach the new table too
         assert rows(conn, "SELECT count(*) FROM gold.summary") == [(sizes[9],)]
     # with a batch id, a replacement is recorded and a replay is a no-op
     with pg.sink() as sink:
-        assert not sink.replace_table("summary", write_files(tmp_path / "r", mv_version(3)), keys, app_id="mv", batch_id=1).skipped
-        assert sink.replace_table("summary", write_files(tmp_path / "r2", mv_version(4)), keys, app_id="mv", batch_id=1).skipped
-        empty = sink.replace_table("summary", [], keys)          # no file: an empty table of the same shape
-        assert empty.rows == 0
+        assert not sink.replace_table("summary", write_files(tmp_path / "r", mv_version(3)), keys, app_id="mv", batch_id=1,
+                                      method=method).skipped
+        assert sink.replace_table("summary", write_files(tmp_path / "r2", mv_version(4)), keys, app_id="mv", batch_id=1,
+                                  method=method).skipped
+        assert sink.replace_table("summary", [], keys, method=method).rows == 0       # no file: emptied, same shape
     with pg.admin() as conn:
         assert rows(conn, "SELECT count(*) FROM gold.summary") == [(0,)]
 
@@ -610,3 +622,8 @@ def test_roles_enforce_least_privilege(pg, tmp_path):
             sink.replace_table("features", write_files(tmp_path / "d", pa.table({"id": [1], "v": ["r"]}, schema=schema)), ["id"])
     with pg.connect_as("analyst") as conn:
         assert rows(conn, "SELECT id, v FROM gold.features ORDER BY id") == [(1, "a"), (2, "B"), (4, "d")]
+    with pg.sink(user=writer) as sink:      # an in-place replacement needs no DDL: the writer may do it
+        sink.replace_table("later", write_files(tmp_path / "e", pa.table({"id": [8, 9], "v": ["p", "q"]}, schema=schema)),
+                           ["id"], method="in_place")
+    with pg.connect_as("analyst") as conn:
+        assert rows(conn, "SELECT id, v FROM gold.later ORDER BY id") == [(8, "p"), (9, "q")]

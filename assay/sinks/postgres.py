@@ -543,6 +543,18 @@ class PostgresSink:
                 (schema, table, app_id)).fetchall()
         return [r[0] for r in rows]
 
+    def last_batch(self, name: str, app_id: str) -> int | None:
+        """The greatest batch id of `app_id` loaded into `name` (None: none yet): where a catch-up starts."""
+        schema, table, qualified = self._qualified(name)
+        with self._failures("bookkeeping read", qualified):
+            conn = self._connection()
+            if not self._bookkeeping_exists(conn):
+                return None
+            return conn.execute(sql.SQL(
+                "SELECT max(batch_id) FROM {}.{} WHERE table_schema = %s AND table_name = %s AND app_id = %s"
+            ).format(sql.Identifier(self.config.state_schema), sql.Identifier(BOOKKEEPING_TABLE)),
+                (schema, table, app_id)).fetchone()[0]
+
     def _stream_csv(self, copy, files: Iterable[Any], columns: list[str], table: str) -> int:
         """Write every row of `files` (only `columns`, in that order) into an open COPY; returns the count.
 
@@ -644,18 +656,28 @@ class PostgresSink:
     # ------------------------------------------------------------------------ materialized views
     def replace_table(self, name: str, files: Iterable[Any], keys: Iterable[str] = (), *,
                       schema: pa.Schema | None = None, app_id: str | None = None,
-                      batch_id: int | None = None) -> LoadResult:
+                      batch_id: int | None = None, method: str = "swap") -> LoadResult:
         """Replace `<schema>.<name>` with the rows of `files`, atomically (a materialized view).
 
-        One transaction, as the owner role: create `<name>__assay_new` with the primary key,
-        COPY the files into it, give it the old table's grants and comment, drop the old table
-        and rename the new one into its place. Readers never see it empty or half-loaded: until
-        the commit they read the old table, after it the new one (a reader that is mid-query
-        holds the swap back until it finishes, for at most config.lock_timeout). `schema` defaults
-        to the first file's Parquet schema (pass the Delta schema when files carry partition
-        values or when there may be no file). With app_id/batch_id, the replacement is recorded
-        like an upsert and skipped when already recorded.
+        method="swap" (default): one transaction as the owner role: create `<name>__assay_new`
+        with the primary key, COPY the files into it, give it the old table's grants and comment,
+        drop the old table and rename the new one into its place. Readers never see it empty or
+        half-loaded: until the commit they read the old table, after it the new one; a reader
+        mid-query holds the swap back until it finishes (at most config.lock_timeout, then the
+        replacement fails and is rolled back). One PostgreSQL caveat (docs/postgres.md): a
+        REPEATABLE READ or SERIALIZABLE transaction whose snapshot predates the swap and that
+        first reads the table after it sees it empty, as with TRUNCATE.
+
+        method="in_place": one transaction as the writer role: `DELETE` every row, then COPY the
+        files into the same table. Safe at every isolation level and never waits for readers;
+        the old rows are left to autovacuum. New columns are added first by ensure_table.
+
+        `schema` defaults to the first file's Parquet schema (pass the Delta schema when files
+        carry partition values or when there may be no file). With app_id/batch_id, the
+        replacement is recorded like an upsert and skipped when already recorded.
         """
+        if method not in ("swap", "in_place"):
+            raise FlowError(f"replace of {name}: method must be 'swap' or 'in_place', got {method!r}")
         schema_name, table, qualified = self._qualified(name)
         keys = tuple(check_name(k, f"key column of {qualified}", FlowError) for k in keys)
         if (app_id is None) != (batch_id is None):
@@ -667,6 +689,9 @@ class PostgresSink:
         with self._failures("replace", qualified, where):
             if schema is None and first is not None:
                 schema = _open_parquet(_file_path(first)[0]).schema_arrow
+            if method == "in_place":
+                return self._replace_in_place(schema_name, table, qualified, where, first, files, keys,
+                                              schema, app_id, batch_id, started)
             conn = self._connection()
             with conn.transaction():
                 self._begin(conn, self.config.roles.owner, schema_name, table)
@@ -704,6 +729,31 @@ class PostgresSink:
                         sql.Identifier(_aux_name(table, "_pkey"))))
                 if app_id is not None:
                     self._record(conn, schema_name, table, app_id, batch_id, rows)
+        return LoadResult(qualified, rows, False, time.monotonic() - started, app_id, batch_id)
+
+    def _replace_in_place(self, schema_name, table, qualified, where, first, files, keys, schema,
+                          app_id, batch_id, started) -> LoadResult:
+        if schema is not None:
+            self.ensure_table(table, schema, keys)
+        conn = self._connection()
+        with conn.transaction():
+            self._begin(conn, self.config.roles.writer, schema_name, table)
+            if app_id is not None and self._recorded(conn, schema_name, table, app_id, batch_id):
+                return LoadResult(qualified, 0, True, time.monotonic() - started, app_id, batch_id)
+            existing = self._columns(conn, schema_name, table)
+            if existing is None:
+                raise FlowError(f"replace of {qualified}{where}: the table does not exist and there is no "
+                                "file or schema to create it from")
+            names = [c for c, _ in existing]
+            target = sql.SQL("{}.{}").format(sql.Identifier(schema_name), sql.Identifier(table))
+            conn.execute(sql.SQL("DELETE FROM {}").format(target))
+            with conn.cursor() as cur:
+                with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+                        target, sql.SQL(", ").join(map(sql.Identifier, names)))) as copy:
+                    rows = self._stream_csv(copy, [first] if first is not None else [], names, qualified)
+                    rows += self._stream_csv(copy, files, names, qualified)
+            if app_id is not None:
+                self._record(conn, schema_name, table, app_id, batch_id, rows)
         return LoadResult(qualified, rows, False, time.monotonic() - started, app_id, batch_id)
 
     @staticmethod
