@@ -334,6 +334,22 @@ def _open_parquet(path: str) -> pq.ParquetFile:
     return pq.ParquetFile(path)
 
 
+def _csv_ready(array: pa.Array) -> pa.Array:
+    """An array as Arrow's CSV writer formats it the way PostgreSQL reads it back."""
+    t = array.type
+    if pa.types.is_dictionary(t):
+        return _csv_ready(array.dictionary_decode())
+    if pa.types.is_timestamp(t) and t.tz:
+        # the same UTC instants without the zone: formatted ~10x faster, and read as UTC by
+        # PostgreSQL (every transaction sets TimeZone to UTC)
+        return array.cast(pa.timestamp(t.unit))
+    if getattr(pa.types, "is_string_view", lambda _: False)(t):
+        return array.cast(pa.string())
+    if pa.types.is_float16(t):
+        return array.cast(pa.float32())
+    return array
+
+
 class PostgresSink:
     """One PostgreSQL database mirroring Delta tables into one schema. Not thread-safe: one per thread."""
 
@@ -580,12 +596,7 @@ class PostgresSink:
                 arrays = []
                 for c in columns:
                     if c in present:
-                        array = batch.column(c)
-                        if pa.types.is_timestamp(array.type) and array.type.tz:
-                            # the same UTC instants without the zone: formatted ~10x faster, and
-                            # read as UTC by PostgreSQL (every transaction sets TimeZone to UTC)
-                            array = array.cast(pa.timestamp(array.type.unit))
-                        arrays.append(array)
+                        arrays.append(_csv_ready(batch.column(c)))
                     elif partition_values.get(c) not in (None, ""):    # Delta: "" and null are both null
                         arrays.append(pa.array([str(partition_values[c])] * n, pa.string()))
                     else:
