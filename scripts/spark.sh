@@ -11,7 +11,8 @@
 #   bash scripts/spark.sh status [PORT]      exit 0 and print the address when it is running (3 if not)
 #   bash scripts/spark.sh log [PORT]         the tail of the server's log
 #
-# PORT defaults to 15002. `start` also takes `--conf key=value` (repeatable). Environment:
+# PORT defaults to 15002 (ASSAY_SPARK_PORT; the Spark engine reuses a server running there).
+# `start` also takes `--conf key=value` (repeatable). Environment:
 #   ASSAY_SPARK_CACHE               jars and run folders (default .cache/spark in the repository)
 #   ASSAY_SPARK_RUN_DIR             run folder: log, pid, settings (default <cache>/run-PORT)
 #   ASSAY_SPARK_MEMORY              JVM heap (default 2g)

@@ -327,8 +327,7 @@ def test_engine_on_a_remote_leaves_the_server_running(spark_server):
 
 def test_engine_starts_and_stops_its_own_local_server(monkeypatch):
     monkeypatch.setenv("ASSAY_SPARK_CACHE", os.environ.get("ASSAY_SPARK_CACHE") or str(ROOT / ".cache" / "spark"))
-    shared = launcher.SparkServer(port=launcher.DEFAULT_PORT)
-    assert not shared.running(), "a server on the default port would be reused instead"
+    monkeypatch.setenv("ASSAY_SPARK_PORT", str(launcher.free_port()))     # nothing there to reuse
     eng = create_engine("spark", {"server.spark.sql.shuffle.partitions": "2"})
     try:
         assert eng.spark.conf.get("spark.sql.shuffle.partitions") == "2"
@@ -349,7 +348,7 @@ def _script(*args, env=None, timeout=240):
                           env={**os.environ, "PYTHON": sys.executable, **(env or {})})
 
 
-def test_script_lifecycle_and_watch_pid(tmp_path, spark_server):
+def test_script_lifecycle_and_watch_pid(tmp_path, spark_server, monkeypatch):
     watched = subprocess.Popen(["sleep", "600"])
     port = launcher.free_port()
     env = {"ASSAY_SPARK_RUN_DIR": str(tmp_path / "run"), "ASSAY_SPARK_WATCH_PID": str(watched.pid),
@@ -364,6 +363,14 @@ def test_script_lifecycle_and_watch_pid(tmp_path, spark_server):
         again = _script("start", str(port), env=env)         # idempotent: the same server
         assert again.returncode == 0 and again.stdout.strip() == f"sc://127.0.0.1:{port}"
         assert "Spark Connect server started at: 127.0.0.1:" in _script("log", str(port), env=env).stdout
+        # the Spark engine reuses a server started by the script on its default port, and leaves it running
+        with monkeypatch.context() as m:
+            m.setenv("ASSAY_SPARK_PORT", str(port))
+            eng = create_engine("spark")
+            assert eng.spark.range(3).count() == 3
+            assert eng._server is None
+            eng.stop()
+        assert launcher._alive(pid) and launcher.port_open(port)
         # another server cannot take a port in use: a clear error, no JVM started
         busy = _script("start", str(spark_server.port), env={"ASSAY_SPARK_RUN_DIR": str(tmp_path / "busy")})
         assert busy.returncode == 1 and "already in use" in busy.stderr

@@ -8,8 +8,9 @@ Engine options (in the engine's ``conf``; every other key is a Spark session set
   connecting to a remote server or reusing a running one), e.g. ``server.spark.sql.shuffle.partitions``.
 
 Without ``remote``, a local server already started by ``python -m assay.engines.spark_server start``
-(``scripts/spark.sh start``) on the default port is reused and left running; otherwise the engine
-starts its own on a free port (stopped with the engine, or when this process dies).
+(``scripts/spark.sh start``) on the default port (15002, or ``ASSAY_SPARK_PORT``) is reused and
+left running; otherwise the engine starts its own on a free port (stopped with the engine, or when
+this process dies).
 """
 from __future__ import annotations
 
@@ -58,10 +59,11 @@ class SparkEngine(Engine):
         return SparkSession.builder.remote(remote).create()
 
     def _local_server(self) -> str:
-        shared = spark_server.SparkServer(port=spark_server.DEFAULT_PORT)
-        if shared.running():
-            log.info("reusing the local Spark Connect server at %s", shared.remote)
-            return shared.remote
+        port = spark_server.default_port()
+        if spark_server.launched_server(port) is not None and spark_server.port_open(port):
+            remote = f"sc://{spark_server.HOST}:{port}"
+            log.info("reusing the local Spark Connect server at %s", remote)
+            return remote
         run_dir = Path(tempfile.mkdtemp(prefix="assay-spark-"))
         server = spark_server.SparkServer(port=spark_server.free_port(), run_dir=run_dir,
                                           conf=self.server_conf)

@@ -17,6 +17,8 @@ Command line (``scripts/spark.sh`` is a thin wrapper that keeps the cache in the
 
 ``start`` also takes ``--conf key=value`` (repeatable) for extra Spark settings. Environment:
 
+    ASSAY_SPARK_PORT              the default PORT, and the port the Spark engine looks at for a
+                                  running server to reuse (default 15002, Spark Connect's own)
     ASSAY_SPARK_CACHE             where jars/ and run folders live (default ~/.cache/assay/spark)
     ASSAY_SPARK_RUN_DIR           run folder (log, pid, settings); default <cache>/run-PORT
     ASSAY_SPARK_MEMORY            JVM heap, e.g. 4g (default 2g)
@@ -110,6 +112,10 @@ def _env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SparkServerError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def default_port() -> int:
+    return _env_int("ASSAY_SPARK_PORT", DEFAULT_PORT)
 
 
 def _need(tool: str, why: str) -> str:
@@ -257,6 +263,18 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def launched_server(port: int) -> int | None:
+    """The pid of a server this module started on ``port`` (any cache or run folder), if it runs."""
+    needle = f"-Dspark.connect.grpc.binding.port={port} "
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        cmd = _cmdline(int(entry.name)) + " "
+        if SERVER_CLASS in cmd and MARKER in cmd and needle in cmd and _alive(int(entry.name)):
+            return int(entry.name)
+    return None
+
+
 def server_settings(port: int, run_dir: Path, python: str, conf: dict[str, str] | None = None) -> dict[str, str]:
     """Every Spark setting the server starts with (``conf`` wins)."""
     settings = {
@@ -315,7 +333,7 @@ logger.kafka.level = ERROR
 class SparkServer:
     """One local Spark Connect server: a port on 127.0.0.1 and a run folder (log, pid, settings)."""
 
-    port: int = DEFAULT_PORT
+    port: int = field(default_factory=default_port)
     run_dir: Path | None = None
     cache: Path | None = None
     conf: dict[str, str] = field(default_factory=dict)
@@ -520,7 +538,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="A local Apache Spark Spark Connect server (with Delta) "
                                                  "on 127.0.0.1, from Maven Central jars.")
     parser.add_argument("command", choices=["fetch", "start", "stop", "status", "log"])
-    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT)
+    parser.add_argument("port", nargs="?", type=int, default=None,
+                        help="default: $ASSAY_SPARK_PORT or 15002")
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra Spark setting for start (repeatable)")
     parser.add_argument("--lines", type=int, default=80, help="lines of log to show")
@@ -529,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             print(fetch())
             return 0
-        server = SparkServer(port=args.port, conf=_parse_conf(args.conf))
+        server = SparkServer(port=args.port or default_port(), conf=_parse_conf(args.conf))
         if args.command == "start":
             print(server.start())
         elif args.command == "stop":
