@@ -331,6 +331,20 @@ def test_partition_values_of_delta_files_become_columns(pg, tmp_path):
             (11, "a", dt.date(2026, 11, 2), None), (12, "b", dt.date(2026, 11, 2), None)]
 
 
+def test_dictionary_view_and_half_float_columns_load_as_their_value_types(pg, tmp_path):
+    data = pa.table({"k": pa.array([1, 2, 3], pa.int64()),
+                     "d": pa.array(["x", "y", "x"]).dictionary_encode(),
+                     "sv": pa.array(["p", None, ""], pa.string_view()),
+                     "h": pa.array(np.array([1.5, 2, -0.25], np.float16))})
+    with pg.sink() as sink:
+        sink.ensure_table("encoded", data.schema, ["k"])
+        assert sink.upsert_batch("encoded", write_files(tmp_path / "e", data), ["k"], "a", 0).rows == 3
+    with pg.admin() as conn:
+        assert column_types(conn, "encoded") == {"k": "bigint", "d": "text", "sv": "text", "h": "real"}
+        assert rows(conn, "SELECT k, d, sv, h FROM gold.encoded ORDER BY k") == [
+            (1, "x", "p", 1.5), (2, "y", None, 2.0), (3, "x", "", -0.25)]
+
+
 def test_failures_name_the_table_the_batch_and_postgres_own_message(pg, tmp_path):
     schema = pa.schema([("id", pa.int64()), ("v", pa.string())])
     with pg.sink() as sink:
