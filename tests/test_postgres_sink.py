@@ -288,6 +288,13 @@ def test_upsert_round_trips_every_type_and_a_replayed_batch_is_a_no_op(pg, tmp_p
                                                isinstance(value, float) and math.isclose(value, expect, rel_tol=1e-6)), \
                     (name, want["id"], value, expect)
 
+        # read back as Arrow (what a verification compares): the same values, in the mapped types
+        back = sink.read_table("typed", order_by=["id"])
+        assert back.schema.names == TYPED.names and str(back.schema.field("u64").type) == "decimal128(20, 0)"
+        assert back.schema.field("ts").type == pa.timestamp("us", tz="UTC")
+        for want, have in zip(data.cast(back.schema).to_pylist(), back.to_pylist()):
+            assert all(same(have[c], want[c]) for c in TYPED.names), (want, have)
+
         # the same batch id again, even with different files: nothing happens
         changed = data.set_column(data.schema.get_field_index("s"), "s", pa.array(["changed"] * data.num_rows))
         replay = sink.upsert_batch("typed", write_files(tmp_path / "b0-replay", changed), ["id"], "flow_a", 0)
@@ -455,6 +462,9 @@ def test_replace_table_is_atomic_under_concurrent_readers_and_keeps_grants(pg, t
         assert sink.replace_table("summary", write_files(tmp_path / "r2", mv_version(4)), keys, app_id="mv", batch_id=1,
                                   method=method).skipped
         assert sink.replace_table("summary", [], keys, method=method).rows == 0       # no file: emptied, same shape
+        empty = sink.read_table("summary")
+        assert empty.num_rows == 0 and empty.schema == pa.schema([("contract", pa.string()), ("internet", pa.string()),
+                                                                  ("version", pa.int32()), ("total", pa.float64())])
     with pg.admin() as conn:
         assert rows(conn, "SELECT count(*) FROM gold.summary") == [(0,)]
 

@@ -108,6 +108,27 @@ def postgres_type(field_: pa.Field, table: str = "") -> str:
                     "(supported: integers, floats, decimal(p,s), string, bool, date, timestamp)")
 
 
+_ARROW_TYPES = {
+    "smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64(), "real": pa.float32(),
+    "double precision": pa.float64(), "text": pa.string(), "boolean": pa.bool_(), "date": pa.date32(),
+    "timestamp with time zone": pa.timestamp("us", tz="UTC"), "timestamp without time zone": pa.timestamp("us"),
+}
+
+
+def arrow_type(pg_type: str, column: str = "", table: str = "") -> pa.DataType:
+    """The Arrow type of a PostgreSQL column type (`format_type()` text): the map above, reversed."""
+    if pg_type in _ARROW_TYPES:
+        return _ARROW_TYPES[pg_type]
+    m = re.fullmatch(r"numeric\((\d+),(\d+)\)", pg_type)
+    if m:
+        precision, scale = int(m.group(1)), int(m.group(2))
+        if precision <= 38:
+            return pa.decimal128(precision, scale)
+        if precision <= 76:
+            return pa.decimal256(precision, scale)
+    raise FlowError(f"column '{column}' of {table} has PostgreSQL type {pg_type}, which Assay does not read back")
+
+
 # -------------------------------------------------------------------------------- configuration
 def check_name(value: Any, what: str, error: type[Exception] = ConfigError) -> str:
     """A name that will be quoted into SQL: must match NAME (allow-list), else `error`
@@ -663,6 +684,42 @@ class PostgresSink:
                     sql.SQL(", ").join(map(sql.Identifier, keys)), action))
                 self._record(conn, schema, table, app_id, batch_id, rows)
         return LoadResult(qualified, rows, False, time.monotonic() - started, app_id, batch_id)
+
+    def read_table(self, name: str, order_by: Iterable[str] = ()) -> pa.Table:
+        """The rows of `<schema>.<name>` as an Arrow table typed by the map above (verification:
+        compare it with the Delta table or a truth manifest). One `COPY (SELECT …) TO STDOUT`, read by
+        Arrow's CSV reader; the whole table is held in memory."""
+        schema, table, qualified = self._qualified(name)
+        order = [check_name(c, f"order_by column of {qualified}", FlowError) for c in order_by]
+        with self._failures("read", qualified):
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute("SELECT set_config('TimeZone', 'UTC', true)")
+                columns = self._columns(conn, schema, table)
+                if columns is None:
+                    raise FlowError(f"{qualified} does not exist in PostgreSQL")
+                types = {c: arrow_type(t, c, qualified) for c, t in columns}
+                selected = [sql.SQL("({} AT TIME ZONE 'UTC')").format(sql.Identifier(c))   # naive UTC text
+                            if t == "timestamp with time zone" else sql.Identifier(c) for c, t in columns]
+                query = sql.SQL("COPY (SELECT {} FROM {}.{}{}) TO STDOUT (FORMAT csv)").format(
+                    sql.SQL(", ").join(selected), sql.Identifier(schema), sql.Identifier(table),
+                    sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(map(sql.Identifier, order))) if order else sql.SQL(""))
+                buffer = pa.BufferOutputStream()
+                with conn.cursor() as cur, cur.copy(query) as copy:
+                    for chunk in copy:
+                        buffer.write(chunk)
+        names = [c for c, _ in columns]
+        parse_types = {c: (pa.timestamp("us") if pa.types.is_timestamp(t) else t) for c, t in types.items()}
+        data = buffer.getvalue()
+        if data.size == 0:
+            return pa.table({c: pa.array([], t) for c, t in types.items()})
+        read = pa_csv.read_csv(
+            pa.BufferReader(data), read_options=pa_csv.ReadOptions(column_names=names),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(column_types=parse_types, true_values=["t"], false_values=["f"],
+                                                  null_values=[""], strings_can_be_null=True,
+                                                  quoted_strings_can_be_null=False))
+        return pa.table({c: read.column(c).cast(types[c]) for c in names})
 
     # ------------------------------------------------------------------------ materialized views
     def replace_table(self, name: str, files: Iterable[Any], keys: Iterable[str] = (), *,
