@@ -170,8 +170,8 @@ class _FileLock:
                     raise
                 if time.monotonic() > deadline:
                     os.close(self._fd)
-                    raise SparkServerError(f"timed out after {self.timeout_s:g}s waiting for another "
-                                           f"fetch ({self.path})") from None
+                    raise SparkServerError(f"timed out after {self.timeout_s:g}s waiting for the lock "
+                                           f"{self.path} (another fetch or start)") from None
                 time.sleep(0.5)
 
     def __exit__(self, *exc):
@@ -398,6 +398,12 @@ class SparkServer:
             raise SparkServerError(f"Spark 4 needs Java 17 or newer; {java} -version says {major}")
         jars = fetch(self.cache)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        timeout = timeout_s if timeout_s is not None else _env_int("ASSAY_SPARK_START_TIMEOUT", 120)
+        # one start at a time per run folder: a second caller waits, then finds the server running
+        with _FileLock(self.run_dir / ".start.lock", timeout + 30):
+            return self._start_locked(jars, timeout, watch_pid)
+
+    def _start_locked(self, jars: Path, timeout: float, watch_pid: int | None) -> str:
         if self.pid() is not None:
             return self.remote
         if port_open(self.port):
@@ -425,7 +431,6 @@ class SparkServer:
         if watch:
             self._watch(watch, proc.pid)
 
-        timeout = timeout_s if timeout_s is not None else _env_int("ASSAY_SPARK_START_TIMEOUT", 120)
         deadline = time.monotonic() + timeout
         while not port_open(self.port):
             if proc.poll() is not None:
