@@ -66,8 +66,10 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
         continuous: bool = typer.Option(False, "--continuous", help="Keep running until Ctrl-C or SIGTERM."),
         interval: str = typer.Option("60s", "--interval", help="Pause between runs with --continuous."),
         max_files: Optional[int] = typer.Option(None, "--max-files-per-batch", min=1),
-        max_bytes: Optional[str] = typer.Option(None, "--max-bytes-per-batch", help="e.g. 128MB")):
-    """Process everything available, then stop (or keep going with --continuous)."""
+        max_bytes: Optional[str] = typer.Option(None, "--max-bytes-per-batch", help="e.g. 128MB"),
+        max_records: Optional[int] = typer.Option(None, "--max-records-per-batch", min=1,
+                                                  help="Kafka messages / upstream rows per batch")):
+    """Process everything available when the run starts, then stop (or keep going with --continuous)."""
     from .progress import RunDisplay
     from .runtime.runner import RunOptions, Runner
 
@@ -85,9 +87,11 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
         signal.signal(signal.SIGINT, request_stop)
     options = RunOptions(full_refresh=_names(full_refresh), full_refresh_all=full_refresh_all,
                          refresh=_names(refresh) or None, max_files=max_files,
-                         max_bytes=parse_bytes(max_bytes) if max_bytes else None, stop_requested=stop.is_set)
+                         max_bytes=parse_bytes(max_bytes) if max_bytes else None, max_records=max_records,
+                         stop_requested=stop.is_set)
     pause = parse_seconds(interval)
     runner = Runner(spec, options)
+    runner.on_warning = lambda message: err.print(f"[yellow]warning:[/] {message}", highlight=False)
     try:
         rounds = 0
         while True:
@@ -96,8 +100,15 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
                 summaries = runner.run()
             rounds += 1
             written = sum(s.rows_written for s in summaries)
-            console.print(f"[green]run {runner.events.run_id} completed[/]: {len(summaries)} flows, "
-                          f"{written:,} rows written. Storage: {spec.storage}")
+            stopped = [s.flow for s in summaries if s.status == "stopped"]
+            if stopped:
+                done = [s.flow for s in summaries if s.status == "done"]
+                console.print(f"[yellow]run {runner.events.run_id} stopped[/]: completed {', '.join(done) or 'none'}; "
+                              f"not completed {', '.join(stopped)} (the next run continues them). "
+                              f"{written:,} rows written. Storage: {spec.storage}", soft_wrap=True)
+            else:
+                console.print(f"[green]run {runner.events.run_id} completed[/]: {len(summaries)} flows, "
+                              f"{written:,} rows written. Storage: {spec.storage}", soft_wrap=True)
             if not continuous or stop.is_set():
                 break
             # A new run id per round, so history shows each round.

@@ -1,6 +1,7 @@
 """Live progress of a run: one line per flow with its state, batches and rows (Rich)."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from .runtime.runner import FlowSummary
 
-HEARTBEAT_S = 10.0
+HEARTBEAT_S = float(os.environ.get("ASSAY_PROGRESS_EVERY", "10"))   # seconds between lines without a terminal
 _STYLE = {"queued": "dim", "skipped": "dim", "running": "yellow", "done": "green", "failed": "red",
           "stopped": "yellow"}
 

@@ -9,7 +9,9 @@ import threading
 
 _lock = threading.Lock()
 _values: dict[str, str] = {}          # secret value → the name shown instead
-_SENSITIVE_KEY = re.compile(r"(password|secret|token|connection_?string|sasl\.jaas|api_?key)", re.I)
+# Keys whose values are credentials, wherever they appear (assay.yml, Kafka options, storage options).
+_SENSITIVE_KEY = re.compile(r"(password|secret|token|connection_?string|jaas|private\.key|credential|api[._]?key)",
+                            re.I)
 
 
 def register(name: str, value: str | None) -> None:

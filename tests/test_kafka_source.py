@@ -123,6 +123,9 @@ def test_incremental_plans_only_new_then_none(kafka_broker, tmp_path):
     assert src.plan(first.end, NO_LIMIT) is None                          # nothing new
 
     kafka_broker.produce(topic, [(None, "b0", 1), (None, "b1", 1)])
+    # availableNow: within a run, a source reads up to the ends it saw first
+    assert src.plan(first.end, NO_LIMIT) is None
+    src.start_run()                                                       # the next run
     second = src.plan(first.end, NO_LIMIT)
     assert second.start == first.end
     assert second.end == {topic: {"0": 3, "1": 5}}
@@ -172,6 +175,7 @@ def test_starting_offsets(kafka_broker, tmp_path):
     latest = KafkaSource(topic, kafka_broker.bootstrap, starting_offsets="latest")
     assert latest.plan(None, NO_LIMIT) is None              # nothing after "now"
     kafka_broker.produce(topic, [(None, "new0", 0), (None, "new1", 1)])
+    latest.start_run()
     plan = latest.plan(None, NO_LIMIT)                      # "latest" was pinned at the first plan
     assert plan.start == {topic: {"0": 3, "1": 3}}
     assert plan.end == {topic: {"0": 4, "1": 4}}
@@ -259,6 +263,7 @@ def test_broker_restart_between_plans(kafka_broker, tmp_path):
     kafka_broker.restart()
 
     kafka_broker.produce(topic, [(None, f"after{i}", i % 2) for i in range(4)])
+    src.start_run()
     second = src.plan(first.end, NO_LIMIT)
     assert second.start == first.end == {topic: {"0": 5, "1": 5}}
     assert second.end == {topic: {"0": 8, "1": 7}}
@@ -344,7 +349,8 @@ def test_secrets_never_in_errors_or_logs(kafka_broker, caplog):
         assert secret not in text
 
 
-def test_load_through_spark(kafka_broker, spark, tmp_path):
+def test_load_through_spark(kafka_broker, engine, tmp_path):
+    spark = engine.spark
     topic = new_topic(kafka_broker, 3)
     big = b"\x00\xff" * 300_000
     kafka_broker.produce(topic, [(b"a", b'{"n": 1}', 0), (None, b"\xff\xfe", 0), (b"c", b"", 1),
@@ -353,7 +359,7 @@ def test_load_through_spark(kafka_broker, spark, tmp_path):
     plan = src.plan(None, NO_LIMIT)
     staging = tmp_path / "staging"
     staging.mkdir()
-    df = src.load(LoadContext(spark=spark, staging_dir=str(staging)), plan)
+    df = src.load(LoadContext(spark=spark, staging_dir=str(staging), engine=engine), plan)
     assert [(f.name, f.dataType.simpleString()) for f in df.schema.fields] == [
         ("key", "binary"), ("value", "binary"), ("topic", "string"), ("partition", "int"),
         ("offset", "bigint"), ("timestamp", "timestamp"), ("timestampType", "int")]
@@ -368,23 +374,8 @@ def test_load_through_spark(kafka_broker, spark, tmp_path):
     empty_dir = tmp_path / "empty"
     empty_dir.mkdir()
     empty = Plan(start={topic: {"0": 2}}, end={topic: {"0": 2}}, info={})
-    df = src.load(LoadContext(spark=spark, staging_dir=str(empty_dir)), empty)
+    df = src.load(LoadContext(spark=spark, staging_dir=str(empty_dir), engine=engine), empty)
     assert df.count() == 0 and len(df.columns) == 7
-
-
-@pytest.fixture(scope="module")
-def spark():
-    from pysail.spark import SparkConnectServer
-    from pyspark.sql import SparkSession
-    srv = SparkConnectServer(ip="127.0.0.1", port=0)
-    srv.start(background=True)
-    host, port = srv.listening_address
-    session = SparkSession.builder.remote(f"sc://{host}:{port}").create()
-    try:
-        yield session
-    finally:
-        session.stop()
-        srv.stop()
 
 
 def test_produce_helper(kafka_broker, tmp_path):

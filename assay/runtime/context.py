@@ -90,7 +90,7 @@ class FlowContext:
 
     def read_kafka(self, topics, bootstrap_servers, starting_offsets, options, max_records_per_batch,
                    format=None, schema=None):
-        from ..sources.kafka_read import KAFKA_COLUMNS, parse_values
+        from ..sources.kafka import KAFKA_COLUMNS, parse_values
         spec = SourceSpec("kafka", {"topics": topics, "bootstrap_servers": bootstrap_servers,
                                     "starting_offsets": starting_offsets, "options": options,
                                     "max_records_per_batch": max_records_per_batch, "format": format,

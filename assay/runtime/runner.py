@@ -19,7 +19,6 @@ from ..engines import create_engine
 from ..errors import AssayError, FlowError
 from ..graph import Graph
 from ..loader import load_registry
-from ..quality import first_line
 from ..sources.base import BatchLimits, LoadContext, Plan
 from ..sources.delta import DeltaSource
 from ..spec import PipelineSpec
@@ -336,10 +335,12 @@ class Runner:
 def _failure_message(exc: Exception, name: str, location, batch: int | None) -> str:
     """An engine or user-code failure in one paragraph: which flow, where, which batch, and the
     engine's own first line (secrets masked)."""
+    from ..engine_errors import explain
     at_batch = f" in batch {batch}" if batch is not None else ""
-    return (f"flow '{name}' (defined at {location}) failed{at_batch}: {type(exc).__name__}: "
-            f"{first_line(secrets.redact(str(exc)))}. Tables and checkpoints are unchanged for the failed "
-            "batch; the next run retries it.")
+    said = explain(secrets.redact(str(exc)))
+    kind = "" if "\n    engine:" in said else f"{type(exc).__name__}: "
+    return (f"flow '{name}' (defined at {location}) failed{at_batch}: {kind}{said}\nTables and checkpoints are "
+            "unchanged for the failed batch; the next run retries it.")
 
 
 def _event_counts(counts: RowCounts) -> dict:
