@@ -84,6 +84,15 @@ def ui(project: str = typer.Option(".", "--project", "-p", help="The pipeline fo
                   "Ctrl-C to stop)", highlight=False)
     sys.stdout.flush()
     app = create_app(lake, allowed_hosts(host))
+
+    def warm_up():                     # read the event log and load the graph before the first page
+        try:
+            lake.events.snapshot()
+            lake.declared()
+        except Exception:              # the page shows any error when it asks
+            pass
+    import threading
+    threading.Thread(target=warm_up, name="assay-ui-warm-up", daemon=True).start()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                            timeout_graceful_shutdown=2))
     try:

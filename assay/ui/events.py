@@ -267,13 +267,13 @@ class EventLogReader:
         if version == self._snapshot.version:
             return
         files = set(self._table.file_uris())
-        if self._files and self._files <= files:
-            added = sorted(files - self._files)
-            data = _read_files(added)
+        plain = _plain_parquet(self._table)
+        if self._files and self._files <= files and plain:
+            data = _read_files(sorted(files - self._files))
             self.loads["incremental"] += 1
             snapshot = self._snapshot
         else:
-            data = self._table.to_pyarrow_table()
+            data = _read_files(sorted(files)) if plain else self._table.to_pyarrow_table()
             self.loads["full"] += 1
             snapshot = Snapshot()
         if data is not None and data.num_rows:
@@ -283,10 +283,33 @@ class EventLogReader:
         self._snapshot = snapshot
 
 
+def _plain_parquet(table) -> bool:
+    """True when the table's data files are its rows as they are: no partition values outside
+    the files, no deletion vectors or column mapping (the event log as Assay writes it). Then the
+    files are read directly, in parallel: ~0.6 ms per small file against ~3.7 ms through
+    to_pyarrow_table (bench/bench_ui.py)."""
+    try:
+        protocol = table.protocol()
+        metadata = table.metadata()
+    except Exception:
+        return False
+    mapping = (metadata.configuration or {}).get("delta.columnMapping.mode", "none")
+    return not protocol.reader_features and not metadata.partition_columns and mapping in ("none", None)
+
+
 def _read_files(paths: list[str]) -> pa.Table | None:
     if not paths:
         return None
-    tables = [pq.read_table(p.removeprefix("file://")) for p in paths]
+
+    def read(path: str) -> pa.Table:
+        local = path.removeprefix("file://")
+        return pq.ParquetFile(local).read()
+    if len(paths) == 1:
+        tables = [read(paths[0])]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=min(8, len(paths))) as pool:
+            tables = list(pool.map(read, paths))
     return pa.concat_tables(tables, promote_options="permissive")
 
 

@@ -9,6 +9,8 @@ schema), which the page draws as columns.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..spec import PipelineSpec
 from .events import COUNTS, INTERRUPTED, Run, zero_counts
 from .tables import LATE_SUFFIX, QUARANTINE_SUFFIX, layer_of
@@ -17,6 +19,21 @@ SOURCES_LAYER = "sources"
 LAYER_ORDER = ("landing", "bronze", "silver", "gold")
 # How one table's several flows combine into its state: the first that any flow has wins.
 STATE_PRIORITY = ("failed", "running", INTERRUPTED, "completed")
+
+
+def project_path(spec: PipelineSpec, location: str | None) -> str | None:
+    """'file:line' as the loader wrote it (relative to the process's folder) → relative to the
+    project folder, as the user knows it ('transformations/orders.py:12')."""
+    if not location:
+        return location
+    file, sep, line = str(location).rpartition(":")
+    if not sep or not line.isdigit():
+        return location
+    try:
+        path = (Path.cwd() / file).resolve()
+        return f"{path.relative_to(spec.root.resolve())}:{line}"
+    except (OSError, ValueError):
+        return location
 
 
 def declared_graph(spec: PipelineSpec, engine) -> dict:
@@ -37,13 +54,13 @@ def declared_graph(spec: PipelineSpec, engine) -> dict:
             sources.append(f"{src.kind}:{value}")
         flows.append({"flow": name, "target": flow.target, "reads": sorted(analysis.static_reads),
                       "streams": sorted(analysis.stream_reads), "sources": sources,
-                      "defined_at": str(flow.location)})
+                      "defined_at": project_path(spec, str(flow.location))})
     datasets = {}
     for ds in g.registry.datasets.values():
         dedupe = getattr(ds, "dedupe", None)
         datasets[ds.name] = {
             "kind": ds.kind, "schema": spec.schema_for(ds.schema_name), "comment": ds.comment,
-            "defined_at": str(ds.location), "private": bool(getattr(ds, "private", False)),
+            "defined_at": project_path(spec, str(ds.location)), "private": bool(getattr(ds, "private", False)),
             "quarantine": bool(getattr(ds, "quarantine", False)),
             "late": bool(dedupe is not None and getattr(dedupe, "watermark", None)),
             "partition_cols": list(getattr(ds, "partition_cols", ()) or ()),

@@ -288,6 +288,12 @@
       boxSelectionEnabled: false, autoungrabify: false });
     S.cy.layout({ name: 'dagre', rankDir: 'LR', nodeSep: 18, rankSep: 70, edgeSep: 10, fit: true, padding: 24,
       animate: false }).run();
+    // a whole large graph fits only as specks: stay readable around the selection instead
+    if (doc.nodes.length > LARGE_GRAPH && S.showAll && S.cy.zoom() < 0.5) {
+      const focus = S.cy.getElementById(S.selection || defaultFocus(doc)[0] || '');
+      S.cy.zoom(0.7);
+      if (focus.nonempty()) S.cy.center(focus); else S.cy.center();
+    }
     S.cy.on('tap', 'node', ev => { const n = ev.target; if (!n.hasClass('layer')) selectNode(n.id(), false); });
     S.cy.on('dbltap', 'node', ev => { const n = ev.target; if (!n.hasClass('layer')) selectNode(n.id(), true); });
     if (S.selection) { const n = S.cy.getElementById(S.selection); if (n.nonempty()) n.select(); }
