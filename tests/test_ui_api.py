@@ -371,3 +371,26 @@ def test_a_300_dataset_graph(tmp_path, engine):
     assert len([n for n in doc["nodes"] if n["type"] == "source"]) == 30
     assert doc["layers"] == ["sources", "bronze", "silver", "gold"]
     print(f"300-dataset graph built in {seconds:.2f}s, {len(doc['edges'])} edges")
+
+
+def test_append_flows_are_nodes_between_their_sources_and_their_table(tmp_path, engine):
+    folder = tmp_path / "multi"
+    (folder / "transformations").mkdir(parents=True)
+    (folder / "assay.yml").write_text("name: multi\nstorage: ./storage\nlanding: ./landing\n")
+    (folder / "transformations" / "flows.py").write_text(
+        "from assay import pipelines as dp\n\n"
+        "dp.create_streaming_table('all_orders')\n\n\n"
+        "@dp.append_flow(target='all_orders')\n"
+        "def web_orders():\n"
+        "    return dp.read_files('web', format='json', schema='id INT')\n\n\n"
+        "@dp.append_flow(target='all_orders')\n"
+        "def shop_orders():\n"
+        "    return dp.read_files('shop', format='json', schema='id INT')\n")
+    doc = Lake(load_spec(folder), engine_factory=lambda: engine).graph()
+    assert doc["graph_error"] is None
+    nodes = {n["id"]: n for n in doc["nodes"]}
+    assert nodes["flow:web_orders"]["type"] == "flow" and nodes["flow:shop_orders"]["type"] == "flow"
+    assert nodes["all_orders"]["flows"] == ["web_orders", "shop_orders"]
+    edges = {(e["source"], e["target"]) for e in doc["edges"]}
+    assert {("source:files:web", "flow:web_orders"), ("flow:web_orders", "all_orders"),
+            ("source:files:shop", "flow:shop_orders"), ("flow:shop_orders", "all_orders")} <= edges

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from datetime import datetime, timezone
 from typing import Callable
 
 from .. import catalog, secrets
@@ -21,6 +22,7 @@ from .tables import LATE_SUFFIX, QUARANTINE_SUFFIX, Tables, layer_of
 LOCATION = re.compile(r"([\w./\\-]+\.(?:py|sql)):(\d+)")
 MAX_PAGE = 500
 TIMELINE_RUNS = 500
+RECENT_S = 600          # without a readable lock file, a run silent for longer is interrupted
 
 
 class NotFound(AssayError):
@@ -119,7 +121,13 @@ class Lake:
     # --- helpers ---------------------------------------------------------------------------
 
     def _alive(self) -> bool:
-        return lock_holder_alive(self.spec.system_dir)
+        alive = lock_holder_alive(self.spec.system_dir)
+        if alive is not None:
+            return alive
+        # the lock file does not name its process: a run that wrote lately is taken as going
+        latest = self.events.snapshot().latest()
+        return bool(latest and latest.open and latest.last_at and
+                    (datetime.now(timezone.utc) - latest.last_at).total_seconds() < RECENT_S)
 
     def _open_alive(self, snap, run: Run) -> bool:
         """A run without an end is running only if it is the latest and its process is alive."""

@@ -313,15 +313,18 @@ def _read_files(paths: list[str]) -> pa.Table | None:
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def lock_holder_alive(system_dir: Path) -> bool:
-    """True when the process named in the pipeline's lock file is alive (a run may be going).
+def lock_holder_alive(system_dir: Path) -> bool | None:
+    """True when the process named in the pipeline's lock file is alive (a run may be going),
+    False when it is gone, None when the file does not say (no file, another format).
 
     Only reads the file: taking the lock, even shared, could make a starting `assay run` fail."""
     try:
         info = json.loads((Path(system_dir) / "pipeline.lock").read_text() or "{}")
         pid = int(info["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except FileNotFoundError:
         return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
     if pid == os.getpid():
         return True
     try:
