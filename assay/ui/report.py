@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from .api import Lake, NotFound, redact
+from .api import Lake, redact
 from .app import STATIC, VENDOR_FILES
 
 REPORT_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
@@ -26,9 +26,21 @@ def key(path: str, **params) -> str:
     return path + ("?" + "&".join(parts) if parts else "")
 
 
+class _Documents(dict):
+    """Documents by key; one that cannot be made (an unreadable table) is kept as its error,
+    which the page shows where the document would have been."""
+
+    def add(self, name: str, make) -> object:
+        try:
+            self[name] = make()
+        except Exception as exc:
+            self[name] = {"__error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+        return self[name]
+
+
 def collect(lake: Lake, runs: int = 1000, run_details: int = 20, graphs: int = 10, rows: int = 100) -> dict:
     """Every document the report's pages can ask for."""
-    data: dict[str, object] = {}
+    data = _Documents()
     data[key("/api/overview")] = lake.overview()
     data[key("/api/state")] = lake.state()
     graph = lake.graph()
@@ -49,22 +61,20 @@ def collect(lake: Lake, runs: int = 1000, run_details: int = 20, graphs: int = 1
     tables = lake.tables_list()
     data[key("/api/tables")] = tables
     for table in tables["tables"]:
-        try:
-            data[key("/api/tables/" + quote(table["name"], safe=""), preview=20)] = lake.table(table["name"], 20)
-        except NotFound:
-            continue
+        name = table["name"]
+        data.add(key("/api/tables/" + quote(name, safe=""), preview=20), lambda: lake.table(name, 20))
     # The data-quality page's row panels: quarantined rows (all, and per rule) and late rows.
     for entry in (quality or {}).get("tables", []):
         if entry.get("quarantine_table"):
             name = entry["quarantine_table"]
-            data[key(f"/api/tables/{quote(name, safe='')}/rows", limit=rows)] = lake.table_rows(name, rows)
+            data.add(key(f"/api/tables/{quote(name, safe='')}/rows", limit=rows), lambda: lake.table_rows(name, rows))
             for rule in entry["rules"]:
-                data[key(f"/api/tables/{quote(name, safe='')}/rows", limit=rows, rule=rule["name"])] = \
-                    lake.table_rows(name, rows, rule["name"])
+                data.add(key(f"/api/tables/{quote(name, safe='')}/rows", limit=rows, rule=rule["name"]),
+                         lambda: lake.table_rows(name, rows, rule["name"]))
         if entry.get("late_table"):
             name = entry["late_table"]
-            data[key(f"/api/tables/{quote(name, safe='')}/rows", limit=rows)] = lake.table_rows(name, rows)
-    return data
+            data.add(key(f"/api/tables/{quote(name, safe='')}/rows", limit=rows), lambda: lake.table_rows(name, rows))
+    return dict(data)
 
 
 def _script_text(text: str) -> str:

@@ -67,7 +67,11 @@
   async function api(path, params) {
     const key = path + qs(params);
     if (REPORT) {
-      if (Object.prototype.hasOwnProperty.call(REPORT.data, key)) return REPORT.data[key];
+      if (Object.prototype.hasOwnProperty.call(REPORT.data, key)) {
+        const doc = REPORT.data[key];
+        if (doc && doc.__error) throw new Error(doc.__error);
+        return doc;
+      }
       throw new Error('not included in this report (' + key + '); run `assay ui` to browse everything');
     }
     const res = await fetch(key, { headers: { Accept: 'application/json' } });
