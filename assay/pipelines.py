@@ -16,6 +16,7 @@ from typing import Any, Callable
 from .definitions import (DROP, FAIL, MATERIALIZED_VIEW, STREAMING_TABLE, TEMPORARY_VIEW, WARN, Dataset,
                           Dedupe, Expectation, Flow, Registry, SourceLocation)
 from .errors import GraphError
+from .pii import pseudonymize
 
 _registry: contextvars.ContextVar[Registry | None] = contextvars.ContextVar("assay_registry", default=None)
 _context: contextvars.ContextVar[Any] = contextvars.ContextVar("assay_flow_context", default=None)
@@ -279,4 +280,4 @@ def config(key: str, default: Any = None) -> Any:
 __all__ = ["table", "materialized_view", "temporary_view", "create_streaming_table", "append_flow",
            "expect", "expect_or_drop", "expect_or_fail", "expect_all", "expect_all_or_drop",
            "expect_all_or_fail", "dedupe", "read", "read_stream", "read_files", "read_kafka", "record_metric", "spark",
-           "config", "Dedupe"]
+           "config", "Dedupe", "pseudonymize"]

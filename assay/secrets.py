@@ -4,6 +4,7 @@ Everything Assay prints, logs or stores in the event log passes through `redact`
 """
 from __future__ import annotations
 
+import logging
 import re
 import threading
 
@@ -19,6 +20,7 @@ def register(name: str, value: str | None) -> None:
     if value and len(value) >= 4:
         with _lock:
             _values[value] = name
+        _guard_engine_logs()
 
 
 def is_sensitive_key(key: str) -> bool:
@@ -39,3 +41,33 @@ def redact(text: str) -> str:
         if value in text:
             text = text.replace(value, f"***{name}***")
     return text
+
+
+# PySpark's client logs an engine error itself, with the query plan (literals included), to
+# stderr through two loggers of its own: mask secrets there as well.
+_ENGINE_LOGGERS = ("DataFrameQueryContextLogger", "SQLQueryContextLogger")
+_guarded = False
+
+
+class _Redacting(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), ()
+        if record.exc_info:                      # its text is the message again, unmasked
+            record.exc_info, record.exc_text = None, None
+        context = record.__dict__.get("context")
+        if isinstance(context, dict):
+            record.context = {k: redact(v) if isinstance(v, str) else v for k, v in context.items()}
+        return True
+
+
+def _guard_engine_logs() -> None:
+    global _guarded
+    if _guarded:
+        return
+    _guarded = True
+    try:
+        from pyspark.logger import PySparkLogger
+    except ImportError:        # no engine client in this process
+        return
+    for name in _ENGINE_LOGGERS:
+        PySparkLogger.getLogger(name).addFilter(_Redacting())

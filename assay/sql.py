@@ -32,6 +32,7 @@ from sqlglot.tokens import Token, TokenType
 from .definitions import (DROP, FAIL, MATERIALIZED_VIEW, STREAMING_TABLE, TEMPORARY_VIEW, WARN, Dataset,
                           Expectation, Flow, Registry, SourceLocation)
 from .errors import GraphError
+from .pii import expand_sql
 
 DIALECT = "spark"
 STREAM_VIEW_PREFIX = "__assay_stream_"
@@ -428,4 +429,4 @@ def run_sql_flow(ctx, sql: str):
             edits.update({(start, end): _quote(ref.name) for start, end in qualified_by if text[start:end] != ref.name})
     for (start, end), replacement in sorted(edits.items(), reverse=True):
         text = text[:start] + replacement + text[end:]
-    return ctx.spark.sql(text)
+    return ctx.spark.sql(expand_sql(text))     # pseudonymize(...) → engine built-ins (assay/pii.py)
