@@ -57,7 +57,7 @@ def orders_raw():
 @dp.expect_or_drop("positive_amount", "amount >= 0")
 def orders():
     return dp.read_stream("orders_raw").select(
-        "order_id", "customer_id", "amount", "ordered_at", "_source_file", "_source_position", "_source_modified")
+        "order_id", "customer_id", "amount", "ordered_at", "_source_file", "_source_modified")
 '''
 
 SQL = """\

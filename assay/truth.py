@@ -12,8 +12,8 @@ from . import catalog
 from .delta import table as storage
 from .spec import PipelineSpec
 
-# Truth tables name a row's origin by file name and position; pipeline tables keep full lineage.
-_ALIASES = {"source_file": "_source_file", "position": "_source_position", "failed_rules": "_failed_rules"}
+# Truth tables name a row's origin by file name; pipeline tables keep full lineage.
+_ALIASES = {"source_file": "_source_file", "failed_rules": "_failed_rules"}
 
 
 def table_reader(spec: PipelineSpec):

@@ -190,32 +190,32 @@ A, B, C = "part-00000-00000.csv", "part-00001-00000.csv", "part-00002-00000.csv"
 def test_fixture_bronze_and_quarantine_rows_are_exact(fixture_storage):
     store, _, _ = fixture_storage
     columns = ["log_id", "user_id", "event_time", "ip_address", "content_id", "action", "watch_time_seconds",
-               "_source_file", "_source_position"]
+               "_source_file"]
     assert rows(read(store, "bronze", "bronze_activity_logs"), columns) == expected([
         # A starts with a UTF-8 BOM: its header and first record are read like any other.
-        ("L01", "u1", "2026-11-02T10:00:00Z", "10.0.0.0", "movie1", "play", "120", A, 0),
-        ("L02", "u1", "2026-11-02T10:05:00Z", "10.255.255.255", "show1,season2", "pause", "30", A, 1),  # quoted comma
-        ("L03", "u2", "2026-11-02T10:10:00Z", "192.168.1.255", "movie2", "seek", "0", A, 2),
-        ("L04", "u2", "2026-11-02T10:15:00Z", "192.168.2.0", None, "stop", "86400", A, 3),   # empty field: NULL
-        ("L05", "u3", "2026-11-02T10:20:00Z", "8.8.8.8", "movie3", "play", "600", A, 4),
-        ("L10", "u4", "2026-11-03T00:00:30Z", "203.0.113.0", "movie4", "play", "50", A, 9),
-        ("L10", "u4", "2026-11-02T23:59:00Z", "203.0.113.1", "movie4", "pause", "70", B, 0),
-        ("L01", "u1", "2026-11-02T10:00:00Z", "10.0.0.0", "movie1", "play", "120", B, 1),
-        ("L02", "u1", "2026-11-02T10:06:00Z", "10.255.255.255", "show1,season2", "pause", "999", B, 2),
-        ("L13", "u5", "2026-11-03T08:00:00Z", "192.168.1.0", "movie6", "play", "300", B, 3),
-        ("L03", "u2", "2026-11-02T10:10:00Z", "192.168.1.255", "movie2", "seek", "0", C, 0),
-        (" L14 ", "u6", "2026-11-03T09:00:00Z", "10.1.2.3", "movie7", "play", "45", C, 1),      # as landed
-        ("L10", "u4", "2026-11-02T23:59:30Z", "203.0.113.2", "movie4", "seek", "80", C, 2),
+        ("L01", "u1", "2026-11-02T10:00:00Z", "10.0.0.0", "movie1", "play", "120", A),
+        ("L02", "u1", "2026-11-02T10:05:00Z", "10.255.255.255", "show1,season2", "pause", "30", A),  # quoted comma
+        ("L03", "u2", "2026-11-02T10:10:00Z", "192.168.1.255", "movie2", "seek", "0", A),
+        ("L04", "u2", "2026-11-02T10:15:00Z", "192.168.2.0", None, "stop", "86400", A),   # empty field: NULL
+        ("L05", "u3", "2026-11-02T10:20:00Z", "8.8.8.8", "movie3", "play", "600", A),
+        ("L10", "u4", "2026-11-03T00:00:30Z", "203.0.113.0", "movie4", "play", "50", A),
+        ("L10", "u4", "2026-11-02T23:59:00Z", "203.0.113.1", "movie4", "pause", "70", B),
+        ("L01", "u1", "2026-11-02T10:00:00Z", "10.0.0.0", "movie1", "play", "120", B),
+        ("L02", "u1", "2026-11-02T10:06:00Z", "10.255.255.255", "show1,season2", "pause", "999", B),
+        ("L13", "u5", "2026-11-03T08:00:00Z", "192.168.1.0", "movie6", "play", "300", B),
+        ("L03", "u2", "2026-11-02T10:10:00Z", "192.168.1.255", "movie2", "seek", "0", C),
+        (" L14 ", "u6", "2026-11-03T09:00:00Z", "10.1.2.3", "movie7", "play", "45", C),      # as landed
+        ("L10", "u4", "2026-11-02T23:59:30Z", "203.0.113.2", "movie4", "seek", "80", C),
     ])
     # Nothing from the empty file or the header-only file of run2.
     quarantine = read(store, "bronze", "bronze_activity_logs_quarantine")
-    assert rows(quarantine, ["_source_file", "_source_position", "log_id", "_failed_rules"]) == expected([
-        (A, 5, "L06", ["valid_action", "valid_ip"]),                  # two rules at once: both listed
-        (A, 6, "L07", ["valid_watch_time", "well_formed_record"]),     # 6 fields: watch time missing too
-        (A, 7, "   ", ["log_id_present"]),                             # whitespace only
-        (A, 8, "L09", ["valid_event_time"]),
-        (A, 10, "L11", ["valid_watch_time"]),                          # 90000 > 86400
-        (A, 11, "L12", ["well_formed_record"]),                        # 8 fields
+    assert rows(quarantine, ["_source_file", "log_id", "_failed_rules"]) == expected([
+        (A, "L06", ["valid_action", "valid_ip"]),                  # two rules at once: both listed
+        (A, "L07", ["valid_watch_time", "well_formed_record"]),     # 6 fields: watch time missing too
+        (A, "   ", ["log_id_present"]),                             # whitespace only
+        (A, "L09", ["valid_event_time"]),
+        (A, "L11", ["valid_watch_time"]),                          # 90000 > 86400
+        (A, "L12", ["well_formed_record"]),                        # 8 fields
     ])
     rescued = {r["log_id"]: r["_rescued_data"] for r in quarantine.to_pylist()}
     assert json.loads(rescued["L12"]) == {
@@ -225,23 +225,23 @@ def test_fixture_bronze_and_quarantine_rows_are_exact(fixture_storage):
 def test_fixture_silver_rows_are_exact(fixture_storage):
     store, summaries, _ = fixture_storage
     columns = ["log_id", "user_id", "event_time", "ip_address", "content_id", "action", "watch_time_seconds",
-               "region", "event_date", "_source_file", "_source_position"]
+               "region", "event_date", "_source_file"]
     assert rows(read(store, "silver", "silver_activity_logs"), columns) == expected([
         # L01 again in B with the same event_time: the earlier file's row stays.
-        ("L01", "u1", "2026-11-02T10:00:00", "10.0.0.0", "movie1", "play", 120, "us-east", "2026-11-02", A, 0),
+        ("L01", "u1", "2026-11-02T10:00:00", "10.0.0.0", "movie1", "play", 120, "us-east", "2026-11-02", A),
         # L02 again in B with a later event_time: ignored.
         ("L02", "u1", "2026-11-02T10:05:00", "10.255.255.255", "show1,season2", "pause", 30, "us-east", "2026-11-02",
-         A, 1),
+         A),
         # L03 again two runs later (C): ignored. Last address of 192.168.1.0/24.
-        ("L03", "u2", "2026-11-02T10:10:00", "192.168.1.255", "movie2", "seek", 0, "eu-west", "2026-11-02", A, 2),
+        ("L03", "u2", "2026-11-02T10:10:00", "192.168.1.255", "movie2", "seek", 0, "eu-west", "2026-11-02", A),
         # One past the last address of a network: in none.
-        ("L04", "u2", "2026-11-02T10:15:00", "192.168.2.0", None, "stop", 86400, "Unknown", "2026-11-02", A, 3),
-        ("L05", "u3", "2026-11-02T10:20:00", "8.8.8.8", "movie3", "play", 600, "Unknown", "2026-11-02", A, 4),
+        ("L04", "u2", "2026-11-02T10:15:00", "192.168.2.0", None, "stop", 86400, "Unknown", "2026-11-02", A),
+        ("L05", "u3", "2026-11-02T10:20:00", "8.8.8.8", "movie3", "play", 600, "Unknown", "2026-11-02", A),
         # Replaced by B's copy (earlier event_time, another day); C's copy is later again: ignored.
-        ("L10", "u4", "2026-11-02T23:59:00", "203.0.113.1", "movie4", "pause", 70, "ap-south", "2026-11-02", B, 0),
-        ("L13", "u5", "2026-11-03T08:00:00", "192.168.1.0", "movie6", "play", 300, "eu-west", "2026-11-03", B, 3),
+        ("L10", "u4", "2026-11-02T23:59:00", "203.0.113.1", "movie4", "pause", 70, "ap-south", "2026-11-02", B),
+        ("L13", "u5", "2026-11-03T08:00:00", "192.168.1.0", "movie6", "play", 300, "eu-west", "2026-11-03", B),
         # log_id and user_id are trimmed in silver.
-        ("L14", "u6", "2026-11-03T09:00:00", "10.1.2.3", "movie7", "play", 45, "us-east", "2026-11-03", C, 1),
+        ("L14", "u6", "2026-11-03T09:00:00", "10.1.2.3", "movie7", "play", 45, "us-east", "2026-11-03", C),
     ])
     assert [(s["silver_activity_logs"].rows_written, s["silver_activity_logs"].rows_duplicate)
             for s in summaries] == [(6, 0), (2, 2), (1, 2)]

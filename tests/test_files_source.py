@@ -63,11 +63,12 @@ def test_metadata_malformed_lines_and_type_mismatches(project, run_pipeline):
     path = land(folder, "a.json", '{"id": "1", "n": 1}\n\n{"id": "2", "n": "two", "extra": true}\n{oops\n'
                                   '\ufeff{"id": "3"}\n')
     run_pipeline(folder, full_refresh=set())
-    got = sorted(rows(folder), key=lambda r: r["_source_position"])
-    assert [r["_source_position"] for r in got] == [0, 1, 2, 3]
+    got = sorted(rows(folder), key=lambda r: r["id"] or "~")
+    assert [r["id"] for r in got] == ["1", "2", "3", None] and "_source_position" not in got[0]
     assert got[0]["_rescued_data"] is None and got[0]["n"] == 1
     assert json.loads(got[1]["_rescued_data"]) == {"n": "two", "extra": "true"} and got[1]["n"] is None
-    assert json.loads(got[2]["_rescued_data"]) == {"_corrupt_record": "{oops"}
+    assert got[2]["_rescued_data"] is None and got[2]["n"] is None      # after a UTF-8 BOM, a record like any
+    assert json.loads(got[3]["_rescued_data"]) == {"_corrupt_record": "{oops"}
     assert got[0]["_source_file"] == str(path) and got[0]["_source_size"] == path.stat().st_size
     assert got[0]["_source_modified"].timestamp() == pytest.approx(path.stat().st_mtime, abs=1e-3)
 
@@ -77,12 +78,12 @@ def test_csv_quotes_bom_bad_rows_and_empty_file(project, run_pipeline):
     land(folder, "a.csv", '\ufeffid,name\n1,"Smith, Ann"\n2,b,extra\nx,c\n3\n')
     land(folder, "empty.csv", "")
     run_pipeline(folder)
-    got = sorted(rows(folder), key=lambda r: r["_source_position"])
+    got = sorted(rows(folder), key=lambda r: (r["id"] is None, r["id"]))
     # A row with the wrong number of fields keeps the fields it has (as Spark's PERMISSIVE mode) and its text.
-    assert [(r["id"], r["name"]) for r in got] == [(1, "Smith, Ann"), (2, "b"), (None, "c"), (3, None)]
+    assert [(r["id"], r["name"]) for r in got] == [(1, "Smith, Ann"), (2, "b"), (3, None), (None, "c")]
     assert json.loads(got[1]["_rescued_data"]) == {"_corrupt_record": "2,b,extra"}
-    assert json.loads(got[2]["_rescued_data"]) == {"id": "x"}
-    assert json.loads(got[3]["_rescued_data"]) == {"_corrupt_record": "3"}
+    assert json.loads(got[3]["_rescued_data"]) == {"id": "x"}
+    assert json.loads(got[2]["_rescued_data"]) == {"_corrupt_record": "3"}
 
 
 def test_parquet_struct_schema_and_hints(project, run_pipeline):

@@ -22,8 +22,7 @@ def events():
 @dp.table(name="silver.clean")
 @dp.dedupe(["id"], event_time="event_time", watermark="10 minutes")
 def clean():
-    return dp.read_stream("events").select("id", "event_time", "user", "amount", "_source_file",
-                                           "_source_position", "_source_modified")
+    return dp.read_stream("events").select("id", "event_time", "user", "amount", "_source_file", "_source_modified")
 
 @dp.materialized_view(name="gold.totals", partition_cols=["user"])
 def totals():

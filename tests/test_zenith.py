@@ -234,15 +234,16 @@ def test_fixture_bronze_keeps_every_line_as_landed(fixture_storage):
     events = read(store, "01_bronze", "bronze_user_events")
     # 11 + 7 lines, an empty file, 7 lines: every line is a row, even the broken one.
     assert events.num_rows == 25
-    by_pos = {(os.path.basename(r["_source_file"]), r["_source_position"]): r for r in events.to_pylist()}
-    broken = by_pos[(RUN1, 8)]
-    assert broken["event_id"] is None and broken["product_id"] is None
-    assert json.loads(broken["_rescued_data"])["_corrupt_record"].startswith('{"event_id":"e08"')
-    assert by_pos[(RUN1, 9)]["event_timestamp"] == "not-a-timestamp" and by_pos[(RUN1, 9)]["event_dt"] is None
+    by_id = {(os.path.basename(r["_source_file"]), r["event_id"]): r for r in events.to_pylist()}
+    broken = [r for r in events.to_pylist() if r["_rescued_data"] and "_corrupt_record" in r["_rescued_data"]]
+    assert len(broken) == 1 and os.path.basename(broken[0]["_source_file"]) == RUN1
+    assert broken[0]["event_id"] is None and broken[0]["product_id"] is None
+    assert json.loads(broken[0]["_rescued_data"])["_corrupt_record"].startswith('{"event_id":"e08"')
+    assert by_id[(RUN1, "e09")]["event_timestamp"] == "not-a-timestamp" and by_id[(RUN1, "e09")]["event_dt"] is None
     # The first line of a file starting with a UTF-8 BOM is read like any other.
-    assert by_pos[(RUN2, 0)]["event_id"] == "e10" and by_pos[(RUN2, 0)]["_rescued_data"] is None
+    assert by_id[(RUN2, "e10")]["_rescued_data"] is None and by_id[(RUN2, "e10")]["user_id"] == 1005
     # Schema drift: the new field is rescued, the table's columns do not change.
-    assert json.loads(by_pos[(RUN2, 6)]["_rescued_data"]) == {"coupon_code": "SAVE10"}
+    assert json.loads(by_id[(RUN2, "e16")]["_rescued_data"]) == {"coupon_code": "SAVE10"}
     assert "coupon_code" not in events.column_names
 
     products = read(store, "01_bronze", "bronze_product_details")     # the fixture's products.parquet
@@ -267,26 +268,26 @@ def test_fixture_bronze_keeps_every_line_as_landed(fixture_storage):
 def test_fixture_silver_rows_are_exact(fixture_storage):
     store, summaries = fixture_storage
     silver = read(store, "02_silver", "silver_sessionized_activity")
-    columns = ["event_id", "event_dt", "user_id", "action", "product_id", "price", "_source_file", "_source_position"]
+    columns = ["event_id", "event_dt", "user_id", "action", "product_id", "price", "_source_file"]
     assert rows(silver, columns) == expected([
         # e00 is in the first file: no watermark yet, so on time; its copy in run3 is late.
-        ("e00", "2026-11-02T23:57:00.000", 1005, "view", "P300", 7.01, RUN1, 10),
-        ("e01", "2026-11-02T23:58:00.000", 1001, "view", "P100", 10.09, RUN1, 0),
-        ("e02", "2026-11-02T23:58:30.000", 1001, "add_to_cart", "P100", 10.09, RUN1, 1),
-        ("e03", "2026-11-02T23:59:00.000", 1001, "purchase", "P100", 10.09, RUN1, 2),
+        ("e00", "2026-11-02T23:57:00.000", 1005, "view", "P300", 7.01, RUN1),
+        ("e01", "2026-11-02T23:58:00.000", 1001, "view", "P100", 10.09, RUN1),
+        ("e02", "2026-11-02T23:58:30.000", 1001, "add_to_cart", "P100", 10.09, RUN1),
+        ("e03", "2026-11-02T23:59:00.000", 1001, "purchase", "P100", 10.09, RUN1),
         # e04 arrives again two runs later (run3, same content): the first copy is kept, once.
-        ("e04", "2026-11-02T23:59:10.000", 1002, "purchase", "P200", 25.03, RUN1, 3),
-        ("e05", "2026-11-02T23:59:20.000", 1003, "purchase", "P300", 7.01, RUN1, 4),
-        ("e06", "2026-11-02T23:59:30.000", 1004, "purchase", "P200", 25.03, RUN1, 5),
-        ("e10", "2026-11-03T00:00:00.000", 1005, "purchase", "P100", 10.09, RUN2, 0),      # after a UTF-8 BOM
-        ("e11", "2026-11-03T00:00:30.000", 1006, "purchase", "P300", 7.01, RUN2, 1),
-        ("e12", "2026-11-03T00:01:00.000", None, "purchase", "P100", 10.09, RUN2, 2),
-        ("e16", "2026-11-03T00:00:50.000", 1002, "view", "P300", 7.01, RUN2, 6),
+        ("e04", "2026-11-02T23:59:10.000", 1002, "purchase", "P200", 25.03, RUN1),
+        ("e05", "2026-11-02T23:59:20.000", 1003, "purchase", "P300", 7.01, RUN1),
+        ("e06", "2026-11-02T23:59:30.000", 1004, "purchase", "P200", 25.03, RUN1),
+        ("e10", "2026-11-03T00:00:00.000", 1005, "purchase", "P100", 10.09, RUN2),      # after a UTF-8 BOM
+        ("e11", "2026-11-03T00:00:30.000", 1006, "purchase", "P300", 7.01, RUN2),
+        ("e12", "2026-11-03T00:01:00.000", None, "purchase", "P100", 10.09, RUN2),
+        ("e16", "2026-11-03T00:00:50.000", 1002, "view", "P300", 7.01, RUN2),
         # Exactly on run3's watermark (largest earlier event 00:01:00 - 3 min): not late.
-        ("e21", "2026-11-02T23:58:00.000", 1002, "view", "P200", 25.03, RUN3, 2),
-        ("e22", "2026-11-03T00:01:30.000", 1001, "purchase", "P200", 25.03, RUN3, 3),
-        ("e23", "2026-11-03T00:01:40.000", 1005, "purchase", "P400", 20.18, RUN3, 5),
-        ("e24", "2026-11-03T00:01:50.000", 1003, "view", "P500", 5.03, RUN3, 6),
+        ("e21", "2026-11-02T23:58:00.000", 1002, "view", "P200", 25.03, RUN3),
+        ("e22", "2026-11-03T00:01:30.000", 1001, "purchase", "P200", 25.03, RUN3),
+        ("e23", "2026-11-03T00:01:40.000", 1005, "purchase", "P400", 20.18, RUN3),
+        ("e24", "2026-11-03T00:01:50.000", 1003, "view", "P500", 5.03, RUN3),
     ])
     assert rows(silver, ["event_id", "event_date", "first_name", "location", "region"]) == expected([
         ("e00", "2026-11-02", "Eve", "Austin, TX", "Central"),
@@ -315,17 +316,17 @@ def test_fixture_silver_rows_are_exact(fixture_storage):
 def test_fixture_late_and_quarantine_rows_are_exact(fixture_storage):
     store, _ = fixture_storage
     late = read(store, "02_silver", "silver_sessionized_activity_late")
-    assert rows(late, ["event_id", "event_dt", "_source_file", "_source_position"]) == [
-        ("e00", "2026-11-02T23:57:00.000", RUN3, 4),       # a late copy of an on-time event
-        ("e20", "2026-11-02T23:57:59.999", RUN3, 1),       # 1 ms before the watermark
+    assert rows(late, ["event_id", "event_dt", "_source_file"]) == [
+        ("e00", "2026-11-02T23:57:00.000", RUN3),       # a late copy of an on-time event
+        ("e20", "2026-11-02T23:57:59.999", RUN3),       # 1 ms before the watermark
     ]
     quarantine = read(store, "02_silver", "silver_sessionized_activity_quarantine")
-    assert rows(quarantine, ["_source_file", "_source_position", "event_id", "_failed_rules"]) == [
+    assert rows(quarantine, ["_source_file", "event_id", "_failed_rules"]) == [
         # One row failing two rules lists both. e13's far-future time (01:00) does not move the watermark.
-        (RUN1, 7, None, ("valid_event_id", "valid_event_type")),
-        (RUN1, 9, "e09", ("valid_event_time",)),
-        (RUN2, 3, "e13", ("valid_event_type",)),
-        (RUN2, 5, "e15", ("valid_event_type",)),           # 'VIEW': event types are case-sensitive
+        (RUN1, "e09", ("valid_event_time",)),
+        (RUN1, None, ("valid_event_id", "valid_event_type")),
+        (RUN2, "e13", ("valid_event_type",)),
+        (RUN2, "e15", ("valid_event_type",)),           # 'VIEW': event types are case-sensitive
     ]
 
 

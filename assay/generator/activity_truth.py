@@ -75,12 +75,12 @@ def compute(d: Landed) -> tuple[dict[str, pa.Table], dict]:
     bronze = _rows(d, vrows)
     quarantine = pa.table({
         "source_file": pa.array(names[st.slot[qrows]], pa.string()),
-        "position": pa.array(st.positions()[qrows], pa.int64()),
+        "log_id": _quarantined_log_ids(d, qrows),
         "failed_rules": rule_lists(~passes[qrows], RULES),
     })
 
-    arrival = np.arange(st.n_lines)
-    keep = first_survivors([d.log_words(st.src)], [d.line_ms, arrival], vrows)
+    # Ties on (event time, file) are exact copies (conflicting re-sends differ in event time).
+    keep = first_survivors([d.log_words(st.src)], [d.line_ms, st.slot], vrows)
     net = d.geo.lookup(ev.addr[st.src[keep]])
     region = np.where(net < 0, len(REGIONS), d.geo.region[np.maximum(net, 0)])
     silver = _rows(d, keep).append_column("region", T.pick(T.table(REGIONS + ["Unknown"]), region)) \
@@ -92,6 +92,12 @@ def compute(d: Landed) -> tuple[dict[str, pa.Table], dict]:
                "unknown_region_events": int((net < 0).sum()),
                "failed_rule_counts": {r: int((~passes[:, i]).sum()) for i, r in enumerate(RULES)}}
     return tables, metrics
+
+
+def _quarantined_log_ids(d: Landed, rows: np.ndarray) -> pa.Array:
+    """log_id as a CSV reader sees it (NULL when empty or missing), in chunks."""
+    parts = [parsed_values(d, rows[lo:lo + T.CHUNK])[0]["log_id"] for lo in range(0, len(rows), T.CHUNK)]
+    return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
 
 
 def _rows(d: Landed, rows: np.ndarray) -> pa.Table:

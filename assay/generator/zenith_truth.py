@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import text as T
 from .regions import region_of_location
@@ -36,8 +37,8 @@ def compute(d: Landed, seed: int) -> tuple[dict[str, pa.Table], dict]:
     dt = st.ms[s]
     late = late_rows(dt, st.slot, passing, WATERMARK_MS)
     remaining = np.flatnonzero(passing & ~late)
-    arrival = np.arange(st.n_lines)
-    keep = first_survivors([ev.eid_hi[s], ev.eid_lo[s]], [dt, arrival], remaining)
+    # Ties on (event time, file) are exact copies: any of them is the same silver row.
+    keep = first_survivors([ev.eid_hi[s], ev.eid_lo[s]], [dt, st.slot], remaining)
 
     silver = _silver(d, keep, seed)
     tables = {
@@ -114,9 +115,16 @@ def _quarantine(d: Landed, rows: np.ndarray, fails: np.ndarray) -> pa.Table:
     names = np.array([d.file_name(g) for g in range(d.stream.n_slots)], dtype=object)
     return pa.table({
         "source_file": pa.array(names[d.stream.slot[rows]], pa.string()),
-        "position": pa.array(d.stream.positions()[rows], pa.int64()),
+        "event_id": _event_ids(d, rows),
         "failed_rules": rule_lists(fails[rows], RULES),
     })
+
+
+def _event_ids(d: Landed, rows: np.ndarray) -> pa.Array:
+    """The event_id each line holds (NULL when null or missing)."""
+    s = d.stream.src[rows]
+    ids = T.uuid_strings(d.events.eid_hi[s], d.events.eid_lo[s])
+    return pc.if_else(pa.array(d.events.eid_state[s] == EID_OK), ids, pa.scalar(None, pa.string()))
 
 
 def _facts(d: Landed, keep: np.ndarray) -> pd.DataFrame:

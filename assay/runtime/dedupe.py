@@ -6,8 +6,9 @@ Semantics (identical on every engine, and independent of how files were grouped 
 - Watermark of a file = (largest event time of every earlier-arrived row) − delay. A row whose
   event time is below its file's watermark is late: it goes to `<table>_late`, counted, not lost.
 - Among the other rows, one survives per key: the smallest by the order columns (event time,
-  then `_source_file`, `_source_position` by default). A later batch whose row beats the one kept
-  earlier replaces it (the target is then merged, not appended).
+  then `_source_file` by default), then by the row's other columns, so that ties never depend
+  on the engine or on how files were split. A later batch whose row beats the one kept earlier
+  replaces it (the target files holding the old row are rewritten without it).
 
 The state is the target table itself (one row per key: the survivor), read as of the version
 recorded in the batch's plan, so a batch recomputed after a crash decides exactly as the first
@@ -26,7 +27,7 @@ from ..errors import GraphError
 from ..units import parse_seconds
 
 ARRIVAL = ("_source_modified", "_source_file")
-DEFAULT_TIEBREAK = ("_source_file", "_source_position")
+DEFAULT_TIEBREAK = ("_source_file",)
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def resolve(spec: Dedupe, columns: list[str], dataset: str, location) -> DedupeP
                       + [c for c in DEFAULT_TIEBREAK if c in columns])
     if not order:
         raise GraphError(f"dedupe of '{dataset}' (at {location}) needs an order to choose the surviving row "
-                         "deterministically: give event_time, order_by, or keep _source_file/_source_position")
+                         "deterministically: give event_time, order_by, or keep _source_file")
     delay = None
     if spec.watermark is not None:
         try:

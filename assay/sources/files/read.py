@@ -2,9 +2,9 @@
 
 Each planned file is read as text lines (JSON, CSV) or Parquet by the engine, one DataFrame per
 file so that its path, size and modification time are literals (the embedded engine has no
-`input_file_name()`). Every row gets `_source_position`, its 0-based record index in the file,
-from the engine's monotonically increasing ids: one cheap counting pass per batch learns, per
-file and engine partition, the offset that turns an id into a position (a few numbers, not rows).
+`input_file_name()`). There is no record position: neither engine can number a file's lines
+without a sort or a second pass whose partitioning may differ (measured: ids from two queries
+over the same files disagreed), so ties are broken by a record's content instead (dedupe).
 
 `_rescued_data` is NULL for a row that fit the schema, else a JSON object of what did not:
 unknown fields, values that could not be converted to their column's type, or
@@ -22,12 +22,10 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from .listing import FileEntry
 
-FILE, POSITION, MODIFIED, SIZE = "_source_file", "_source_position", "_source_modified", "_source_size"
-METADATA = {FILE: "string", POSITION: "bigint", MODIFIED: "timestamp", SIZE: "bigint"}
+FILE, MODIFIED, SIZE = "_source_file", "_source_modified", "_source_size"
+METADATA = {FILE: "string", MODIFIED: "timestamp", SIZE: "bigint"}
 RESCUED = "_rescued_data"
 CORRUPT = "_corrupt_record"
-ID = "_assay_id"
-_PARTITION_BITS = 33        # monotonically_increasing_id() = partition << 33 | row within the partition
 _CSV_FIELD = r'("(?:[^"]|"")*"|[^{d}]*)'
 
 
@@ -41,45 +39,6 @@ def output_schema(schema: StructType, rescue: str | None, include_metadata: bool
         types = {"string": StringType(), "bigint": LongType(), "timestamp": TimestampType()}
         fields += [StructField(name, types[t], True) for name, t in METADATA.items()]
     return StructType(fields)
-
-
-# --- positions -----------------------------------------------------------------------------
-
-def _with_ids(frame: DataFrame) -> DataFrame:
-    return frame.select(F.monotonically_increasing_id().alias(ID), "*")
-
-
-def position_offsets(spark, frames: dict[str, DataFrame]) -> dict[str, dict[int, int]]:
-    """Per file and engine partition: what to add to an id to get the record's position.
-
-    One counting pass (records are not parsed); the result is a few numbers per file. Ids are
-    monotonic within a partition and partitions follow the file's order on every engine."""
-    parts = [frame.select(F.lit(path).alias(FILE), F.shiftright(ID, _PARTITION_BITS).alias("pid"), ID)
-             for path, frame in frames.items()]
-    union = parts[0]
-    for part in parts[1:]:
-        union = union.unionAll(part)
-    counts = union.groupBy(FILE, "pid").agg(F.count(F.lit(1)).alias("n"), F.min(ID).alias("first")).collect()
-    offsets: dict[str, dict[int, int]] = {path: {} for path in frames}
-    for path in frames:
-        before = 0
-        for row in sorted((r for r in counts if r[FILE] == path), key=lambda r: r["pid"]):
-            offsets[path][row["pid"]] = before - row["first"]
-            before += row["n"]
-    return offsets
-
-
-def _position(offsets: dict[int, int]) -> Column:
-    if not offsets:
-        return F.col(ID)
-    if len(offsets) == 1:
-        return F.col(ID) + F.lit(next(iter(offsets.values())))
-    pid = F.shiftright(ID, _PARTITION_BITS)
-    expr = None
-    for p, offset in offsets.items():
-        expr = (F.when(pid == p, F.col(ID) + F.lit(offset)) if expr is None
-                else expr.when(pid == p, F.col(ID) + F.lit(offset)))
-    return expr
 
 
 def _metadata(entry: FileEntry) -> list[Column]:
@@ -107,15 +66,10 @@ def _finish(df: DataFrame, schema: StructType, rescue: str | None, include_metad
 # --- text formats --------------------------------------------------------------------------
 
 def lines(spark, files: list[FileEntry]) -> DataFrame:
-    """The non-blank lines of the files: _source_file, _source_position, value, metadata."""
-    frames = {f.path: _with_ids(spark.read.text(f.path).where(F.col("value") != "")) for f in files}
-    offsets = position_offsets(spark, frames)
-    positioned = _union([frames[f.path].select(*_metadata(f), _position(offsets[f.path]).alias(POSITION), "value")
-                         for f in files])
-    # A UTF-8 byte-order mark starts a file's first line, not its data.
-    first = F.col(POSITION) == 0
-    return positioned.withColumn("value", F.when(first, F.regexp_replace("value", "^\ufeff", ""))
-                                 .otherwise(F.col("value")))
+    """The non-blank lines of the files: value and the files' metadata (a UTF-8 byte-order mark
+    that starts a file is not part of its first line)."""
+    frames = [spark.read.text(f.path).where(F.col("value") != "").select(*_metadata(f), "value") for f in files]
+    return _union(frames).withColumn("value", F.regexp_replace("value", "^\ufeff", ""))
 
 
 def parse_json(spark, files: list[FileEntry], schema: StructType, *, rescue: str | None, include_metadata: bool,
@@ -169,23 +123,27 @@ def _unquote(field: Column) -> Column:
     return F.when(text != "", text)
 
 
-def parse_csv(spark, files: list[FileEntry], headers: dict[str, list[str]], schema: StructType, *,
+def parse_csv(spark, files: list[FileEntry], headers: dict[str, str | None], schema: StructType, *,
               header: bool, delimiter: str, rescue: str | None, include_metadata: bool,
               ignore_unknown: bool) -> DataFrame:
-    """CSV rows parsed in the engine, fields mapped to columns by each file's header.
+    """CSV rows parsed in the engine, fields mapped to columns by each file's header line.
 
     Like Spark's PERMISSIVE mode: a row with the wrong number of fields keeps the fields it
-    has (by position) and its raw text lands in `_corrupt_record`. Files are grouped by header
-    so that each group is parsed by one expression."""
-    groups: dict[tuple, list[FileEntry]] = {}
+    has (by position) and its raw text lands in `_corrupt_record`. Like Spark, a line equal to
+    its file's header is the header, wherever it is. Files are grouped by header so that each
+    group is parsed by one expression."""
+    import csv
+    groups: dict[str | None, list[FileEntry]] = {}
     for f in files:
-        groups.setdefault(tuple(headers.get(f.path) or [s.name for s in schema.fields]), []).append(f)
+        groups.setdefault(headers.get(f.path) if header else None, []).append(f)
     parsed = []
-    for columns, group in groups.items():
+    for line, group in groups.items():
         df = lines(spark, group)
-        if header:
-            df = df.where(F.col(POSITION) > 0).withColumn(POSITION, F.col(POSITION) - 1)
-        parsed.append(_csv_group(df, list(columns), schema, delimiter, rescue, ignore_unknown))
+        columns = [s.name for s in schema.fields]
+        if line is not None:
+            columns = [c.strip() for c in next(csv.reader([line], delimiter=delimiter), [])]
+            df = df.where(F.col("value") != line)
+        parsed.append(_csv_group(df, columns, schema, delimiter, rescue, ignore_unknown))
     return _finish(_union(parsed), schema, rescue, include_metadata)
 
 
@@ -235,8 +193,7 @@ def parse_parquet(spark, files: list[FileEntry], file_columns: dict[str, list[st
     """Parquet files by name: declared columns cast to their type, unknown ones rescued. A file
     whose footer could not be read (`file_columns[path] is None`) lands as one corrupt record."""
     readable = [f for f in files if file_columns.get(f.path) is not None]
-    frames = {f.path: _with_ids(spark.read.parquet(f.path)) for f in readable}
-    offsets = position_offsets(spark, frames) if frames else {}
+    frames = {f.path: spark.read.parquet(f.path) for f in readable}
     parsed = []
     for f in readable:
         present = file_columns[f.path]
@@ -252,7 +209,7 @@ def parse_parquet(spark, files: list[FileEntry], file_columns: dict[str, list[st
             entries.append((field.name, F.when(raw.isNotNull() & typed.isNull(), raw.cast("string"))))
         if not ignore_unknown:
             entries += [(c, F.col(f"`{c}`").cast("string")) for c in present if c not in schema.fieldNames()]
-        select = [*out, *_metadata(f), _position(offsets[f.path]).alias(POSITION)]
+        select = [*out, *_metadata(f)]
         if rescue:
             found = (F.to_json(F.map_filter(F.map_from_arrays(F.array(*[F.lit(n) for n, _ in entries]),
                                                               F.array(*[v for _, v in entries])),
@@ -269,7 +226,7 @@ def _unreadable(spark, entry: FileEntry, schema: StructType, rescue: str | None)
     """A file the engine cannot read, kept as one rescued record rather than lost."""
     import json
     row = spark.range(1).select(*[F.lit(None).cast(f.dataType).alias(f.name) for f in schema.fields],
-                                *_metadata(entry), F.lit(0).cast("bigint").alias(POSITION))
+                                *_metadata(entry))
     if rescue:
         row = row.withColumn(RESCUED, F.lit(json.dumps({CORRUPT: f"unreadable file: {entry.path}"})))
     return row

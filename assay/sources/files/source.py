@@ -34,7 +34,7 @@ OPTIONS = {"header", "schema_hints", "schema_evolution_mode", "max_files_per_bat
            "allow_overwrites", "include_metadata", "rescued_data_column", "delimiter", "min_file_age",
            "recursive", "glob"}
 _PLAN_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
-                          ("header", pa.list_(pa.string())), ("columns", pa.list_(pa.string()))])
+                          ("header", pa.string()), ("columns", pa.list_(pa.string()))])
 
 
 class FileSource(Source):
@@ -181,10 +181,11 @@ class FileSource(Source):
         pq.write_table(table, tmp)
         os.replace(tmp, self._part(seq))
 
-    def _header(self, entry: FileEntry) -> list[str] | None:
-        if not self.header:
-            return None
-        line = first_line(entry.path)
+    def _header(self, entry: FileEntry) -> str | None:
+        """A CSV file's header line, as the engine will see it (its first non-blank line)."""
+        return first_line(entry.path) if self.header else None
+
+    def _header_columns(self, line: str | None) -> list[str]:
         return [c.strip() for c in next(csv.reader([line], delimiter=self.delimiter), [])] if line else []
 
     @staticmethod
@@ -230,7 +231,8 @@ class FileSource(Source):
             found = read.unknown_json_fields(spark, files, known)
             sql_type = lambda name: "STRING"
         else:
-            seen = headers if self.format == "csv" else columns
+            seen = ({path: self._header_columns(line) for path, line in headers.items()} if self.format == "csv"
+                    else columns)
             found = sorted({c for cols in seen.values() if cols for c in cols if c not in known})
             sql_type = (lambda name: "STRING") if self.format == "csv" else (
                 lambda name: _arrow_to_sql(next(pq.read_schema(f.path).field(name).type for f in files

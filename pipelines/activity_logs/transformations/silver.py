@@ -42,7 +42,7 @@ def region_udf(first: np.ndarray, last: np.ndarray, regions: np.ndarray):
 
 @dp.table(name="silver.silver_activity_logs",
           comment="One row per log_id across all files and runs (earliest event_time kept), with region.")
-@dp.dedupe(keys=["log_id"], order_by=["event_time", "_source_file", "_source_position"])
+@dp.dedupe(keys=["log_id"], order_by=["event_time", "_source_file"])
 def silver_activity_logs():
     geo = dp.read("bronze_geo_ip").toPandas()       # a few thousand networks: searched on the workers
     region_of_ip = region_udf(*network_ranges(geo))
@@ -53,4 +53,4 @@ def silver_activity_logs():
         F.col("watch_time_seconds").cast("int").alias("watch_time_seconds"),
         region_of_ip(F.col("ip_address")).alias("region"),
         F.to_date(F.to_timestamp("event_time")).alias("event_date"),
-        "_source_file", "_source_position")
+        "_source_file")

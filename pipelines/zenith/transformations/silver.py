@@ -55,4 +55,4 @@ def silver_sessionized_activity():
         "event_id", "event_dt", "event_date", "user_id", "session_id", "action",
         "product_id", "product_name", "category", "price",
         "first_name", "last_name", "email", "location", "region",
-        "ingestion_timestamp", "_source_file", "_source_position", "_source_modified")
+        "ingestion_timestamp", "_source_file", "_source_modified")
