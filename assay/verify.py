@@ -5,7 +5,7 @@
 
 Per truth table: only the truth's columns are compared (extra pipeline columns such as
 ingestion timestamps are ignored), as multisets (order-insensitive, duplicates count).
-Floats match within a relative 1e-9 (absolute 1e-6); columns the manifest marks as
+Struct columns compare field by field. Floats match within a relative 1e-9 (absolute 1e-6); columns the manifest marks as
 approximate distinct counts within 10 % (two standard errors
 of HyperLogLog++), at least 1; timestamps as UTC instants at microsecond
 precision (naive timestamps are taken as UTC); `source_file` columns by base name (a
@@ -116,6 +116,7 @@ def compare(name: str, truth: pa.Table, actual: pa.Table | None, *, approx: list
         if truth.num_rows == 0:
             return TableResult(name, "ok", 0, note="absent, and the truth is empty")
         return TableResult(name, "missing", truth.num_rows, note="table not found")
+    truth, actual = _flat(truth), _flat(actual)
     absent = [c for c in truth.column_names if c not in actual.column_names]
     if absent:
         return TableResult(name, "missing_columns", truth.num_rows, actual.num_rows,
@@ -134,6 +135,13 @@ def compare(name: str, truth: pa.Table, actual: pa.Table | None, *, approx: list
     res.status = "ok" if res.missing == res.unexpected == res.mismatched == 0 else "mismatch"
     _examples(res, truth, actual, loose, examples)
     return res
+
+
+def _flat(table: pa.Table) -> pa.Table:
+    """Struct columns as one column per field (`__START_AT.event_ts`); a NULL struct's fields are NULL."""
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    return table
 
 
 # ---------------------------------------------------------------- normalisation

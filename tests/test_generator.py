@@ -339,32 +339,150 @@ def test_customers_latest_matches_the_messages(tmp_path):
     assert m["metrics"]["malformed_messages"] > 0
 
 
-def test_clickstream_counts_match_the_lines(tmp_path):
-    m = generate("clickstream", tmp_path, rows=3000, seed=2, malformed_rate=0.02)
-    c = m["metrics"]
-    known = {"event_id", "user_id", "email", "event_type", "page_url", "referrer", "device", "country", "plan", "ts"}
-    good, formats, extra, mismatch = [], Counter(), 0, 0
-    for _, p in _landed(tmp_path, m, "clickstream/"):
-        for line in p.read_text().splitlines():
+CLICK_KEY = "generator-test-key-" + "7" * 24
+
+
+def _click_text(value):
+    """A JSON value read into a text column, as Spark's JSON reader does."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":")) if not isinstance(value, (int, float)) or isinstance(value, bool) \
+        else str(value)
+
+
+def _click_ts(text):
+    """Epoch milliseconds of the three formats (ISO with Z, epoch millis, 'YYYY-MM-DD HH:MM:SS' UTC), else None."""
+    if text is None:
+        return None
+    if re.fullmatch(r"[0-9]{1,15}", text):
+        return int(text)
+    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z?)", text)
+    if not m or (m.group(8) == "Z") != ("T" in text) or ("T" not in text and m.group(7)):
+        return None
+    try:
+        t = datetime(*map(int, m.groups()[:6]), tzinfo=UTC)
+    except ValueError:
+        return None
+    micros = int((m.group(7) or "0").ljust(6, "0")[:6])
+    return int(t.timestamp()) * 1000 + micros // 1000, micros       # (ms, micros) of an ISO / space value
+
+
+def clickstream_oracle(out: Path, manifest: dict) -> dict:
+    import hashlib
+    import hmac
+
+    def keyed(v):
+        return None if v is None else "v1:" + hmac.new(CLICK_KEY.encode(), v.encode(), hashlib.sha256).hexdigest()
+    types = {"page_view", "click", "add_to_cart", "signup", "purchase", "logout"}
+    files = []
+    for rel, path in _landed(out, manifest, "clickstream/"):
+        rows = []
+        for line in path.read_text(encoding="utf-8").split("\n")[:-1]:
             try:
-                good.append(json.loads(line))
+                obj = json.loads(line)
             except ValueError:
+                obj = None
+            obj = obj if isinstance(obj, dict) else {}
+            r = {k: _click_text(obj.get(k)) for k in ("event_id", "user_id", "email", "event_type", "page_url",
+                                                      "referrer", "device", "country", "plan", "ts")}
+            t = _click_ts(r["ts"])
+            r["us"] = None if t is None else (t * 1000 if isinstance(t, int) else t[0] // 1000 * 1_000_000 + t[1])
+            r["source_file"] = Path(rel).name
+            rows.append(r)
+        files.append(rows)
+    quarantine, late, silver, seen, high = [], [], {}, set(), None
+    for rows in files:
+        top = high
+        for r in rows:
+            failed = sorted(n for n, ok in (("valid_event_id", r["event_id"] is not None),
+                                            ("valid_event_ts", r["us"] is not None),
+                                            ("valid_event_type", r["event_type"] in types)) if not ok)
+            if failed:
+                quarantine.append({"source_file": r["source_file"], "event_id": r["event_id"], "failed_rules": failed})
+            elif high is not None and r["us"] < high - 600_000_000:
+                late.append(r)
+            else:
+                top = r["us"] if top is None else max(top, r["us"])
+                if r["event_id"] not in seen:            # first arrival wins
+                    seen.add(r["event_id"])
+                    user = (r["user_id"] or "").strip(" ") or None
+                    mail = (r["email"] or "").strip(" ").lower() or None
+                    silver[r["event_id"]] = {**r, "user_key": keyed(user), "email_key": keyed(mail)}
+        high = top
+    return {"files": files, "quarantine": quarantine, "late": late, "silver": list(silver.values())}
+
+
+def _micros_dt(us):
+    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+
+
+def test_clickstream_truth_matches_an_independent_reading_of_the_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLICKSTREAM_PII_KEY", CLICK_KEY)
+    m = generate("clickstream", tmp_path, rows=6000, seed=2, drops=2, files_per_drop=3, malformed_rate=0.02,
+                 late_rate=0.03, duplicate_rate=0.05)
+    o = clickstream_oracle(tmp_path, m)
+    assert sum(len(f) for f in o["files"]) == 6000
+    _assert_same(tmp_path, "silver_clickstream_quarantine", o["quarantine"])
+    _assert_same(tmp_path, "silver_clickstream_late", [
+        {"event_id": r["event_id"], "event_ts": _micros_dt(r["us"]), "source_file": r["source_file"]} for r in o["late"]])
+    cols = ["event_id", "user_key", "email_key", "event_type", "page_url", "referrer", "device", "country", "plan"]
+    _assert_same(tmp_path, "silver_clickstream", [
+        {**{c: r[c] for c in cols}, "event_ts": _micros_dt(r["us"]), "event_date": _micros_dt(r["us"]).date()}
+        for r in o["silver"]])
+
+    facts = defaultdict(lambda: {"page_views": 0, "clicks": 0, "purchases": 0, "users": set()})
+    for r in o["silver"]:
+        f = facts[(_micros_dt(r["us"]).date(), r["page_url"])]
+        f["page_views"] += r["event_type"] == "page_view"
+        f["clicks"] += r["event_type"] == "click"
+        f["purchases"] += r["event_type"] == "purchase"
+        if r["user_key"] is not None:
+            f["users"].add(r["user_key"])
+    _assert_same(tmp_path, "fact_page_views_daily", [
+        {"event_date": d, "page_url": p, "page_views": f["page_views"], "clicks": f["clicks"],
+         "purchases": f["purchases"], "unique_users": len(f["users"])} for (d, p), f in facts.items()])
+
+    # SCD type 2, by processing each user's events one by one in (event_ts, event_id) order.
+    versions, by_user = [], defaultdict(list)
+    for r in o["silver"]:
+        if r["user_key"] is not None:
+            by_user[r["user_key"]].append(r)
+    for user, events in by_user.items():
+        current = None
+        for r in sorted(events, key=lambda r: (r["us"], r["event_id"])):
+            seq = {"event_ts": _micros_dt(r["us"]), "event_id": r["event_id"]}
+            tracked = (r["device"], r["country"], r["plan"])
+            if current is not None and current["tracked"] == tracked:
+                current["email_key"] = r["email_key"]             # untracked: updated in place
                 continue
-    for e in good:
-        ts = e["ts"]
-        formats["epoch_millis" if isinstance(ts, int) else "iso" if ts.endswith("Z") else "space_separated"] += 1
-        extra += bool(set(e) - known)
-        mismatch += isinstance(e["user_id"], str) or isinstance(e["plan"], int)
-    assert c["lines"] == 3000 and c["well_formed_lines"] == len(good)
-    assert c["distinct_event_ids"] == len({e["event_id"] for e in good})
-    assert c["ts_format_lines"] == dict(formats)
-    assert (c["extra_field_lines"], c["type_mismatch_lines"]) == (extra, mismatch)
-    assert m["tables"] == {}
+            if current is not None:
+                current["__END_AT"] = seq
+            current = {"user_key": user, "email_key": r["email_key"], "tracked": tracked, "__START_AT": seq,
+                       "__END_AT": None}
+            versions.append(current)
+    _assert_same(tmp_path, "dim_users", [
+        {"user_key": v["user_key"], "email_key": v["email_key"], "device": v["tracked"][0], "country": v["tracked"][1],
+         "plan": v["tracked"][2], "__START_AT": v["__START_AT"], "__END_AT": v["__END_AT"]} for v in versions])
+    assert len(versions) > len(by_user) and m["metrics"]["out_of_order_user_events"] > 0
+    formats = Counter("epoch" if re.fullmatch(r"[0-9]+", r["ts"] or "") else "iso" if (r["ts"] or "").endswith("Z")
+                      else "space" for f in o["files"] for r in f if r["us"] is not None)
+    assert len(formats) == 3 and min(formats.values()) > 1000
+    assert len(o["late"]) > 0 and any(r["event_id"] is None for r in o["quarantine"])
+
+
+def test_clickstream_truth_needs_the_pipelines_key(tmp_path, monkeypatch):
+    from assay.errors import ConfigError
+    monkeypatch.delenv("CLICKSTREAM_PII_KEY", raising=False)
+    with pytest.raises(ConfigError, match="CLICKSTREAM_PII_KEY"):
+        generate("clickstream", tmp_path, rows=500, seed=1)
+    assert generate("clickstream", tmp_path, rows=500, seed=1, truth=False)["tables"] == {}
 
 
 # ---------------------------------------------------------------- layout, determinism, API
 
-def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLICKSTREAM_PII_KEY", CLICK_KEY)          # the clickstream truth's HMAC key
+
     def snapshot(d):
         return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
     for pipeline in PIPELINES:

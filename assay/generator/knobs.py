@@ -19,7 +19,8 @@ PER_PIPELINE = {
     "activity_logs": {"conflict_rate": 0.25, "bom_rate": 0.3, "networks": 60},
     "zenith": {"unknown_product_rate": 0.01, "orphan_user_rate": 0.08},
     "customers_stream": {},
-    "clickstream": {},
+    # The HMAC key's environment variable (the pipeline's) and version: the truth's user_key / email_key.
+    "clickstream": {"pii_key_env": "CLICKSTREAM_PII_KEY", "pii_key_version": "v1"},
 }
 RATES = {"duplicate_rate", "late_rate", "malformed_rate", "null_rate", "drift_at", "conflict_rate",
          "bom_rate", "unknown_product_rate", "orphan_user_rate"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import activity_data, activity_truth, clickstream, customers_data, customers_truth, zenith_data, zenith_truth
+from . import (activity_data, activity_truth, clickstream, clickstream_truth, customers_data, customers_truth, zenith_data,
+               zenith_truth)
 from .sink import Sink
 
 
@@ -44,9 +45,11 @@ def _customers(seed, rows, knobs, drops, sink, truth):
 
 
 def _clickstream(seed, rows, knobs, drops, sink, truth):
+    key = clickstream_truth.key_from_env(knobs["pii_key_env"]) if truth else None     # before writing anything
     d = clickstream.build(seed, rows, knobs, drops)
     clickstream.write(d, sink)
-    return Generated({}, clickstream.counts(d) if truth else {}, d.injected)
+    tables, metrics = clickstream_truth.compute(d, key, knobs["pii_key_version"]) if truth else ({}, {})
+    return Generated(tables, metrics, d.injected)
 
 
 PIPELINES: dict[str, PipelineDef] = {
