@@ -90,6 +90,8 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
                          max_bytes=parse_bytes(max_bytes) if max_bytes else None, max_records=max_records,
                          stop_requested=stop.is_set)
     pause = parse_seconds(interval)
+    from .maintenance import Policy, auto_maintain
+    upkeep = Policy.from_spec(spec)              # assay.yml maintenance: applied between continuous rounds
     runner = Runner(spec, options)
     runner.on_warning = lambda message: err.print(f"[yellow]warning:[/] {message}", highlight=False)
     try:
@@ -111,6 +113,8 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
                               f"{written:,} rows written. Storage: {spec.storage}", soft_wrap=True)
             if not continuous or stop.is_set():
                 break
+            for done in auto_maintain(spec, runner.events, upkeep, warn=runner.on_warning):
+                console.print(done.line(), highlight=False, soft_wrap=True)
             # A new run id per round, so history shows each round.
             from .runtime.eventlog import EventLog
             runner.events = EventLog(spec.system_dir / "event_log", spec.name)
@@ -251,10 +255,14 @@ def status(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage
     if format == "table":
         from . import catalog
         table = Table(show_edge=False, title="tables", title_justify="left")
-        for column in ("schema", "table", "rows", "path"):
+        from .maintenance import last_maintenance
+        upkeep = last_maintenance(spec)
+        for column in ("schema", "table", "rows", "last compaction", "last vacuum", "path"):
             table.add_column(column)
         for ref in catalog.tables(spec):
-            table.add_row(ref.schema, ref.name, f"{catalog.row_count(ref):,}", str(ref.path))
+            done = upkeep.get(ref.name, {})
+            table.add_row(ref.schema, ref.name, f"{catalog.row_count(ref):,}", done.get("compaction", "—"),
+                          done.get("vacuum", "—"), str(ref.path))
         console.print(table)
 
 

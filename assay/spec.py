@@ -27,7 +27,7 @@ ENGINES = ("sail", "spark")
 
 DEFAULT_SCHEMAS = {"landing": "landing", "bronze": "bronze", "silver": "silver", "gold": "gold", "system": "_system"}
 TOP_KEYS = {"name", "catalog", "storage", "landing", "schemas", "default_schema", "libraries", "configuration",
-            "engine", "engine_conf", "batch", "targets", "default_target", "description"}
+            "engine", "engine_conf", "batch", "targets", "default_target", "description", "maintenance"}
 TARGET_KEYS = TOP_KEYS - {"name", "targets", "default_target"}
 BATCH_KEYS = {"max_files", "max_bytes", "max_records"}
 
@@ -56,6 +56,7 @@ class PipelineSpec:
     batch_max_records: int | None = None
     target: str | None = None
     conf_overrides: frozenset[str] = frozenset()    # configuration keys given with --conf
+    maintenance: dict[str, Any] = field(default_factory=dict)   # checked by maintenance.Policy.from_spec
 
     def check_configuration_used(self, keys_read: set[str]) -> None:
         """A --conf key that no dataset reads is a typo or a stale flag: say so instead of ignoring it."""
@@ -173,7 +174,7 @@ def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str
         batch_max_files=_positive(batch.get("max_files", 1000), "batch.max_files", spec_path),
         batch_max_bytes=_bytes(batch.get("max_bytes", "256MB"), spec_path),
         batch_max_records=_positive(batch.get("max_records"), "batch.max_records", spec_path),
-        target=target, conf_overrides=frozenset(conf or {}))
+        target=target, conf_overrides=frozenset(conf or {}), maintenance=raw.get("maintenance") or {})
 
 
 def _check_keys(raw: dict, allowed: set[str], spec_path: Path, prefix: str) -> None:

@@ -44,3 +44,98 @@ def test_table_properties_delta_ones_on_the_table_others_in_the_catalog(project,
     entry = json.loads((folder / "storage/_system/catalog.json").read_text())["events"]
     assert entry["table_properties"] == {"quality": "bronze", "delta.appendOnly": "true"}
     assert entry["cluster_by"] == ["user"] and entry["comment"] == "raw events" and entry["schema"] == "01_bronze"
+
+
+# ---------------------------------------------------------------- the policy of continuous runs
+
+MAINTAINED = """
+    name: t
+    storage: ./storage
+    landing: ./landing
+    schemas: {bronze: 01_bronze, silver: 02_silver, gold: 03_gold, system: _system}
+    maintenance:
+      compact_small_files: 3
+      small_file_size: 1MB
+      vacuum_every: 1h
+      vacuum_retention: 0h
+      force_retention: true
+"""
+
+
+def _maintenance_events(folder):
+    import json
+    log = storage.read_arrow(folder / "storage/_system/event_log")
+    return [{**r, "metrics": json.loads(r["metrics"])} for r in log.to_pylist() if r["event_type"] == "maintenance"]
+
+
+def test_continuous_runs_compact_and_vacuum_by_the_policy_and_status_shows_it(project):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    folder = project({"transformations/p.py": PIPELINE}, MAINTAINED)
+    (folder / "landing/in").mkdir(parents=True)
+    for i in range(4):
+        (folder / f"landing/in/f{i}.json").write_text("".join(f'{{"id": "{i}-{j}", "user": {j % 5}}}\n'
+                                                             for j in range(50)))
+    proc = subprocess.Popen([sys.executable, "-m", "assay.cli", "run", "--continuous", "--interval", "1s",
+                             "--max-files-per-batch", "1"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "RUST_LOG": "error"})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not any(
+                e["metrics"]["operation"] == "vacuum" for e in (_maintenance_events(folder)
+                                                                if (folder / "storage/_system/event_log").exists()
+                                                                else [])):
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out + err
+    # Four batches left four small files: z-ordered by the declared cluster_by, then vacuumed.
+    assert "maintenance events: z-order by user (4 small files): 4 files → 1" in out, out
+    assert "maintenance events: vacuum (retention 0h): 4 files deleted" in out, out
+    assert "below 7 days" in err                                  # the forced retention is warned about
+    path = folder / "storage/01_bronze/events"
+    table = storage.open_table(path)
+    assert len(table.file_uris()) == 1 and table.to_pyarrow_table().num_rows == 200
+    assert len(list(path.rglob("*.parquet"))) == 1                # the replaced files are gone from disk
+    events = {(e["target"], e["metrics"]["operation"]): e for e in _maintenance_events(folder)}
+    compaction = events[("events", "z-order by user")]
+    assert (compaction["status"], compaction["metrics"]["small_files"], compaction["metrics"]["files_removed"]) == \
+        ("ok", 4, 4)
+    assert events[("events", "vacuum")]["status"] == "warning"
+    assert events[("events", "vacuum")]["metrics"]["files_removed"] == 4
+    # The event log's own small files are compacted too.
+    assert events[("event_log", "compact")]["status"] == "ok"
+    status = cli("status", cwd=folder, check=True).stdout
+    row = next(line for line in status.splitlines() if " events " in f" {line} " and "01_bronze" in line)
+    assert "z-order by user: 4 → 1 files" in row and "4 deleted, 0h" in row, status
+
+
+def test_retention_below_7_days_is_refused_unless_forced(project):
+    folder = project({"transformations/p.py": PIPELINE}, MAINTAINED.replace("force_retention: true",
+                                                                             "force_retention: false"))
+    result = cli("run", cwd=folder)
+    assert result.returncode == 2 and "maintenance.force_retention" in result.stderr and "168h" in result.stderr
+    folder.joinpath("assay.yml").write_text(MAINTAINED.replace("vacuum_retention: 0h", "vacuum_retention: 7 days")
+                                            .replace("force_retention: true", "compact_after: 3"))
+    result = cli("run", cwd=folder)
+    assert result.returncode == 2 and "maintenance.compact_after" in result.stderr
+
+
+def test_policy_defaults_and_units(tmp_path):
+    from assay.maintenance import Policy
+    from tests.conftest import write_project
+    from assay.spec import load_spec
+    folder = write_project(tmp_path / "p", {})
+    assert Policy.from_spec(load_spec(folder)) == Policy(16, 32_000_000, 86_400.0, 168.0, False)
+    (folder / "assay.yml").write_text(MAINTAINED.replace("vacuum_retention: 0h", "vacuum_retention: 10 days")
+                                      .replace("force_retention: true", "force_retention: false"))
+    policy = Policy.from_spec(load_spec(folder))
+    assert (policy.compact_small_files, policy.small_file_bytes, policy.vacuum_every_s,
+            policy.vacuum_retention_hours) == (3, 1_000_000, 3600.0, 240.0)
