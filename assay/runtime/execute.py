@@ -30,7 +30,7 @@ from ..delta import stats
 from ..delta.commit import BatchMark, TableCommit, landed, remove_action
 from ..delta.table import add_actions, arrow_schema, open_table
 from ..errors import ExpectationFailed
-from . import routing
+from . import keyed, routing
 from .dedupe import resolve as resolve_dedupe
 
 QUARANTINE_SUFFIX = "_quarantine"
@@ -173,7 +173,7 @@ class BatchRun:
                 state = self.engine.read_delta_files(self._files_of(table), arrow_schema(table),
                                                      table.metadata().partition_columns)
                 state = state.select(*plan.keys, *[c for c in plan.order if c not in plan.keys])
-        inputs = routing.DedupeInputs(plan, state, previous_max)
+        inputs = routing.dedupe_inputs(staged, plan, state, previous_max)
         return routing.dedupe_routes(staged, columns, self.dataset.expectations, self.dataset.quarantine, inputs)
 
     def _files_of(self, table):
@@ -298,28 +298,13 @@ class BatchRun:
         table = open_table(self.path())
         if table is None:
             return
-        spark = self.engine.spark
-        keys_df = spark.createDataFrame(replaced)
-        candidates = _candidate_files(table, keys, replaced)
-        if not candidates:
-            return
-        from pyspark.sql import functions as F
-        probes = [self.engine.read_parquet([os.path.join(str(self.path()), c["path"])]).select(*keys)
-                  .join(keys_df, keys, "left_semi").select(F.lit(c["path"]).alias("path")).limit(1)
-                  for c in candidates]
-        union = probes[0]
-        for probe in probes[1:]:
-            union = union.unionAll(probe)
-        hit = {r["path"] for r in union.collect()}
-        affected = [c for c in candidates if c["path"] in hit]
+        keys_df = self.engine.spark.createDataFrame(replaced)
+        key_bounds = keyed.bounds(replaced.column(keys[0]).to_pylist()) if len(keys) == 1 else None
+        affected = keyed.files_holding(self.engine, self.path(), table, keys, keys_df, key_bounds)
         if not affected:
             return
-        from ..delta.log import DataFile
         parts = table.metadata().partition_columns
-        data_files = [DataFile(os.path.join(str(self.path()), c["path"]), {p: c.get(f"partition.{p}") for p in parts},
-                               int(c.get("size_bytes") or 0), c.get("num_records")) for c in affected]
-        kept = self.engine.read_delta_files(data_files, arrow_schema(table), parts) \
-            .join(keys_df, keys, "left_anti")
+        kept = keyed.read_files(self.engine, self.path(), table, affected).join(keys_df, keys, "left_anti")
         rewrite = folder / "rewrite"
         self.engine.write_files(kept, rewrite, partition_by=tuple(parts))
         columns = set(target.schema.names)
@@ -328,31 +313,6 @@ class BatchRun:
             target.adds.append(stats.add_action(self.path(), relative, tuple(parts), columns)[0])
         for c in affected:
             target.removes.append(remove_action(c["path"], c.get("size_bytes")))
-
-
-def _candidate_files(table, keys: list[str], replaced: pa.Table) -> list[dict]:
-    """The table's files that may hold one of the keys (pruned by min/max for a single key)."""
-    actions = add_actions(table)
-    if len(keys) != 1:
-        return actions
-    key = keys[0]
-    values = [v for v in replaced.column(key).to_pylist() if v is not None]
-    if not values:
-        return actions
-    low, high = min(values), max(values)
-    out = []
-    for a in actions:
-        lo, hi = a.get(f"min.{key}"), a.get(f"max.{key}")
-        if lo is None or hi is None:
-            out.append(a)
-            continue
-        try:
-            if hi < low or lo > high:
-                continue
-        except TypeError:
-            pass
-        out.append(a)
-    return out
 
 
 def _arrow_schema(df) -> pa.Schema:
