@@ -49,6 +49,33 @@ class Dedupe:
 
 
 @dataclass(frozen=True)
+class AutoCdc:
+    """How an AUTO CDC flow applies changes to its target (Databricks' `create_auto_cdc_flow`).
+
+    keys identify a row; sequence_by (a column name, a SQL expression, a list of columns taken as
+    a struct, or a Column) orders the changes of one key; apply_as_deletes / apply_as_truncates
+    are SQL conditions (or Columns) marking deletes / truncates; column_list / except_column_list
+    choose the target's columns; type 2 keeps history, new versions opening only on changes of the
+    tracked columns (track_history_column_list / track_history_except_column_list; default all).
+    A snapshot flow (`create_auto_cdc_from_snapshot_flow`) derives the changes by comparing each
+    snapshot with the previous one; `snapshot_function` is its function source, if any.
+    """
+    source: str | None
+    keys: tuple[str, ...]
+    sequence_by: Any = None
+    scd_type: int = 1
+    ignore_null_updates: bool = False
+    apply_as_deletes: Any = None
+    apply_as_truncates: Any = None
+    column_list: tuple[str, ...] | None = None
+    except_column_list: tuple[str, ...] | None = None
+    track_history_column_list: tuple[str, ...] | None = None
+    track_history_except_column_list: tuple[str, ...] | None = None
+    snapshot: bool = False
+    snapshot_function: Callable | None = None
+
+
+@dataclass(frozen=True)
 class Dataset:
     name: str
     kind: str
@@ -77,6 +104,8 @@ class Flow:
     func: Callable[[], Any] | None
     location: SourceLocation
     sql: str | None = None              # for flows defined in SQL files
+    auto_cdc: AutoCdc | None = None     # an AUTO CDC flow: changes applied by key, not appended
+    once: bool = False                  # runs in its first run only (again after a full refresh)
 
     @property
     def label(self) -> str:

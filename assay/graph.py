@@ -14,6 +14,7 @@ from .errors import AssayError, GraphError
 from .engine_errors import translate
 from .quality import check_sql
 from .runtime.context import FlowContext, Pending, SourceSpec
+from .runtime import autocdc
 from .runtime import dedupe as dedupe_rules
 from .spec import PipelineSpec
 from .sources.files.schema import resolve_schema
@@ -131,6 +132,8 @@ class Graph:
                         raise GraphError(f"the query of '{flow.name}' (at {flow.location}) returned "
                                          f"{type(df).__name__}, not a DataFrame")
                     schema = df.schema
+                    if flow.auto_cdc is not None:   # the target's rows are the changes applied by key
+                        schema = autocdc.target_schema(df, flow.auto_cdc, autocdc.flow_label(flow))
                 except Pending as waiting_for:
                     waiting[flow.name] = waiting_for.name
                     continue
@@ -220,8 +223,11 @@ class Graph:
                 if missing:
                     errors.append(f"'{ds.name}' (at {ds.location}) declares column(s) {', '.join(missing)} that its "
                                   f"query does not produce")
+            errors += _auto_cdc_problems(ds, flows)
             for flow in flows:
                 analysis = self.analyses.get(flow.name)
+                if flow.auto_cdc is not None and flow.auto_cdc.snapshot:
+                    continue        # reads whole snapshots, no stream
                 if analysis and ds.kind == MATERIALIZED_VIEW and analysis.sources:
                     errors.append(f"materialized view '{ds.name}' (at {flow.location}) reads a stream; use dp.read() "
                                   "or make it a streaming table")
@@ -263,3 +269,25 @@ class Graph:
 
     def downstream_of(self, names: set[str]) -> set[str]:
         return {n for n in self.order if set(self.analyses[n].inputs) & names}
+
+
+def _auto_cdc_problems(ds: Dataset, flows: list[Flow]) -> list[str]:
+    """An AUTO CDC target: a streaming table written by that one flow, which applies changes by key
+    (expectations, dedupe and quarantine act on appended rows, which it has none of)."""
+    cdc_flows = [f for f in flows if f.auto_cdc is not None]
+    if not cdc_flows:
+        return []
+    flow = cdc_flows[0]
+    where = f"AUTO CDC flow '{flow.name}' (at {flow.location})"
+    if ds.kind != STREAMING_TABLE:
+        return [f"{where} writes into '{ds.name}', a {ds.kind.replace('_', ' ')}: create the target with "
+                "dp.create_streaming_table"]
+    problems = []
+    if len(flows) > 1:
+        others = ", ".join(f"'{f.name}' (at {f.location})" for f in flows if f is not flow)
+        problems.append(f"{where}: '{ds.name}' is written by other flows too ({others}); an AUTO CDC target has "
+                        "exactly one flow")
+    if ds.expectations or ds.dedupe is not None or ds.quarantine:
+        problems.append(f"{where}: its target '{ds.name}' (at {ds.location}) declares expectations, dedupe or "
+                        "quarantine, which AUTO CDC targets do not support: put them on the source table")
+    return problems

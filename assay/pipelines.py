@@ -13,7 +13,7 @@ import os
 from dataclasses import replace
 from typing import Any, Callable
 
-from .definitions import (DROP, FAIL, MATERIALIZED_VIEW, STREAMING_TABLE, TEMPORARY_VIEW, WARN, Dataset,
+from .definitions import (DROP, FAIL, MATERIALIZED_VIEW, STREAMING_TABLE, TEMPORARY_VIEW, WARN, AutoCdc, Dataset,
                           Dedupe, Expectation, Flow, Registry, SourceLocation)
 from .errors import GraphError
 from .pii import pseudonymize
@@ -142,6 +142,131 @@ def append_flow(query_function=None, *, target: str, name: str | None = None, co
     if query_function is not None:
         return register(query_function)
     return register
+
+
+# --- AUTO CDC ---------------------------------------------------------------------------
+
+def create_auto_cdc_flow(target: str, source: str, keys, sequence_by, *, ignore_null_updates: bool = False,
+                         apply_as_deletes=None, apply_as_truncates=None, column_list=None, except_column_list=None,
+                         stored_as_scd_type=1, track_history_column_list=None,
+                         track_history_except_column_list=None, name: str | None = None, once: bool = False) -> None:
+    """Apply the change rows of streaming dataset `source` to `target` (made with
+    `create_streaming_table`) by `keys`, in the order of `sequence_by`, whatever order they arrive in.
+
+    SCD type 1 keeps the latest row of each key; type 2 keeps its history with `__START_AT` /
+    `__END_AT`. `apply_as_deletes` / `apply_as_truncates` (type 1 only) are SQL conditions or
+    Columns; `sequence_by` is a column name, a SQL expression, a list of columns (compared as a
+    struct, left to right) or a Column.
+    """
+    location = _caller_location()
+    cdc = _auto_cdc(location, source=_split_name(source)[1] if isinstance(source, str) else source, keys=keys,
+                    sequence_by=sequence_by, scd_type=stored_as_scd_type, ignore_null_updates=ignore_null_updates,
+                    apply_as_deletes=apply_as_deletes, apply_as_truncates=apply_as_truncates,
+                    column_list=column_list, except_column_list=except_column_list,
+                    track_history_column_list=track_history_column_list,
+                    track_history_except_column_list=track_history_except_column_list)
+    register_auto_cdc_flow(_current_registry(), target, cdc, name, location, once)
+
+
+def create_auto_cdc_from_snapshot_flow(target: str, source, keys, *, stored_as_scd_type=1,
+                                       track_history_column_list=None, track_history_except_column_list=None,
+                                       name: str | None = None, once: bool = False) -> None:
+    """Keep `target` in step with full snapshots: keys new in a snapshot are inserted, changed rows
+    updated (type 2: a new version), keys missing from it deleted (type 2: closed).
+
+    `source` is a dataset of this pipeline (a snapshot each time its table has a new version;
+    `__START_AT` / `__END_AT` are that version) or a function `f(latest_version)` returning
+    `(DataFrame, version)` for the next snapshot after `latest_version` (None at first), or None
+    when there is none yet; versions must increase.
+    """
+    location = _caller_location()
+    if isinstance(source, str):
+        snap_source, function = _split_name(source)[1], None
+    elif callable(source):
+        snap_source, function = None, source
+    else:
+        raise GraphError(f"create_auto_cdc_from_snapshot_flow (at {location}): source must be a dataset name or a "
+                         f"function returning (DataFrame, version), got {type(source).__name__}")
+    cdc = _auto_cdc(location, source=snap_source, keys=keys, sequence_by=None, scd_type=stored_as_scd_type,
+                    track_history_column_list=track_history_column_list,
+                    track_history_except_column_list=track_history_except_column_list, snapshot=True,
+                    snapshot_function=function)
+    register_auto_cdc_flow(_current_registry(), target, cdc, name, location, once)
+
+
+def _column_names(value, what: str, location: SourceLocation) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = (value,) if isinstance(value, str) else tuple(value)
+    for n in names:
+        if not isinstance(n, str) or not n:
+            raise GraphError(f"AUTO CDC flow (at {location}): {what} must be column names, got {n!r}")
+    return names
+
+
+def _auto_cdc(location: SourceLocation, *, source, keys, sequence_by, scd_type, ignore_null_updates=False,
+              apply_as_deletes=None, apply_as_truncates=None, column_list=None, except_column_list=None,
+              track_history_column_list=None, track_history_except_column_list=None, snapshot=False,
+              snapshot_function=None) -> AutoCdc:
+    def fail(message: str):
+        raise GraphError(f"AUTO CDC flow (at {location}): {message}")
+    if str(scd_type) not in ("1", "2"):
+        fail(f"stored_as_scd_type must be 1 or 2, got {scd_type!r}")
+    scd = int(str(scd_type))
+    if not snapshot and not isinstance(source, str):
+        fail(f"source must be the name of a streaming dataset, got {type(source).__name__}")
+    keys = _column_names(keys, "keys", location)
+    if not keys:
+        fail("keys must name at least one column")
+    if not snapshot and (sequence_by is None or (isinstance(sequence_by, (list, tuple)) and not sequence_by)):
+        fail("sequence_by is required (a column, a SQL expression or a list of columns)")
+    if isinstance(sequence_by, (list, tuple)):
+        sequence_by = _column_names(sequence_by, "sequence_by", location)
+    if column_list is not None and except_column_list is not None:
+        fail("give column_list or except_column_list, not both")
+    if track_history_column_list is not None and track_history_except_column_list is not None:
+        fail("give track_history_column_list or track_history_except_column_list, not both")
+    if scd == 1 and (track_history_column_list is not None or track_history_except_column_list is not None):
+        fail("track_history_column_list / track_history_except_column_list need stored_as_scd_type=2")
+    if scd == 2 and apply_as_truncates is not None:
+        fail("apply_as_truncates is only supported with stored_as_scd_type=1")
+    for what, cond in (("apply_as_deletes", apply_as_deletes), ("apply_as_truncates", apply_as_truncates)):
+        if isinstance(cond, str) and not cond.strip():
+            fail(f"{what} is an empty condition")
+    return AutoCdc(source=source, keys=keys, sequence_by=sequence_by, scd_type=scd,
+                   ignore_null_updates=bool(ignore_null_updates), apply_as_deletes=apply_as_deletes,
+                   apply_as_truncates=apply_as_truncates,
+                   column_list=_column_names(column_list, "column_list", location),
+                   except_column_list=_column_names(except_column_list, "except_column_list", location),
+                   track_history_column_list=_column_names(track_history_column_list, "track_history_column_list",
+                                                           location),
+                   track_history_except_column_list=_column_names(track_history_except_column_list,
+                                                                  "track_history_except_column_list", location),
+                   snapshot=snapshot, snapshot_function=snapshot_function)
+
+
+def register_auto_cdc_flow(reg: Registry, target: str, cdc: AutoCdc, name: str | None, location: SourceLocation,
+                           once: bool) -> None:
+    """Register an AUTO CDC flow (from Python or SQL). Its query is the source's new rows (or, for a
+    snapshot flow, the source's whole content); the runtime applies them by key."""
+    target = _split_name(target)[1]
+    if cdc.snapshot and cdc.snapshot_function is not None:
+        function = cdc.snapshot_function
+
+        def query():
+            found = function(None)
+            if found is None:
+                raise GraphError(f"AUTO CDC snapshot flow into '{target}' (at {location}): its source function "
+                                 "returned None for the first snapshot; it must return (DataFrame, version)")
+            return found[0] if isinstance(found, tuple) else found
+    elif cdc.snapshot:
+        source = cdc.source
+        query = lambda: read(source)    # noqa: E731
+    else:
+        source = cdc.source
+        query = lambda: read_stream(source)    # noqa: E731
+    reg.add_flow(Flow(name=name or target, target=target, func=query, location=location, auto_cdc=cdc,
+                      once=bool(once)))
 
 
 # --- expectations and deduplication ------------------------------------------------------
@@ -278,6 +403,7 @@ def config(key: str, default: Any = None) -> Any:
 
 
 __all__ = ["table", "materialized_view", "temporary_view", "create_streaming_table", "append_flow",
+           "create_auto_cdc_flow", "create_auto_cdc_from_snapshot_flow",
            "expect", "expect_or_drop", "expect_or_fail", "expect_all", "expect_all_or_drop",
            "expect_all_or_fail", "dedupe", "read", "read_stream", "read_files", "read_kafka", "record_metric", "spark",
            "config", "Dedupe", "pseudonymize"]

@@ -6,6 +6,8 @@
       AS SELECT ... FROM STREAM(upstream) ...;
     CREATE [OR REFRESH] MATERIALIZED VIEW name [...] AS SELECT ...;
     CREATE TEMPORARY VIEW name AS SELECT ...;
+    CREATE [OR REFRESH] STREAMING TABLE name [...];      -- no query: its rows come from a flow
+    CREATE FLOW name AS AUTO CDC INTO name FROM STREAM(source) KEYS (...) SEQUENCE BY ...;  (sql_cdc.py)
 
 `STREAM(name)` (or `STREAM name`) reads only the rows appended since the last run; a plain name
 reads the whole dataset. The statements become the same definitions as the Python decorators.
@@ -230,6 +232,10 @@ def _load_statement(statement: str, where: SourceLocation, registry: Registry, d
         return
     if tokens[0].token_type != TokenType.CREATE:
         raise GraphError(f"{where}: {_UNSUPPORTED}: {statement[:80]}...")
+    from .sql_cdc import is_auto_cdc_flow, load_auto_cdc_flow
+    if is_auto_cdc_flow(tokens):
+        load_auto_cdc_flow(statement, tokens, where, registry)
+        return
     header = _read_header(statement, tokens)
     create = _parse(_stream_parens(header.blanked))
     kind = _kind(create, header.live) if isinstance(create, exp.Create) else None
@@ -238,7 +244,8 @@ def _load_statement(statement: str, where: SourceLocation, registry: Registry, d
     table = create.this.this if isinstance(create.this, exp.Schema) else create.this
     parts = [part.name for part in table.parts]
     name, schema_name = parts[-1], ".".join(parts[:-1])
-    if header.query_start is None or create.expression is None:
+    declared_only = kind == STREAMING_TABLE and header.query_start is None   # filled by CREATE FLOW statements
+    if not declared_only and (header.query_start is None or create.expression is None):
         raise GraphError(f"{where}: '{name}' has no AS <query>")
     partition_cols, cluster_by, properties = (), (), {}
     for prop in (create.args.get("properties") or exp.Properties()).expressions:
@@ -252,6 +259,12 @@ def _load_statement(statement: str, where: SourceLocation, registry: Registry, d
         elif not isinstance(prop, (exp.StreamingTableProperty, exp.MaterializedProperty, exp.TemporaryProperty,
                                    exp.SchemaCommentProperty)):
             raise GraphError(f"{where}: '{name}': {prop.sql(DIALECT)} is not supported in a pipeline definition")
+    if declared_only:
+        registry.add_dataset(Dataset(name=name, kind=kind, location=where,
+                                     schema_name=schema_name or default_schema, comment=header.comment,
+                                     partition_cols=partition_cols, cluster_by=cluster_by,
+                                     table_properties=properties, expectations=tuple(header.expectations)))
+        return
     query = statement[header.query_start:].lstrip()
     try:
         references(query)  # a STREAM() of anything but a name stops here, with the file and line

@@ -26,6 +26,7 @@ from .checkpoint import Checkpoint
 from .context import FlowContext
 from .eventlog import (FLOW_COMPLETED, FLOW_FAILED, FLOW_PROGRESS, RUN_COMPLETED, RUN_FAILED, RUN_STARTED,
                        SOURCE_WARNING, Event, EventLog)
+from .autocdc import AutoCdcRun, run_snapshots
 from .execute import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchRun, RowCounts
 from .lock import PipelineLock
 
@@ -225,6 +226,8 @@ class Runner:
     def _run_stream(self, graph: Graph, name: str) -> bool:
         """Batches until the sources hold nothing more; True when a stop request cut it short."""
         flow = graph.registry.flows[name]
+        if flow.auto_cdc is not None and flow.auto_cdc.snapshot:
+            return run_snapshots(self, graph, name)
         dataset = graph.dataset(flow.target)
         analysis = graph.analyses[name]
         ckpt = Checkpoint(graph.checkpoint_dir(name))
@@ -242,11 +245,15 @@ class Runner:
                 batch, record = planned                       # replay the batch a crash interrupted
                 plans = [Plan(**p) if p else None for p in record["plans"]]
             else:
+                if flow.once and (ckpt.folder / "once_done").exists():
+                    return False      # a once flow ran to the end of its input: again only after a full refresh
                 batch = committed_id + 1
                 positions = (committed[1]["positions"] if committed else [None] * len(sources))
                 plans = [src.plan(pos, limits) for src, pos in zip(sources, positions)]
                 self._report_source_warnings(name, sources)
                 if all(p is None for p in plans):
+                    if flow.once:
+                        (ckpt.folder / "once_done").touch()
                     return False
                 plans = [p if p is not None else Plan(start=pos, end=pos, info={"unchanged": True})
                          for p, pos in zip(plans, positions)]
@@ -271,8 +278,9 @@ class Runner:
             df = graph.run_query(flow, ctx)
             previous_max = record.get("previous_max")
             previous_max = datetime.fromisoformat(previous_max) if previous_max else None
-            result = BatchRun(graph, dataset, name, generation, batch, "append").execute(
-                df, state_version=record.get("state_version"), previous_max=previous_max)
+            run = (AutoCdcRun(graph, dataset, flow, generation, batch) if flow.auto_cdc is not None
+                   else BatchRun(graph, dataset, name, generation, batch, "append"))
+            result = run.execute(df, state_version=record.get("state_version"), previous_max=previous_max)
             watermark_max = max((t for t in (result.watermark_max, previous_max) if t is not None), default=None)
             ckpt.write_commit(batch, {"batch": batch, "positions": [p.end for p in plans],
                                       "watermark_max": watermark_max.isoformat() if watermark_max else None,

@@ -1,0 +1,565 @@
+"""AUTO CDC flows: change rows applied to a target by key, in sequence order, whatever order they arrive in.
+
+Semantics (Databricks' AUTO CDC, made exact under out-of-order arrival):
+- Every change of a key has a sequence value (`sequence_by`, a struct compares field by field);
+  the target is what applying a key's changes in sequence order would have built, so a batch
+  run per drop of input gives exactly the table of one batch over all of them.
+- SCD type 1: the latest upsert of each key, unless a delete (or a truncate) has a greater
+  sequence value; with `ignore_null_updates` a NULL leaves the column as the earlier upserts
+  (since the last delete) set it.
+- SCD type 2: a version per change of the tracked columns, `__START_AT` its first change's
+  sequence value and `__END_AT` the sequence value of the change that ended it (NULL while it is
+  current); a change of untracked columns only updates its version in place; a delete closes the
+  current version; a repeated change is a no-op.
+- Two different changes of one key with the same sequence value, a NULL sequence value or a
+  NULL key stop the flow with a message naming the key: no change is ever picked silently.
+
+Why a change log beside the target. In-order history depends on changes that left no row of
+their own: an untracked-only change, or a change equal to the current version, is absorbed into
+a version, yet a later-arriving change sequenced before it makes it start a version (1:A,
+3:A arrive, then 2:B: in order that is [1,2) A, [2,3) B, [3,-) A, which the target [1,-) A plus
+2:B cannot rebuild). Type 1 needs the deletes' sequence values to refuse older upserts arriving
+later. So each flow keeps its distinct changes (keys, target columns, sequence value, kind) in a
+Delta table in its checkpoint folder (`changes`; reset by a full refresh with the checkpoint).
+
+A batch, with the rows in the engine throughout:
+1. the source's new rows become change rows, written straight into the change log's folder;
+2. the keys they touch (all keys, for a truncate) select the change log's rows of those keys
+   (files pruned by key statistics), and their union is checked (equal sequence values, NULLs);
+3. the target rows of those keys are recomputed from all their changes: a winner per key
+   (type 1) or a window over each key's changes in sequence order (type 2);
+4. the target files holding those keys are found (statistics, then one probing job), their
+   other rows kept, and kept + recomputed rows written into the target's folder as one job;
+5. one Delta commit per table (change log: appends; target: removes + adds), each carrying the
+   batch's application transaction. The versions both tables had before the batch are recorded
+   ahead of any commit, so a rerun after a crash recomputes exactly the same rows.
+Only the key column's lowest and highest values, a few counts, and (in an error) up to three
+offending keys reach this process.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from ..atomic import read_json, write_json_atomic
+from ..definitions import AutoCdc, Flow
+from ..delta import stats
+from ..delta.commit import TableCommit, landed, remove_action
+from ..delta.table import add_actions, current_version, open_table
+from ..errors import FlowError, GraphError
+from . import keyed
+from .execute import BatchResult, BatchRun
+
+SEQ, OP = "__assay_seq", "__assay_op"
+UPSERT, DELETE, TRUNCATE = "U", "D", "T"
+START_AT, END_AT = "__START_AT", "__END_AT"
+PART = "assay_part"                   # folder of the target write: kept rows / recomputed rows
+KEPT, NEW = "kept", "new"
+CHANGES = "changes"                   # the change log, in the flow's checkpoint folder
+RESERVED = (SEQ, OP, START_AT, END_AT, PART)
+MAX_SHOWN = 3
+
+
+def _arrow_schema(df: DataFrame):
+    from pyspark.sql.pandas.types import to_arrow_schema
+    return to_arrow_schema(df.schema, timezone="UTC")
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _c(name: str) -> Column:
+    return F.col(_q(name))
+
+
+@dataclass(frozen=True)
+class Columns:
+    """An AUTO CDC flow's columns, resolved against its source's."""
+    keys: tuple[str, ...]
+    data: tuple[str, ...]          # the target's other columns (history columns aside)
+    columns: tuple[str, ...]       # the target's columns before __START_AT / __END_AT, in order
+    tracked: tuple[str, ...]       # type 2: the columns whose change opens a version
+
+
+def resolve(cdc: AutoCdc, source_columns: list[str], where: str) -> Columns:
+    """Check every column the flow names against its source's columns; GraphError naming the flow."""
+    problems = []
+
+    def unknown(what: str, names) -> list[str]:
+        missing = [n for n in (names or ()) if n not in source_columns]
+        if missing:
+            problems.append(f"{what} {', '.join(repr(n) for n in missing)} not in the source's columns")
+        return [n for n in (names or ()) if n in source_columns]
+
+    unknown("key(s)", cdc.keys)
+    if cdc.column_list is not None:
+        columns = unknown("column_list", cdc.column_list)
+    else:
+        unknown("except_column_list", cdc.except_column_list)
+        columns = [c for c in source_columns if c not in (cdc.except_column_list or ())]
+    lost = [k for k in cdc.keys if k in source_columns and k not in columns]
+    if lost:
+        problems.append(f"key(s) {', '.join(repr(k) for k in lost)} left out by column_list / except_column_list")
+    clash = [c for c in columns if c in RESERVED]
+    if clash:
+        problems.append(f"column(s) {', '.join(clash)} are reserved for AUTO CDC's own use")
+    data = [c for c in columns if c not in cdc.keys]
+    if cdc.track_history_column_list is not None:
+        tracked = [c for c in cdc.track_history_column_list if c in data]
+        bad = [c for c in cdc.track_history_column_list if c not in data]
+        if bad:
+            problems.append(f"track_history_column_list {', '.join(repr(c) for c in bad)} not among the target's "
+                            "non-key columns")
+    else:
+        bad = [c for c in (cdc.track_history_except_column_list or ()) if c not in columns]
+        if bad:
+            problems.append(f"track_history_except_column_list {', '.join(repr(c) for c in bad)} not among the "
+                            "target's columns")
+        tracked = [c for c in data if c not in (cdc.track_history_except_column_list or ())]
+    if problems:
+        raise GraphError(f"{where}: " + "; ".join(problems) + f" (source columns: {', '.join(source_columns)})")
+    return Columns(tuple(cdc.keys), tuple(data), tuple(columns), tuple(tracked))
+
+
+def sequence_column(cdc: AutoCdc, columns: list[str]) -> Column:
+    s = cdc.sequence_by
+    if isinstance(s, tuple):
+        return F.struct(*[_c(c) for c in s])
+    if isinstance(s, str):
+        return _c(s) if s in columns else F.expr(s)
+    return s
+
+
+def _condition(value) -> Column:
+    expr = F.expr(value) if isinstance(value, str) else value
+    return F.coalesce(expr.cast("boolean"), F.lit(False))
+
+
+def changes(df: DataFrame, cdc: AutoCdc, cols: Columns) -> DataFrame:
+    """The source rows as change rows: keys, target columns, SEQ, OP. A delete keeps only its keys,
+    a truncate nothing but its sequence value (so that repeated ones are equal)."""
+    op = F.lit(UPSERT)
+    if cdc.apply_as_truncates is not None:
+        op = F.when(_condition(cdc.apply_as_truncates), F.lit(TRUNCATE)).otherwise(op)
+    if cdc.apply_as_deletes is not None:
+        op = F.when(_condition(cdc.apply_as_deletes), F.lit(DELETE)).otherwise(op)
+    raw = df.select(*[_c(c) for c in (*cols.keys, *cols.data)],
+                    sequence_column(cdc, list(df.columns)).alias(SEQ), op.alias(OP))
+    return raw.select(*[F.when(F.col(OP) != TRUNCATE, _c(k)).alias(k) for k in cols.keys],
+                      *[F.when(F.col(OP) == UPSERT, _c(c)).alias(c) for c in cols.data], SEQ, OP)
+
+
+def _order(data_type, column: Column) -> list[Column]:
+    """A value's leaves in comparison order: windows cannot order by a struct on the embedded
+    engine (DataFusion: 'Cannot run range queries on datatype: Struct'), its fields in order can."""
+    if isinstance(data_type, T.StructType):
+        return [leaf for f in data_type.fields for leaf in _order(f.dataType, column.getField(f.name))]
+    return [column]
+
+
+def _row(names) -> Column:
+    return F.struct(*[_c(c) for c in names]) if names else F.lit(True)
+
+
+def scd1_rows(events: DataFrame, cdc: AutoCdc, cols: Columns) -> DataFrame:
+    """One row per key still present: its latest upsert after its latest delete and truncate."""
+    keys = list(cols.keys)
+    upserts = events.filter(F.col(OP) == UPSERT)
+    deleted = events.filter(F.col(OP) == DELETE).groupBy(*keys).agg(F.max(SEQ).alias("_deleted_at"))
+    live = upserts.join(deleted, keys, "left").filter(F.col("_deleted_at").isNull()
+                                                      | (F.col(SEQ) > F.col("_deleted_at")))
+    if cdc.apply_as_truncates is not None:
+        truncated = events.filter(F.col(OP) == TRUNCATE).agg(F.max(SEQ).alias("_truncated_at"))
+        live = live.crossJoin(truncated).filter(F.col("_truncated_at").isNull()
+                                                | (F.col(SEQ) > F.col("_truncated_at")))
+    if not cols.data:
+        return live.select(*[_c(k) for k in keys]).distinct()
+    if cdc.ignore_null_updates:
+        values = [F.max_by(_c(c), F.when(_c(c).isNotNull(), F.col(SEQ))).alias(c) for c in cols.data]
+        rows = live.groupBy(*keys).agg(*values)
+    else:
+        rows = live.groupBy(*keys).agg(F.max_by(_row(cols.data), SEQ).alias("_row")) \
+            .select(*[_c(k) for k in keys], *[F.col("_row").getField(c).alias(c) for c in cols.data])
+    return rows.select(*[_c(c) for c in cols.columns])
+
+
+def scd2_rows(events: DataFrame, cdc: AutoCdc, cols: Columns, seq_type) -> DataFrame:
+    """Every version of every key, as processing its changes in sequence order builds them."""
+    keys = [_c(k) for k in cols.keys]
+    order = _order(seq_type, F.col(SEQ))
+    by_key = Window.partitionBy(*keys).orderBy(*order)
+    so_far = by_key.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    e = events.filter(F.col(OP) != TRUNCATE)
+    # a delete opens a new segment: the key's life until it is deleted again
+    e = e.withColumn("_segment", F.sum((F.col(OP) == DELETE).cast("int")).over(so_far))
+    if cdc.ignore_null_updates:   # a NULL keeps the value the segment's earlier upserts gave
+        in_segment = Window.partitionBy(*keys, F.col("_segment")).orderBy(*order) \
+            .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+        e = e.select(*keys, SEQ, OP, "_segment",
+                     *[F.last(_c(c), ignorenulls=True).over(in_segment).alias(c) for c in cols.data])
+    tracked = _row(cols.tracked)
+    e = e.select("*", F.lag(OP).over(by_key).alias("_previous_op"),
+                 F.lag(tracked).over(by_key).alias("_previous_tracked"),
+                 F.lead(SEQ).over(by_key).alias("_next_seq"))
+    opens = (F.col(OP) == UPSERT) & (F.col("_previous_op").isNull() | (F.col("_previous_op") == DELETE)
+                                     | ~tracked.eqNullSafe(F.col("_previous_tracked")))
+    e = e.withColumn("_version", F.sum(opens.cast("int")).over(so_far))
+    # a version ends at the change after its last one: the next version's first, or a delete
+    versions = e.filter(F.col(OP) == UPSERT).groupBy(*keys, F.col("_version")).agg(
+        F.min(SEQ).alias(START_AT), F.max_by(F.col("_next_seq"), F.col(SEQ)).alias(END_AT),
+        F.max_by(_row(cols.data), F.col(SEQ)).alias("_row"))
+    return versions.select(*[_c(k) for k in cols.keys],
+                           *[F.col("_row").getField(c).alias(c) for c in cols.data], START_AT, END_AT) \
+        .select(*[_c(c) for c in (*cols.columns, START_AT, END_AT)])
+
+
+def target_rows(events: DataFrame, cdc: AutoCdc, cols: Columns) -> DataFrame:
+    if cdc.scd_type == 2:
+        return scd2_rows(events, cdc, cols, events.schema[SEQ].dataType)
+    return scd1_rows(events, cdc, cols)
+
+
+def target_schema(df: DataFrame, cdc: AutoCdc, where: str) -> T.StructType:
+    """The target's schema, from the flow's source schema (what graph analysis records); checks
+    every column the flow names and its expressions (engine analysis errors name the flow)."""
+    cols = resolve(cdc, list(df.columns), where)
+    if cdc.snapshot:
+        out = df.select(*[_c(c) for c in cols.columns])
+        if cdc.scd_type == 2:
+            out = out.select("*", F.lit(0).cast("bigint").alias(START_AT), F.lit(0).cast("bigint").alias(END_AT))
+        return out.schema
+    try:
+        return target_rows(changes(df, cdc, cols), cdc, cols).schema
+    except GraphError:
+        raise
+    except Exception as exc:
+        from ..engine_errors import explain
+        raise GraphError(f"{where}: sequence_by / apply_as_deletes / apply_as_truncates cannot be evaluated "
+                         f"over the source's columns ({', '.join(df.columns)}): {explain(str(exc))}") from None
+
+
+def flow_label(flow: Flow) -> str:
+    return f"AUTO CDC flow '{flow.name}' into '{flow.target}' (at {flow.location})"
+
+
+# --- one batch ---------------------------------------------------------------------------------
+
+class AutoCdcRun(BatchRun):
+    """One batch of an AUTO CDC flow: the source's new rows applied to the target by key."""
+
+    def __init__(self, graph, dataset, flow: Flow, generation: str, batch: int):
+        super().__init__(graph, dataset, flow.name, generation, batch, "append")
+        self.flow = flow
+        self.cdc = flow.auto_cdc
+
+    def changes_path(self) -> Path:
+        return self.graph.checkpoint_dir(self.flow_name) / CHANGES
+
+    def _tables(self) -> dict[str, Path]:
+        return {"target": self.path(), "changes": self.changes_path()}
+
+    def _versions(self) -> dict[str, int]:
+        """The versions of the target and the change log before this batch, recorded before the
+        batch commits anything (a rerun after a crash reads the same ones)."""
+        folder = self.graph.checkpoint_dir(self.flow_name) / "cdc_versions"
+        path = folder / f"{self.batch}.json"
+        if path.exists():
+            return read_json(path)
+        versions = {role: current_version(p) for role, p in self._tables().items()}
+        write_json_atomic(path, versions)
+        for old in folder.glob("*.json"):
+            if old.stem.isdigit() and int(old.stem) < self.batch:
+                old.unlink(missing_ok=True)
+        return versions
+
+    def execute(self, df, *, state_version=None, previous_max=None) -> BatchResult:
+        self.clean_earlier_attempts()
+        versions = self._versions()
+        where = flow_label(self.flow)
+        cols = resolve(self.cdc, list(df.columns), where)
+        log_folder = self.changes_path() / self.attempt
+        self.engine.write_files(changes(df, self.cdc, cols), log_folder)
+        try:
+            return self._apply(cols, versions, log_folder, where)
+        finally:
+            shutil.rmtree(self._staging(), ignore_errors=True)
+
+    def _apply(self, cols: Columns, versions: dict, log_folder: Path, where: str) -> BatchResult:
+        keys = list(cols.keys)
+        files = sorted(log_folder.rglob("*.parquet")) if log_folder.exists() else []
+        if not files:
+            shutil.rmtree(log_folder, ignore_errors=True)
+            self._create_empty_target()
+            return BatchResult()
+        batch = self.engine.read_parquet([log_folder])
+        summary = batch.agg(F.count(F.lit(1)).alias("n"),
+                            F.sum((F.col(OP) == UPSERT).cast("int")).alias("upserts"),
+                            F.sum((F.col(OP) == DELETE).cast("int")).alias("deletes"),
+                            F.sum((F.col(OP) == TRUNCATE).cast("int")).alias("truncates"),
+                            F.min(_c(keys[0])).alias("low"), F.max(_c(keys[0])).alias("high")).collect()[0]
+        everything = bool(summary["truncates"])        # a truncate touches every key
+        key_bounds = None if everything or len(keys) != 1 or summary["low"] is None \
+            else (summary["low"], summary["high"])
+        touched = batch.filter(F.col(OP) != TRUNCATE).select(*[_c(k) for k in keys]).distinct()
+
+        log = open_table(self.changes_path(), version=versions["changes"]) if versions["changes"] >= 0 else None
+        earlier = self._earlier_changes(log, keys, touched, key_bounds, everything)
+        events = (batch.unionByName(earlier, allowMissingColumns=True) if earlier is not None else batch).distinct()
+        self._check(events, keys, where)
+        metrics = self._metrics(batch, earlier, keys, summary)
+
+        target_commit, counts = self._target_commit(cols, versions, events, touched, key_bounds, everything)
+        log_commit = TableCommit(self.changes_path(), self.mark("changes"), _arrow_schema(batch))
+        if landed(self.changes_path(), log_commit.mark):
+            shutil.rmtree(log_folder, ignore_errors=True)
+        else:
+            columns = set(log_commit.schema.names)
+            for path in files:
+                relative = f"{self.attempt}/{path.relative_to(log_folder).as_posix()}"
+                log_commit.adds.append(stats.add_action(self.changes_path(), relative, (), columns)[0])
+        log_commit.execute()
+        if target_commit is not None and not target_commit.execute():
+            shutil.rmtree(self.path() / self.attempt, ignore_errors=True)
+
+        written, kept, removed = counts
+        before = removed - kept
+        metrics.update({"target_rows_before": before, "target_rows_after": written})
+        if self.cdc.scd_type == 2:
+            metrics["history_rows_added"] = written - before
+        return BatchResult(rows_read=summary["n"], rows_written=written, rows_inserted=written,
+                           rows_replaced=before, rows_duplicate=metrics["repeated"], metrics=metrics)
+
+    def _earlier_changes(self, log, keys, touched, key_bounds, everything) -> DataFrame | None:
+        """The change log's rows for the touched keys (every row after a truncate), plus its
+        truncates when the flow has them (their rows have NULL keys: files with NULL key counts)."""
+        if log is None:
+            return None
+        root = self.changes_path()
+        if everything:
+            return keyed.read_files(self.engine, root, log, add_actions(log))
+        rows = keyed.read_files(self.engine, root, log, keyed.candidate_files(log, keys, key_bounds)) \
+            .join(touched, keys, "left_semi")
+        if self.cdc.apply_as_truncates is not None:
+            with_nulls = [a for a in add_actions(log) if (a.get(f"null_count.{keys[0]}") or 0) > 0
+                          or a.get(f"null_count.{keys[0]}") is None]
+            if with_nulls:
+                rows = rows.unionByName(keyed.read_files(self.engine, root, log, with_nulls)
+                                        .filter(F.col(OP) == TRUNCATE))
+        return rows
+
+    def _check(self, events: DataFrame, keys: list[str], where: str) -> None:
+        """Stop before writing when a key has two different changes with one sequence value, or a
+        change has a NULL key or sequence value: naming up to three keys."""
+        kinds = events.filter(F.col(OP) != TRUNCATE)
+        null_key = F.lit(False)
+        for k in keys:
+            null_key = null_key | _c(k).isNull()
+        conflicts = kinds.groupBy(*[_c(k) for k in keys], F.col(SEQ)).agg(F.count(F.lit(1)).alias("_n")) \
+            .filter(F.col("_n") > 1).select(F.lit("conflict").alias("_why"), *[_c(k) for k in keys], SEQ)
+        nulls = events.filter((F.col(SEQ).isNull()) | ((F.col(OP) != TRUNCATE) & null_key)) \
+            .select(F.lit("null").alias("_why"), *[_c(k) for k in keys], SEQ)
+        found = conflicts.unionByName(nulls).limit(MAX_SHOWN).collect()
+        if not found:
+            return
+        shown = "; ".join(", ".join(f"{k}={row[k]!r}" for k in keys) + f" (sequence {row[SEQ]!r})" for row in found)
+        if any(row["_why"] == "conflict" for row in found):
+            raise FlowError(f"{where}: two different changes of one key have the same sequence value, so their "
+                            f"order is unknown: {shown}. Make sequence_by order every change of a key, e.g. with a "
+                            "tie-breaker: sequence_by=struct(<time>, <id>). Nothing of this batch was written; the "
+                            "next run retries it.")
+        raise FlowError(f"{where}: change(s) with a NULL key or a NULL sequence value: {shown}. Filter them out "
+                        "upstream (e.g. an expectation that drops them). Nothing of this batch was written; the "
+                        "next run retries it.")
+
+    def _metrics(self, batch: DataFrame, earlier: DataFrame | None, keys: list[str], summary) -> dict:
+        """Counts of the batch's changes: upserts, deletes, truncates, those sequenced before the
+        newest change already applied to their key (out of order), those already applied (repeated)."""
+        metrics = {"rows_upserted": summary["upserts"] or 0, "rows_deleted": summary["deletes"] or 0,
+                   "truncates": summary["truncates"] or 0, "out_of_order": 0, "repeated": 0}
+        per_change = batch.groupBy(*[_c(k) for k in keys], F.col(SEQ), F.col(OP)).agg(F.count(F.lit(1)).alias("_n"))
+        if earlier is None:
+            row = per_change.agg(F.sum(F.col("_n") - 1).alias("repeated")).collect()[0]
+            metrics["repeated"] = row["repeated"] or 0
+            return metrics
+        prior = earlier.filter(F.col(OP) != TRUNCATE)
+        newest = prior.groupBy(*[_c(k) for k in keys]).agg(F.max(SEQ).alias("_newest"))
+        known = prior.select(*[_c(k) for k in keys], SEQ).distinct().withColumn("_known", F.lit(1))
+        row = (per_change.join(newest, keys, "left").join(known, [*keys, SEQ], "left")
+               .agg(F.sum(F.when(F.col(SEQ) < F.col("_newest"), F.col("_n")).otherwise(0)).alias("late"),
+                    F.sum(F.col("_n") - 1 + F.coalesce(F.col("_known"), F.lit(0))).alias("repeated"))
+               .collect()[0])
+        metrics["out_of_order"] = row["late"] or 0
+        metrics["repeated"] = row["repeated"] or 0
+        return metrics
+
+    def _target_commit(self, cols: Columns, versions: dict, events: DataFrame, touched: DataFrame, key_bounds,
+                       everything: bool):
+        """The target's commit (None when this batch already landed there) and (rows written for
+        the touched keys, rows kept from the rewritten files, rows of the removed files)."""
+        ds = self.dataset
+        if landed(self.path(), self.mark("target")):
+            return None, (0, 0, 0)
+        keys = list(cols.keys)
+        rows = target_rows(events, self.cdc, cols)
+        table = open_table(self.path(), version=versions["target"]) if versions["target"] >= 0 else None
+        affected = []
+        if table is not None:
+            affected = add_actions(table) if everything else \
+                keyed.files_holding(self.engine, self.path(), table, keys, touched, key_bounds)
+        out = rows.withColumn(PART, F.lit(NEW))
+        if affected and not everything:
+            kept = keyed.read_files(self.engine, self.path(), table, affected).join(touched, keys, "left_anti")
+            kept = kept.select(*[_c(f.name) if f.name in kept.columns else F.lit(None).cast(f.dataType).alias(f.name)
+                                 for f in rows.schema.fields])      # columns added since: NULL in older rows
+            out = out.unionByName(kept.withColumn(PART, F.lit(KEPT)))
+        folder = self.path() / self.attempt
+        self.engine.write_files(out, folder, partition_by=(PART, *ds.partition_cols))
+        commit = TableCommit(self.path(), self.mark("target"), _arrow_schema(rows), partition_by=ds.partition_cols,
+                             description=ds.comment,
+                             properties={k: v for k, v in ds.table_properties.items() if str(k).startswith("delta.")})
+        written = kept_rows = 0
+        names = set(commit.schema.names)
+        for path in sorted(folder.rglob("*.parquet")) if folder.exists() else []:
+            relative = f"{self.attempt}/{path.relative_to(folder).as_posix()}"
+            action, records = stats.add_action(self.path(), relative, ds.partition_cols, names)
+            commit.adds.append(action)
+            if relative.split("/")[1] == f"{PART}={KEPT}":
+                kept_rows += records
+            else:
+                written += records
+        removed = 0
+        for a in affected:
+            commit.removes.append(remove_action(a["path"], a.get("size_bytes")))
+            removed += int(a.get("num_records") or 0)
+        return commit, (written, kept_rows, removed)
+
+    def _create_empty_target(self) -> None:
+        """A batch without changes still leaves the target existing (readers downstream need it)."""
+        if open_table(self.path()) is not None:
+            return
+        schema = self.graph.schema_of(self.dataset.name)
+        from pyspark.sql.pandas.types import to_arrow_schema
+        TableCommit(self.path(), self.mark("target"), to_arrow_schema(schema, timezone="UTC"),
+                    partition_by=self.dataset.partition_cols, description=self.dataset.comment).execute()
+
+
+# --- snapshots -----------------------------------------------------------------------------------
+
+def snapshot_rows(graph, flow: Flow, snapshot: DataFrame, version: int, where: str) -> DataFrame:
+    """The target after one more snapshot: type 1 is the snapshot itself; type 2 keeps history,
+    closes (at `version`) the current rows of keys that changed or vanished, opens rows for keys
+    that changed or appeared, and updates untracked columns of the others in place."""
+    cdc = flow.auto_cdc
+    cols = resolve(cdc, list(snapshot.columns), where)
+    keys = list(cols.keys)
+    dupes = snapshot.groupBy(*[_c(k) for k in keys]).agg(F.count(F.lit(1)).alias("_n")) \
+        .filter(F.col("_n") > 1).limit(MAX_SHOWN).collect()
+    if dupes:
+        shown = "; ".join(", ".join(f"{k}={row[k]!r}" for k in keys) + f" ({row['_n']} rows)" for row in dupes)
+        raise FlowError(f"{where}: snapshot {version!r} has several rows for one key: {shown}. A snapshot holds "
+                        "one row per key; nothing of it was applied, the next run retries it.")
+    snap = snapshot.select(*[_c(c) for c in cols.columns])
+    if cdc.scd_type == 1:
+        return snap
+    at = F.lit(version).cast("bigint")
+    target = graph.read_table(flow.target)
+    history = target.filter(F.col(END_AT).isNotNull())
+    current = target.filter(F.col(END_AT).isNull())
+    renamed = snap.select(*[_c(k) for k in keys], *[_c(c).alias(f"_s_{c}") for c in cols.data],
+                          F.lit(True).alias("_in_snapshot"))
+    both = current.join(renamed, keys, "full_outer")
+    was, now = F.col(START_AT).isNotNull(), F.col("_in_snapshot").isNotNull()
+    same = was & now & _row(cols.tracked).eqNullSafe(
+        F.struct(*[F.col(f"_s_{c}").alias(c) for c in cols.tracked]) if cols.tracked else F.lit(True))
+    fresh = [*[_c(k) for k in keys], *[F.col(f"_s_{c}").alias(c) for c in cols.data]]
+    kept = both.filter(same).select(*fresh, F.col(START_AT), F.lit(None).cast("bigint").alias(END_AT))
+    closed = both.filter(was & ~same).select(*[_c(c) for c in cols.columns], F.col(START_AT), at.alias(END_AT))
+    opened = both.filter(now & ~same).select(*fresh, at.alias(START_AT), F.lit(None).cast("bigint").alias(END_AT))
+    order = [_c(c) for c in (*cols.columns, START_AT, END_AT)]
+    return history.select(*order).unionByName(kept.select(*order)).unionByName(closed.select(*order)) \
+        .unionByName(opened.select(*order))
+
+
+def run_snapshots(runner, graph, name: str) -> bool:
+    """An AUTO CDC FROM SNAPSHOT flow: each new snapshot is one batch (planned with its version
+    ahead of processing, committed under the batch's application transaction). A dataset source
+    gives a snapshot whenever its table has a new version (the version is the Delta version); a
+    function source is asked for the snapshot after the last one applied until it returns None.
+    True when a stop request cut it short."""
+    import time
+
+    from .. import pipelines
+    from .checkpoint import Checkpoint
+    from .context import FlowContext
+    flow = graph.registry.flows[name]
+    cdc = flow.auto_cdc
+    dataset = graph.dataset(flow.target)
+    where = flow_label(flow)
+    ckpt = Checkpoint(graph.checkpoint_dir(name))
+
+    def next_snapshot(last):
+        ctx = FlowContext(graph=graph, flow=flow, spark=graph.spark, analysing=False)
+        token = pipelines._context.set(ctx)
+        try:
+            found = cdc.snapshot_function(last)
+        finally:
+            pipelines._context.reset(token)
+        if found is None:
+            return None, None, ctx
+        if not (isinstance(found, tuple) and len(found) == 2 and hasattr(found[0], "schema")):
+            raise FlowError(f"{where}: the source function must return (DataFrame, version) or None, got "
+                            f"{type(found).__name__}")
+        df, version = found
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise FlowError(f"{where}: snapshot versions are integers, got {version!r}")
+        if last is not None and version <= last:
+            raise FlowError(f"{where}: the source function returned version {version} after version {last}; "
+                            "versions must increase")
+        return df, version, ctx
+
+    while True:
+        if runner.options.stop_requested():
+            return True
+        planned, committed = ckpt.last_planned(), ckpt.last_committed()
+        committed_id = committed[0] if committed else -1
+        last = committed[1]["version"] if committed else None
+        replay = bool(planned and planned[0] > committed_id)
+        if not replay and flow.once and committed:
+            return False
+        batch = planned[0] if replay else committed_id + 1
+        started = time.monotonic()
+        if cdc.snapshot_function is not None:
+            df, version, ctx = next_snapshot(last)
+            if df is None:
+                if replay:
+                    raise FlowError(f"{where}: the source function returned no snapshot after version {last}, "
+                                    f"but snapshot {planned[1]['version']} was planned before a crash")
+                return False
+            if replay and version != planned[1]["version"]:
+                raise FlowError(f"{where}: the source function now returns version {version} after version "
+                                f"{last}, but snapshot {planned[1]['version']} was planned before a crash")
+        else:
+            ctx = FlowContext(graph=graph, flow=flow, spark=graph.spark, analysing=False,
+                              static_reads={cdc.source})
+            version = planned[1]["version"] if replay else current_version(graph.table_path(cdc.source))
+            if version < 0 or (not replay and version == last):
+                return False
+            table = open_table(graph.table_path(cdc.source), version=version)
+            df = keyed.read_files(graph.engine, graph.table_path(cdc.source), table, add_actions(table))
+        if not replay:
+            ckpt.write_plan(batch, {"batch": batch, "version": version})
+        runner._batch_started(name, batch)
+        rows = snapshot_rows(graph, flow, df, version, where)
+        result = BatchRun(graph, dataset, name, ckpt.generation, batch, "overwrite").execute(rows)
+        result.metrics["snapshot_version"] = version
+        ckpt.write_commit(batch, {"batch": batch, "version": version, "rows": result.rows_written})
+        runner._progress(graph, name, batch, result, {"snapshot": {"version": version}},
+                         time.monotonic() - started, ctx)
+        if flow.once:
+            return False
