@@ -31,8 +31,10 @@ A batch, with the rows in the engine throughout:
 4. the target files holding those keys are found (statistics, then one probing job), their
    other rows kept, and kept + recomputed rows written into the target's folder as one job;
 5. one Delta commit per table (change log: appends; target: removes + adds), each carrying the
-   batch's application transaction. The versions both tables had before the batch are recorded
-   ahead of any commit, so a rerun after a crash recomputes exactly the same rows.
+   batch's application transaction. The change log's version before the batch is recorded ahead
+   of any commit, so a rerun after a crash recomputes exactly the same rows; the target is read
+   as it is now, unless the batch already landed there: nothing else changes its rows (it has
+   one flow), and a compaction between a crash and its rerun leaves nothing stale to remove.
 Only the key column's lowest and highest values, a few counts, and (in an error) up to three
 offending keys reach this process.
 """
@@ -265,8 +267,8 @@ class AutoCdcRun(BatchRun):
         return {"target": self.path(), "changes": self.changes_path()}
 
     def _versions(self) -> dict[str, int]:
-        """The versions of the target and the change log before this batch, recorded before the
-        batch commits anything (a rerun after a crash reads the same ones)."""
+        """The versions of the tables before this batch, recorded before it commits anything (a
+        rerun after a crash reads the change log as the first attempt did)."""
         folder = self.graph.checkpoint_dir(self.flow_name) / "cdc_versions"
         path = folder / f"{self.batch}.json"
         if path.exists():
@@ -314,7 +316,7 @@ class AutoCdcRun(BatchRun):
         self._check(events, keys, where)
         metrics = self._metrics(batch, earlier, keys, summary)
 
-        target_commit, counts = self._target_commit(cols, versions, events, touched, key_bounds, everything)
+        target_commit, counts = self._target_commit(cols, events, touched, key_bounds, everything)
         log_commit = TableCommit(self.changes_path(), self.mark("changes"), _arrow_schema(batch))
         if landed(self.changes_path(), log_commit.mark):
             shutil.rmtree(log_folder, ignore_errors=True)
@@ -398,8 +400,7 @@ class AutoCdcRun(BatchRun):
         metrics["repeated"] = row["repeated"] or 0
         return metrics
 
-    def _target_commit(self, cols: Columns, versions: dict, events: DataFrame, touched: DataFrame, key_bounds,
-                       everything: bool):
+    def _target_commit(self, cols: Columns, events: DataFrame, touched: DataFrame, key_bounds, everything: bool):
         """The target's commit (None when this batch already landed there) and (rows written for
         the touched keys, rows kept from the rewritten files, rows of the removed files)."""
         ds = self.dataset
@@ -407,7 +408,7 @@ class AutoCdcRun(BatchRun):
             return None, (0, 0, 0)
         keys = list(cols.keys)
         rows = target_rows(events, self.cdc, cols)
-        table = open_table(self.path(), version=versions["target"]) if versions["target"] >= 0 else None
+        table = open_table(self.path())      # not landed: its rows are those before the batch
         affected = []
         if table is not None:
             affected = add_actions(table) if everything else \
