@@ -40,7 +40,7 @@ class Dedupe:
 
     keys: the columns that identify a row. event_time + watermark: rows older than the
     watermark go to `<table>_late`. order_by: how the surviving row of a duplicate group is
-    chosen (smallest first); by default the event time, then `_source_file`, `_source_position`.
+    chosen (smallest first); by default the event time, then `_source_file`; remaining ties by the row's other columns.
     """
     keys: tuple[str, ...]
     event_time: str | None = None

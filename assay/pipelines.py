@@ -331,7 +331,7 @@ def dedupe(keys, *, event_time: str | None = None, watermark: str | None = None,
 
     With `event_time` and `watermark` (e.g. "3 minutes"), rows older than the watermark are
     kept apart in `<table>_late` and counted. The surviving row of a duplicate group is the
-    smallest by `order_by` (default: event time, then `_source_file`, `_source_position`).
+    smallest by `order_by` (default: event time, then `_source_file`; remaining ties by the row's other columns).
     """
     if (event_time is None) != (watermark is None) and watermark is not None:
         raise GraphError("dedupe: a watermark needs an event_time column")

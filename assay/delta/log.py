@@ -13,9 +13,6 @@ from urllib.parse import unquote
 
 from ..errors import FlowError
 
-APPEND_OPERATIONS = {"WRITE", "STREAMING UPDATE", "CREATE TABLE", "CREATE OR REPLACE TABLE"}
-
-
 @dataclass(frozen=True)
 class DataFile:
     """One data file of a table: absolute path, partition values, size and record count."""
@@ -36,11 +33,9 @@ class Commit:
 
     @property
     def changes_rows(self) -> bool:
-        """True for an overwrite, merge, delete, replacement...: anything but appends and compaction."""
-        if self.operation == "OPTIMIZE":
-            return False
-        return self.removes or self.mode == "Overwrite" or (
-            self.operation is not None and self.operation not in APPEND_OPERATIONS)
+        """True when the commit replaced or removed rows (overwrite, merge, delete, replacement);
+        appends and commits that touch no data (compaction, ADD COLUMN, properties) are neutral."""
+        return self.removes or self.mode == "Overwrite"
 
 
 def read_commit(path: str | Path, version: int) -> Commit:

@@ -173,7 +173,7 @@ class BatchRun:
                 state = self.engine.read_delta_files(self._files_of(table), arrow_schema(table),
                                                      table.metadata().partition_columns)
                 state = state.select(*plan.keys, *[c for c in plan.order if c not in plan.keys])
-        inputs = routing.DedupeInputs(plan, state, previous_max)
+        inputs = routing.dedupe_inputs(staged, plan, state, previous_max)
         return routing.dedupe_routes(staged, columns, self.dataset.expectations, self.dataset.quarantine, inputs)
 
     def _files_of(self, table):

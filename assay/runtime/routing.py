@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -91,7 +91,41 @@ def simple_routes(df: DataFrame, columns: list[str], expectations, quarantine: b
 class DedupeInputs:
     plan: DedupePlan
     state: DataFrame | None            # the target's keys and order columns before this batch
-    previous_max: datetime | None      # the largest on-time event time of earlier batches
+    watermarks: dict                   # (file's modification time in µs, path) → its watermark in µs, or None
+    default_watermark: int | None      # µs; for rows without a source file, or no arrival order
+
+
+def dedupe_inputs(staged: DataFrame, plan: DedupePlan, state: DataFrame | None,
+                  previous_max: datetime | None) -> DedupeInputs:
+    """Per source file of the batch, its watermark: the largest event time of every earlier-arrived
+    file (and of earlier batches), minus the delay. Decided here from one tiny aggregate (a row
+    per file), then used as literals: a join back to the rows would move them all (the embedded
+    engine ignores broadcast hints; measured 6 s of a 9 s batch of 1.2 M rows). Instants travel
+    as microseconds: a collected timestamp is in the client's local time zone."""
+    if plan.delay_s is None:
+        return DedupeInputs(plan, state, {}, None)
+    delay = int(plan.delay_s * 1_000_000)
+    high = micros(previous_max) if previous_max is not None else None
+    floor = high - delay if high is not None else None
+    if not plan.arrival:
+        return DedupeInputs(plan, state, {}, floor)
+    kept = ~F.col(DROP_FLAG) & ~F.col(FAIL_FLAG)
+    first, *rest = plan.arrival
+    per_file = (staged.where(kept).groupBy(F.unix_micros(F.col(first)).alias("t"), *rest)
+                .agg(F.unix_micros(F.max(plan.event_time)).alias("m")).collect())
+    marks = {}
+    for row in sorted(per_file, key=lambda r: (r["t"], *[r[c] for c in rest])):
+        marks[(row["t"], *[row[c] for c in rest])] = high - delay if high is not None else None
+        if row["m"] is not None:
+            high = row["m"] if high is None else max(high, row["m"])
+    return DedupeInputs(plan, state, marks, floor)
+
+
+def micros(value: datetime) -> int:
+    """An instant as microseconds since the epoch (a naive value is UTC)."""
+    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    delta = value - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def dedupe_routes(staged: DataFrame, columns: list[str], expectations, quarantine: bool,
@@ -99,27 +133,22 @@ def dedupe_routes(staged: DataFrame, columns: list[str], expectations, quarantin
     """Routes of a deduplicated batch, over the batch's rows staged by the engine (they are
     read several times here: staging keeps the user's query from running more than once).
 
-    Late: a row older than its file's watermark (largest event time of every earlier-arrived
-    file, minus the delay). Survivor per key: the smallest by the order columns, then by every
-    other column (so that ties never depend on the engine); it replaces the row kept earlier
-    when it beats it."""
+    Late: a row older than its file's watermark. Survivor per key: the smallest by the order
+    columns, then by every other column (so that ties never depend on the engine); it replaces
+    the row kept earlier when it beats it."""
     plan = inputs.plan
     kept = ~F.col(DROP_FLAG) & ~F.col(FAIL_FLAG)
-    df = staged
     late = F.lit(False)
     if plan.delay_s is not None:
-        df = df.join(F.broadcast(_file_watermarks(staged.where(kept), plan, inputs.previous_max)),
-                     list(plan.arrival), "left") if plan.arrival else df.withColumn(
-            "_assay_wm", _floor(plan, inputs.previous_max))
-        late = kept & F.coalesce(F.col(plan.event_time) < F.col("_assay_wm"), F.lit(False))
-    df = df.withColumn("_assay_late", late)
+        late = kept & F.coalesce(F.unix_micros(F.col(plan.event_time)) < _watermark(plan, inputs), F.lit(False))
+    df = staged.withColumn("_assay_late", late)
     candidate = kept & ~F.col("_assay_late")
 
     # Most keys are unique in a batch: only the duplicated ones are ranked (a window over all
     # rows sorts the whole batch: 7-12 s for 5 M rows on the embedded engine).
     duplicated = (df.where(candidate).groupBy(*plan.keys).count().where(F.col("count") > 1)
                   .select(*plan.keys, F.lit(True).alias("_assay_dup")))
-    df = df.join(F.broadcast(duplicated), list(plan.keys), "left")
+    df = df.join(duplicated, list(plan.keys), "left")
     contested = candidate & F.coalesce(F.col("_assay_dup"), F.lit(False))
     tiebreak = [c for c in columns if c not in plan.keys and c not in plan.order and _orderable(staged.schema[c])]
     in_key = Window.partitionBy(*plan.keys).orderBy(
@@ -143,21 +172,23 @@ def dedupe_routes(staged: DataFrame, columns: list[str], expectations, quarantin
     return _finish(df, decision, columns, expectations, quarantine)
 
 
-def _floor(plan: DedupePlan, previous_max: datetime | None) -> Column:
-    if previous_max is None:
-        return F.lit(None).cast("timestamp")
-    return F.lit(previous_max - timedelta(seconds=plan.delay_s)).cast("timestamp")
-
-
-def _file_watermarks(kept: DataFrame, plan: DedupePlan, previous_max: datetime | None) -> DataFrame:
-    """Per source file (a few rows): its watermark from the files that arrived before it."""
-    et = F.col(plan.event_time)
-    earlier = Window.orderBy(*[F.col(c).asc() for c in plan.arrival]).rowsBetween(Window.unboundedPreceding, -1)
-    return (kept.groupBy(*plan.arrival).agg(F.max(et).alias("_assay_file_max"))
-            .withColumn("_assay_prev_max", F.max("_assay_file_max").over(earlier))
-            .withColumn("_assay_wm", F.greatest(
-                F.col("_assay_prev_max") - F.expr(f"INTERVAL {int(plan.delay_s)} SECONDS"), _floor(plan, previous_max)))
-            .select(*plan.arrival, "_assay_wm"))
+def _watermark(plan: DedupePlan, inputs: DedupeInputs) -> Column:
+    """Each row's watermark in µs: its file's, from a CASE over the batch's few files. Files are
+    told apart by their modification time where it is unique (numbers compare much faster than
+    paths or timestamp literals: 5.5 s → 3.9 s for 1.2 M rows), else by time and path."""
+    default = F.lit(inputs.default_watermark).cast("bigint")
+    first, *rest = plan.arrival
+    times = [arrival[0] for arrival in inputs.watermarks]
+    modified = F.unix_micros(F.col(first))
+    column = None
+    for arrival, mark in inputs.watermarks.items():
+        test = modified == F.lit(arrival[0])
+        if times.count(arrival[0]) > 1:
+            for name, value in zip(rest, arrival[1:]):
+                test = test & (F.col(name) == F.lit(value))
+        value = F.lit(mark).cast("bigint")
+        column = F.when(test, value) if column is None else column.when(test, value)
+    return default if column is None else column.otherwise(default)
 
 
 def _orderable(field: T.StructField) -> bool:

@@ -88,24 +88,22 @@ def json_columns(df: DataFrame, schema: StructType, *, rescue: bool, ignore_unkn
     columns = [F.col(f"_t.`{n}`").alias(n) for n in names]
     if not rescue:
         return df.select(*columns, *keep)
+    # Every row: its unknown fields (one lambda over the map; measured 10x cheaper than a lambda that
+    # also looks up each key's typed value, which Sail evaluates per entry).
+    df = df.select("*", F.map_filter("_m", lambda k, v: ~k.isin(*names)).alias("_u"))
     typed_nonnull = sum((F.col(f"_t.`{n}`").isNotNull().cast("int") for n in names), F.lit(0))
-    if ignore_unknown:
-        counted = F.map_filter("_m", lambda k, v: k.isin(*names) & v.isNotNull())
-    else:
-        counted = F.map_filter("_m", lambda k, v: ~k.isin(*names) | v.isNotNull())
-    # Cheap for every row: does the object hold more (unknown or unparsed) values than typed?
-    flag = F.col("_m").isNull() | (F.size(counted) > typed_nonnull)
-    typed_null = F.map_from_arrays(F.array(*[F.lit(n) for n in names]),
-                                   F.array(*[F.col(f"_t.`{n}`").isNull() for n in names]))
-
-    def rescued_entry(k, v):
-        mismatch = v.isNotNull() & F.coalesce(F.element_at(typed_null, k), F.lit(False))
-        return mismatch if ignore_unknown else (~k.isin(*names) | mismatch)
-
-    found = F.to_json(F.map_filter("_m", rescued_entry))
-    # Built only for flagged rows: a line that is not a JSON object is kept whole.
+    # More known keys than typed values: a value did not fit its type (or was an explicit null).
+    maybe_mismatch = (F.size("_m") - F.size("_u")) > typed_nonnull
+    # Built only for those rows (rare): each known field whose typed value is NULL, as its raw text.
+    mismatches = F.map_filter(
+        F.map_from_arrays(F.array(*[F.lit(n) for n in names]),
+                          F.array(*[F.when(F.col(f"_t.`{n}`").isNull(), F.element_at("_m", F.lit(n))) for n in names])),
+        lambda k, v: v.isNotNull())
+    found = mismatches if ignore_unknown else F.map_concat("_u", mismatches)
     rescued = (F.when(F.col("_m").isNull(), F.to_json(F.struct(F.col("value").alias(CORRUPT))))
-               .when(flag, F.nullif(found, F.lit("{}"))))
+               .when(maybe_mismatch, F.nullif(F.to_json(found), F.lit("{}"))))
+    if not ignore_unknown:
+        rescued = rescued.when(F.size("_u") > 0, F.to_json("_u"))
     return df.select(*columns, rescued.alias(RESCUED), *keep)
 
 
