@@ -195,3 +195,15 @@ def test_event_log_records_counts_offsets_and_lineage(project, run_pipeline):
     assert kinds.count("run_started") == 1 and kinds.count("run_completed") == 1
     assert kinds.count("flow_completed") == 3
     assert len({r["run_id"] for r in log}) == 1
+
+
+def test_materialized_view_is_not_recomputed_when_nothing_it_reads_changed(project, run_pipeline):
+    folder = project({"transformations/p.py": PIPELINE})
+    land(folder, "f1.json", [ev(1, 20, amount=1)])
+    assert run_pipeline(folder)["totals"].batches == 1
+    assert run_pipeline(folder)["totals"].batches == 0                  # nothing new: skipped
+    assert run_pipeline(folder, refresh={"totals"})["totals"].batches == 1   # asked for: recomputed
+    land(folder, "f2.json", [ev(2, 25, amount=2)])
+    assert run_pipeline(folder)["totals"].batches == 1                  # its input changed
+    (folder / "assay.yml").write_text((folder / "assay.yml").read_text() + "configuration: {x: '1'}\n")
+    assert run_pipeline(folder)["totals"].batches == 1                  # configuration changed

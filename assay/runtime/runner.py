@@ -214,12 +214,18 @@ class Runner:
         ckpt = Checkpoint(graph.checkpoint_dir(name))
         last = ckpt.last_committed()
         batch = 0 if last is None else last[0] + 1
+        fingerprint = graph.input_fingerprint(name)
+        asked = flow.target in (self.options.refresh or set())
+        if not asked and last is not None and last[1].get("inputs") == fingerprint \
+                and open_table(graph.table_path(flow.target)):
+            return                            # nothing it reads changed since its last refresh
         self._batch_started(name, batch)
         ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=False)
         started = time.monotonic()
         df = graph.run_query(flow, ctx)
         result = BatchRun(graph, dataset, name, ckpt.generation, batch, "overwrite").execute(df)
-        ckpt.write_commit(batch, {"batch": batch, "rows": result.rows_written})
+        # The fingerprint taken before the query: a change racing the refresh makes the next run refresh.
+        ckpt.write_commit(batch, {"batch": batch, "rows": result.rows_written, "inputs": fingerprint})
         shutil.rmtree(self.spec.system_dir / "staging" / name, ignore_errors=True)
         self._progress(graph, name, batch, result, {}, time.monotonic() - started, ctx)
 
