@@ -29,6 +29,19 @@ def copies():
 """
 
 
+def slowed(pipeline: str, seconds: float) -> str:
+    """The pipeline with a pandas UDF `slow_n` that takes `seconds` per batch (a long batch)."""
+    return pipeline.replace("from assay import pipelines as dp", f"""from assay import pipelines as dp
+import time
+import pandas as pd
+
+@F.pandas_udf("int")
+def slow_n(n: pd.Series) -> pd.Series:
+    time.sleep({seconds})
+    return n
+""")
+
+
 def land(folder: Path, name: str, rows: list, mtime: float | None = None) -> Path:
     path = folder / "landing" / "events" / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,18 +93,9 @@ def test_a_run_processes_what_was_there_when_it_started(project, engine):
 
 
 def test_sigterm_names_the_flows_that_did_not_complete(tmp_path):
-    slow = BRONZE_SILVER.replace('schema="id STRING, n INT", max_files_per_batch=1)',
-                                 'schema="id STRING, n INT", max_files_per_batch=1).select(\n'
-                                 '        "id", slow_n("n").alias("n"))').replace(
-        "from assay import pipelines as dp", """from assay import pipelines as dp
-import time
-import pandas as pd
-
-@F.pandas_udf("int")
-def slow_n(n: pd.Series) -> pd.Series:
-    time.sleep(0.5)
-    return n
-""")
+    slow = slowed(BRONZE_SILVER.replace('schema="id STRING, n INT", max_files_per_batch=1)',
+                                        'schema="id STRING, n INT", max_files_per_batch=1).select(\n'
+                                        '        "id", slow_n("n").alias("n"))'), seconds=0.5)
     folder = write_project(tmp_path / "proj", {"transformations/p.py": slow})
     base = time.time() - 3600
     for i in range(30):
@@ -134,17 +138,9 @@ def test_unknown_batch_key_stops_with_its_name(tmp_path):
 
 
 def test_progress_without_a_terminal_shows_the_batch_and_elapsed_time(tmp_path):
-    slow = BRONZE_SILVER.replace('return dp.read_stream("events").select("id", "n")',
-                                 'return dp.read_stream("events").select("id", slow_n("n").alias("n"))').replace(
-        "from assay import pipelines as dp", """from assay import pipelines as dp
-import time
-import pandas as pd
-
-@F.pandas_udf("int")
-def slow_n(n: pd.Series) -> pd.Series:
-    time.sleep(2.0)
-    return n
-""")
+    slow = slowed(BRONZE_SILVER.replace('return dp.read_stream("events").select("id", "n")',
+                                        'return dp.read_stream("events").select("id", slow_n("n").alias("n"))'),
+                  seconds=2.0)
     folder = write_project(tmp_path / "proj", {"transformations/p.py": slow})
     land(folder, "f.json", [{"id": "e1", "n": 1}])
     result = cli("run", "-p", str(folder), cwd=ROOT, env={"ASSAY_PROGRESS_EVERY": "0.5"})
