@@ -90,7 +90,7 @@ class FlowContext:
 
     def read_kafka(self, topics, bootstrap_servers, starting_offsets, options, max_records_per_batch,
                    format=None, schema=None):
-        from ..sources.kafka import KAFKA_COLUMNS, parse_values
+        from ..sources.kafka import kafka_columns, parse_values
         spec = SourceSpec("kafka", {"topics": topics, "bootstrap_servers": bootstrap_servers,
                                     "starting_offsets": starting_offsets, "options": options,
                                     "max_records_per_batch": max_records_per_batch, "format": format,
@@ -98,7 +98,7 @@ class FlowContext:
         if format is not None and schema is None:
             raise GraphError(f"flow '{self.flow.name}' (at {self.flow.location}): dp.read_kafka(format=...) needs "
                              "schema=\"col TYPE, ...\"")
-        raw = self._source(spec, lambda: self.spark.createDataFrame([], KAFKA_COLUMNS))
+        raw = self._source(spec, lambda: self.spark.createDataFrame([], kafka_columns()))
         return parse_values(raw, format, schema, self.spark)
 
     def _source(self, spec: SourceSpec, analysis_frame):

@@ -3,8 +3,8 @@ Assay's checkpoint, ranges read by the engine (natively, or consumed into Parque
 parsed by the engine."""
 from .consumer import KAFKA_SCHEMA
 from .options import KafkaSourceError, normalize_options, redact
-from .read import KAFKA_COLUMNS, make_kafka_source, parse_values
+from .read import kafka_columns, make_kafka_source, parse_values
 from .source import KafkaSource, fair_shares
 
-__all__ = ["KAFKA_SCHEMA", "KAFKA_COLUMNS", "KafkaSource", "KafkaSourceError", "fair_shares", "make_kafka_source",
+__all__ = ["KAFKA_SCHEMA", "kafka_columns", "KafkaSource", "KafkaSourceError", "fair_shares", "make_kafka_source",
            "normalize_options", "parse_values", "redact"]

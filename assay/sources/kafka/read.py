@@ -8,9 +8,14 @@ from pyspark.sql import functions as F
 from ... import secrets
 from ...errors import FlowError
 
-# Spark's Kafka source columns.
-KAFKA_COLUMNS = ("key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp, "
-                 "timestampType int")
+
+def kafka_columns():
+    """Spark's Kafka source columns as a Spark schema (the one definition is KAFKA_SCHEMA)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from .consumer import KAFKA_SCHEMA
+    return from_arrow_schema(KAFKA_SCHEMA)
+
 # Records per batch when neither dp.read_kafka nor assay.yml bounds it: 2 M small messages once
 # made a 2.4 GiB batch; 200 000 keeps a batch in the hundreds of MB even for 1 KiB messages.
 DEFAULT_MAX_RECORDS = 200_000
