@@ -257,3 +257,22 @@ def copy():
     assert result.returncode == 0, result.stdout + result.stderr
     assert " completed: 2 flows" in result.stdout, result.stdout
     assert len(table(folder, "02_silver", "copy")) == len(table(folder, "01_bronze", "orders"))
+
+
+def test_a_landing_file_with_invalid_utf8_is_read_with_replacement_characters(project, engine):
+    """The embedded engine stops a whole read at the first invalid byte; the batch is retried on a
+    repaired copy, the other lines of the file are not lost, and it is said once."""
+    from assay.runtime.runner import RunOptions, Runner
+    from assay.spec import load_spec
+    folder = project({"transformations/p.py": BRONZE_SILVER})
+    good = land(folder, "a.json", [{"id": "e1", "n": 1}], mtime=time.time() - 600)
+    bad = good.with_name("b.json")
+    bad.write_bytes(b'{"id": "e2", "n": 2}\n{"id": "caf\xe9", "n": 3}\n{"id": "e4", "n": 4}\n')
+    os.utime(bad, (time.time() - 500, time.time() - 500))
+    warnings = []
+    runner = Runner(load_spec(folder), RunOptions(), engine=engine)
+    runner.on_warning = warnings.append
+    runner.run()
+    assert sorted(r["id"] for r in table(folder, "02_silver", "copies")) == ["caf\ufffd", "e1", "e2", "e4"]
+    assert len(warnings) == 1 and str(bad) in warnings[0] and "U+FFFD" in warnings[0]
+    assert {r["_source_file"] for r in table(folder, "01_bronze", "events")} == {str(good), str(bad)}

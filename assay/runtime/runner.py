@@ -272,21 +272,30 @@ class Runner:
             self._batch_started(name, batch)
             started = time.monotonic()
             staging = self._staging(name, batch)
-            loaded = {}
-            for index, (src, plan) in enumerate(zip(sources, plans)):
-                folder = staging / f"source{index}"
-                folder.mkdir()
-                if plan.info.get("unchanged"):
-                    loaded[index] = self._empty_like(graph, flow, analysis.sources[index])
-                else:
-                    loaded[index] = src.load(LoadContext(self.engine.spark, str(folder), self.engine), plan)
-            ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=False, loaded=loaded)
-            df = graph.run_query(flow, ctx)
             previous_max = record.get("previous_max")
             previous_max = datetime.fromisoformat(previous_max) if previous_max else None
-            run = (AutoCdcRun(graph, dataset, flow, generation, batch) if flow.auto_cdc is not None
-                   else BatchRun(graph, dataset, name, generation, batch, "append"))
-            result = run.execute(df, state_version=record.get("state_version"), previous_max=previous_max)
+
+            def attempt():
+                shutil.rmtree(staging, ignore_errors=True)
+                loaded = {}
+                for index, (src, plan) in enumerate(zip(sources, plans)):
+                    folder = staging / f"source{index}"
+                    folder.mkdir(parents=True)
+                    if plan.info.get("unchanged"):
+                        loaded[index] = self._empty_like(graph, flow, analysis.sources[index])
+                    else:
+                        loaded[index] = src.load(LoadContext(self.engine.spark, str(folder), self.engine), plan)
+                ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=False, loaded=loaded)
+                df = graph.run_query(flow, ctx)
+                run = (AutoCdcRun(graph, dataset, flow, generation, batch) if flow.auto_cdc is not None
+                       else BatchRun(graph, dataset, name, generation, batch, "append"))
+                return run.execute(df, state_version=record.get("state_version"), previous_max=previous_max), ctx
+            try:
+                result, ctx = attempt()
+            except Exception as exc:
+                if "utf-8" not in str(exc).lower() or not self._repair_encoding(name, sources, plans):
+                    raise
+                result, ctx = attempt()           # once more, reading the repaired copies
             watermark_max = max((t for t in (result.watermark_max, previous_max) if t is not None), default=None)
             ckpt.write_commit(batch, {"batch": batch, "positions": [p.end for p in plans],
                                       "watermark_max": watermark_max.isoformat() if watermark_max else None,
@@ -294,6 +303,19 @@ class Runner:
             shutil.rmtree(staging, ignore_errors=True)
             offsets = {src.key(): p.info for src, p in zip(sources, plans)}
             self._progress(graph, name, batch, result, offsets, time.monotonic() - started, ctx)
+
+    def _repair_encoding(self, name: str, sources, plans) -> bool:
+        """Landing files with invalid UTF-8 stopped the batch: keep repaired copies, say so."""
+        repaired = []
+        for src, plan in zip(sources, plans):
+            if hasattr(src, "repair_encoding") and not plan.info.get("unchanged"):
+                repaired += src.repair_encoding(self.engine.spark, plan)
+        for path in repaired:
+            message = (f"{path} is not valid UTF-8: flow '{name}' reads a copy with the invalid bytes replaced "
+                       "by U+FFFD (as Spark's text reader does); the file itself is left as it is")
+            self.on_warning(message)
+            self.events.record(Event(SOURCE_WARNING, flow=name, status="warning", message=message))
+        return bool(repaired)
 
     def _batch_started(self, name: str, batch: int) -> None:
         summary = self.summaries[name]

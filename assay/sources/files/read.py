@@ -65,16 +65,19 @@ def _finish(df: DataFrame, schema: StructType, rescue: str | None, include_metad
 
 # --- text formats --------------------------------------------------------------------------
 
-def lines(spark, files: list[FileEntry]) -> DataFrame:
+def lines(spark, files: list[FileEntry], copies: dict[str, str] | None = None) -> DataFrame:
     """The non-blank lines of the files: value and the files' metadata (a UTF-8 byte-order mark
-    that starts a file is not part of its first line)."""
-    frames = [spark.read.text(f.path).where(F.col("value") != "").select(*_metadata(f), "value") for f in files]
+    that starts a file is not part of its first line). `copies`: files to read from a repaired
+    copy instead (invalid UTF-8 replaced), keeping the original's metadata."""
+    copies = copies or {}
+    frames = [spark.read.text(copies.get(f.path, f.path)).where(F.col("value") != "").select(*_metadata(f), "value")
+              for f in files]
     return _union(frames).withColumn("value", F.regexp_replace("value", "^\ufeff", ""))
 
 
 def parse_json(spark, files: list[FileEntry], schema: StructType, *, rescue: str | None, include_metadata: bool,
-               ignore_unknown: bool) -> DataFrame:
-    df = json_columns(lines(spark, files), schema, rescue=bool(rescue), ignore_unknown=ignore_unknown,
+               ignore_unknown: bool, copies: dict[str, str] | None = None) -> DataFrame:
+    df = json_columns(lines(spark, files, copies), schema, rescue=bool(rescue), ignore_unknown=ignore_unknown,
                       keep=list(METADATA))
     return _finish(df, schema, rescue, include_metadata)
 
@@ -107,9 +110,10 @@ def json_columns(df: DataFrame, schema: StructType, *, rescue: bool, ignore_unkn
     return df.select(*columns, rescued.alias(RESCUED), *keep)
 
 
-def unknown_json_fields(spark, files: list[FileEntry], known: list[str]) -> list[str]:
+def unknown_json_fields(spark, files: list[FileEntry], known: list[str],
+                        copies: dict[str, str] | None = None) -> list[str]:
     """Fields present in the files' JSON objects but not in `known` (one key-only pass)."""
-    keys = (lines(spark, files).select(F.explode(F.json_object_keys("value")).alias("k")).distinct()
+    keys = (lines(spark, files, copies).select(F.explode(F.json_object_keys("value")).alias("k")).distinct()
             .collect())
     return sorted(r["k"] for r in keys if r["k"] not in known)
 
@@ -123,7 +127,7 @@ def _unquote(field: Column) -> Column:
 
 def parse_csv(spark, files: list[FileEntry], headers: dict[str, str | None], schema: StructType, *,
               header: bool, delimiter: str, rescue: str | None, include_metadata: bool,
-              ignore_unknown: bool) -> DataFrame:
+              ignore_unknown: bool, copies: dict[str, str] | None = None) -> DataFrame:
     """CSV rows parsed in the engine, fields mapped to columns by each file's header line.
 
     Like Spark's PERMISSIVE mode: a row with the wrong number of fields keeps the fields it
@@ -136,7 +140,7 @@ def parse_csv(spark, files: list[FileEntry], headers: dict[str, str | None], sch
         groups.setdefault(headers.get(f.path) if header else None, []).append(f)
     parsed = []
     for line, group in groups.items():
-        df = lines(spark, group)
+        df = lines(spark, group, copies)
         columns = [s.name for s in schema.fields]
         if line is not None:
             columns = [c.strip() for c in next(csv.reader([line], delimiter=delimiter), [])]

@@ -218,17 +218,18 @@ class FileSource(Source):
             self._check_new_columns(spark, files, headers, columns)
         common = dict(rescue=self.rescue, include_metadata=self.include_metadata,
                       ignore_unknown=self.evolution_mode == "none")
+        copies = self._repaired()
         if self.format == "json":
-            return read.parse_json(spark, files, self.schema, **common)
+            return read.parse_json(spark, files, self.schema, copies=copies, **common)
         if self.format == "csv":
             return read.parse_csv(spark, files, headers, self.schema, header=self.header, delimiter=self.delimiter,
-                                  **common)
+                                  copies=copies, **common)
         return read.parse_parquet(spark, files, columns, self.schema, **common)
 
     def _check_new_columns(self, spark, files, headers, columns) -> None:
         known = self.schema.fieldNames()
         if self.format == "json":
-            found = read.unknown_json_fields(spark, files, known)
+            found = read.unknown_json_fields(spark, files, known, self._repaired())
             sql_type = lambda name: "STRING"
         else:
             seen = ({path: self._header_columns(line) for path, line in headers.items()} if self.format == "csv"
@@ -239,11 +240,57 @@ class FileSource(Source):
                                                 if columns.get(f.path) and name in columns[f.path])))
         new_columns_found(self.evolution_mode, self.key(), found, self.evolution, sql_type)
 
+    # --- files the engine cannot read ----------------------------------------------------
+
+    def _repaired(self) -> dict[str, str]:
+        marker = self.state_dir / "repaired.json"
+        return read_json(marker) if marker.exists() else {}
+
+    def repair_encoding(self, spark, plan: Plan) -> list[str]:
+        """The embedded engine stops a whole read at the first invalid UTF-8 byte. Find the planned
+        files it cannot read (one read each) and keep a copy of each with the invalid bytes
+        replaced by U+FFFD (as Spark's text reader does), read from then on in their place. The
+        only place where file contents pass through the Assay process, bounded to broken files.
+        Returns the files repaired."""
+        if self.format == "parquet":
+            return []
+        files, _, _ = self.planned(plan)
+        copies = self._repaired()
+        fixed = []
+        for entry in files:
+            if entry.path in copies:
+                continue
+            try:
+                spark.read.text(entry.path).count()
+                continue
+            except Exception as exc:          # the engine's read error; only encoding is ours to fix
+                if "utf-8" not in str(exc).lower():
+                    raise
+            copy = self.state_dir / "repaired" / f"{len(copies):06d}-{Path(entry.path).name}"
+            _write_replacing_invalid_utf8(entry.path, copy)
+            copies[entry.path] = str(copy)
+            fixed.append(entry.path)
+        if fixed:
+            write_json_atomic(self.state_dir / "repaired.json", copies)
+        return fixed
+
     def analysis_frame(self, spark):
         """An empty DataFrame with the columns a batch will have (for graph validation)."""
         if self.schema is None:
             raise FlowError(f"read_files({self.root}): give a schema (DDL string or StructType)")
         return spark.createDataFrame([], read.output_schema(self.schema, self.rescue, self.include_metadata))
+
+
+def _write_replacing_invalid_utf8(source: str, destination: Path, chunk: int = 1 << 20) -> None:
+    import codecs
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    tmp = destination.with_name(f".{destination.name}.tmp")
+    with open(source, "rb") as reader, open(tmp, "w", encoding="utf-8", newline="") as writer:
+        while block := reader.read(chunk):
+            writer.write(decoder.decode(block))
+        writer.write(decoder.decode(b"", final=True))
+    os.replace(tmp, destination)
 
 
 def _smallest(*values):
