@@ -174,3 +174,55 @@ def test_kill_9_at_random_instants_loses_and_duplicates_nothing(tmp_path):
     assert {r["id"]: (Path(r["_source_file"]).name, _iso(r["event_time"])) for r in silver} == kept
     gold = {r["user"]: (r["total"], r["n"]) for r in table(folder, "03_gold", "totals")}
     assert gold == {u: (totals[u], counts[u]) for u in counts}
+
+
+def test_kill_9_at_each_instant_of_the_commit_protocol(tmp_path):
+    """Aimed kills: right after the engine wrote a batch's files (nothing committed), between the
+    commits of one batch's tables (quarantine/late committed, target not), and after every commit
+    but before the batch is recorded. Each kills the process as kill -9 would (faults.py)."""
+    from assay.runtime import faults
+    folder = write_project(tmp_path / "proj", {"transformations/p.py": PIPELINE})
+    files = make_files(seed=3)[:16]
+    landed = 0
+    rng = random.Random(5)
+    points = [faults.WRITTEN, faults.BETWEEN_COMMITS, faults.COMMITTED]
+    kills = Counter()
+    for attempt in range(30):
+        if all(kills[p] >= 3 for p in points):
+            break
+        for name, rows in files[landed:landed + 2]:      # new files keep every run busy
+            land(folder, name, rows)
+        landed = min(landed + 2, len(files))
+        point = min(points, key=lambda p: kills[p])
+        result = subprocess.run([sys.executable, "-m", "assay.cli", "run", "--max-files-per-batch", "2"], cwd=folder,
+                                capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "RUST_LOG": "error", "PYTHONPATH": str(ROOT),
+                                     "ASSAY_CRASH_AT": f"{point}:{rng.randint(1, 3)}"})
+        if result.returncode == -signal.SIGKILL:
+            kills[point] += 1
+        else:
+            assert result.returncode == 0, result.stdout + result.stderr
+    for name, rows in files[landed:]:
+        land(folder, name, rows)
+    final = subprocess.run([sys.executable, "-m", "assay.cli", "run"], cwd=folder, capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "RUST_LOG": "error", "PYTHONPATH": str(ROOT)})
+    assert final.returncode == 0, final.stdout + final.stderr
+    print(f"aimed kills: {dict(kills)}")
+    assert all(kills[p] >= 3 for p in points), dict(kills)
+
+    bronze, quarantine, late, kept, totals, counts = expected(files)
+    assert Counter(r["id"] for r in table(folder, "01_bronze", "events")) == bronze
+    assert len(table(folder, "01_bronze", "events_quarantine")) == quarantine
+    assert Counter((r["id"], Path(r["_source_file"]).name) for r in table(folder, "02_silver", "clean_late")) == late
+    silver = table(folder, "02_silver", "clean")
+    assert {r["id"]: (Path(r["_source_file"]).name, _iso(r["event_time"])) for r in silver} == kept
+    assert len(silver) == len(kept)
+    gold = {r["user"]: (r["total"], r["n"]) for r in table(folder, "03_gold", "totals")}
+    assert gold == {u: (totals[u], counts[u]) for u in counts}
+    # No table references a file that an uncommitted attempt wrote, and none is missing.
+    from assay.delta.table import add_actions, open_table
+    for schema_dir in (folder / "storage").iterdir():
+        for table_dir in schema_dir.iterdir():
+            if (table_dir / "_delta_log").is_dir() and table_dir.name != "event_log":
+                for action in add_actions(open_table(table_dir)):
+                    assert (table_dir / action["path"]).exists(), (table_dir, action["path"])

@@ -30,7 +30,7 @@ from ..delta import stats
 from ..delta.commit import BatchMark, TableCommit, landed, remove_action
 from ..delta.table import add_actions, arrow_schema, open_table
 from ..errors import ExpectationFailed
-from . import keyed, routing
+from . import faults, keyed, routing
 from .dedupe import resolve as resolve_dedupe
 
 QUARANTINE_SUFFIX = "_quarantine"
@@ -147,6 +147,7 @@ class BatchRun:
             routed = routing.simple_routes(verdicted, columns, ds.expectations, ds.quarantine)
         folder = self.path() / self.attempt
         self.engine.write_files(routed, folder, partition_by=(routing.ROUTE, *ds.partition_cols))
+        faults.crash_point(faults.WRITTEN)
         try:
             written = self._written(folder)
             result = self._counts(written, folder)
@@ -265,6 +266,8 @@ class BatchRun:
         for commit in commits:
             if commit.mode == "append" and not commit.adds and not commit.removes and open_table(commit.path):
                 continue        # nothing to add to an existing table
+            if commit is target:
+                faults.crash_point(faults.BETWEEN_COMMITS)
             done = commit.execute()
             target_made = done if commit is target else target_made
         if not target_made:

@@ -22,6 +22,7 @@ from ..loader import load_registry
 from ..sources.base import BatchLimits, LoadContext, Plan
 from ..sources.delta import DeltaSource
 from ..spec import PipelineSpec
+from . import faults
 from .checkpoint import Checkpoint
 from .context import FlowContext
 from .eventlog import (FLOW_COMPLETED, FLOW_FAILED, FLOW_PROGRESS, RUN_COMPLETED, RUN_FAILED, RUN_STARTED,
@@ -297,6 +298,7 @@ class Runner:
                     raise
                 result, ctx = attempt()           # once more, reading the repaired copies
             watermark_max = max((t for t in (result.watermark_max, previous_max) if t is not None), default=None)
+            faults.crash_point(faults.COMMITTED)
             ckpt.write_commit(batch, {"batch": batch, "positions": [p.end for p in plans],
                                       "watermark_max": watermark_max.isoformat() if watermark_max else None,
                                       "rows": result.rows_written})
