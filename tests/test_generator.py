@@ -317,26 +317,94 @@ def test_activity_awkward_cases_are_present(activity):
 
 # ---------------------------------------------------------------- customers_stream / clickstream
 
-def test_customers_latest_matches_the_messages(tmp_path):
-    m = generate("customers_stream", tmp_path, rows=4000, seed=5, drops=2, malformed_rate=0.03, late_rate=0.05)
-    truth = _truth(tmp_path, "customers_latest")
-    cols = truth.column_names
-    latest = {}
-    for _, p in _landed(tmp_path, m, "customers/"):
-        for line in p.read_text().splitlines():
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            ts = _iso(msg.get("updated_at"))
-            if msg.get("customer_id") is None or ts is None:
-                continue
-            if msg["customer_id"] not in latest or ts > latest[msg["customer_id"]][0]:
-                latest[msg["customer_id"]] = (ts, msg)
-    rows = [{c: (ts if c == "updated_at" else msg.get(c)) for c in cols} for ts, msg in latest.values()]
-    _assert_same(tmp_path, "customers_latest", rows)
-    assert any(r["total_charges"] is None for r in rows)
-    assert m["metrics"]["malformed_messages"] > 0
+def _customers_oracle(lines: list[str]):
+    """The customers_stream contract applied to raw message lines in plain Python: silver after
+    defaults, and the quarantine's (customer_id, rules). Independent of the generator's arrays."""
+    from decimal import ROUND_HALF_UP, Decimal
+    latest, quarantine = {}, []
+    flag = {"Yes": True, "No": False, 1: True, 0: False}
+
+    def when(text):
+        if not isinstance(text, str) or not re.fullmatch(
+                r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?", text):
+            return None
+        try:
+            t = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            return None
+        return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+    for line in lines:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            msg = None
+        if not isinstance(msg, dict):
+            quarantine.append((None, ("has_customer_id", "is_json_object", "valid_updated_at")))
+            continue
+        ts = when(msg.get("updated_at"))
+        rules = tuple(r for r, bad in (("has_customer_id", msg.get("customer_id") is None),
+                                       ("valid_updated_at", ts is None)) if bad)
+        if rules:
+            quarantine.append((msg.get("customer_id"), rules))
+        elif msg["customer_id"] not in latest or ts > latest[msg["customer_id"]][0]:
+            latest[msg["customer_id"]] = (ts, msg)
+    silver = {}
+    for cid, (ts, m) in latest.items():
+        tenure = m.get("tenure") if m.get("tenure") is not None else 0
+        monthly = Decimal(str(m["monthly_charges"])).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        total = m.get("total_charges")
+        total = monthly * tenure if total is None else Decimal(str(total))
+        silver[cid] = {"customer_id": cid, "gender": m.get("gender") or "Unknown",
+                       "senior_citizen": flag.get(m.get("senior_citizen"), False),
+                       "partner": flag.get(m.get("partner"), False), "dependents": flag.get(m.get("dependents"), False),
+                       "tenure": tenure, "phone_service": flag.get(m.get("phone_service"), False),
+                       "internet_service": m.get("internet_service") or "No",
+                       "contract": m.get("contract") or "Month-to-month", "monthly_charges": monthly,
+                       "total_charges": total.quantize(Decimal("0.01"), ROUND_HALF_UP), "updated_at": ts,
+                       "first_name": m.get("first_name"), "last_name": m.get("last_name"), "email": m.get("email"),
+                       "year": ts.astimezone(timezone.utc).year, "month": ts.astimezone(timezone.utc).month,
+                       "day": ts.astimezone(timezone.utc).day, "hour": ts.astimezone(timezone.utc).hour}
+    return silver, quarantine
+
+
+def test_customers_stream_truth_matches_the_messages(tmp_path):
+    from decimal import ROUND_HALF_UP, Decimal
+    m = generate("customers_stream", tmp_path, rows=6000, seed=5, drops=2, malformed_rate=0.04, late_rate=0.05,
+                 null_rate=0.05)
+    lines = [line for _, p in _landed(tmp_path, m, "customers/") for line in p.read_text().splitlines()]
+    assert sorted(_truth(tmp_path, "bronze_customers").column("value").to_pylist()) == sorted(lines)
+    silver, quarantine = _customers_oracle(lines)
+    _assert_same(tmp_path, "silver_customers", list(silver.values()))
+    _assert_same(tmp_path, "silver_customers_quarantine",
+                 [{"customer_id": c, "failed_rules": sorted(r)} for c, r in quarantine])
+    cent = Decimal("0.01")
+    features = [{**{k: v for k, v in r.items() if k not in ("first_name", "last_name", "email", "year", "month",
+                                                             "day", "hour")},
+                 "tenure_band": "0-12" if r["tenure"] <= 12 else "13-24" if r["tenure"] <= 24
+                 else "25-48" if r["tenure"] <= 48 else "49+",
+                 "avg_monthly_spend": (r["total_charges"] / max(r["tenure"], 1)).quantize(cent, ROUND_HALF_UP),
+                 "is_month_to_month": r["contract"] == "Month-to-month"} for r in silver.values()]
+    _assert_same(tmp_path, "customer_features", features)
+    groups = defaultdict(list)
+    for r in silver.values():
+        groups[(r["contract"], r["internet_service"])].append(r)
+    summary = [{"contract": c, "internet_service": i, "customers": len(rs),
+                "avg_tenure": (Decimal(sum(r["tenure"] for r in rs)) / len(rs)).quantize(cent, ROUND_HALF_UP),
+                "avg_monthly_charges": (sum(r["monthly_charges"] for r in rs) / len(rs)).quantize(cent, ROUND_HALF_UP),
+                "total_charges_sum": sum(r["total_charges"] for r in rs)} for (c, i), rs in groups.items()]
+    _assert_same(tmp_path, "contract_summary", summary)
+    # every awkward case is there
+    text = "\n".join(lines)
+    for needle in ('"senior_citizen":"Yes"', '"partner":1', '"gender":null', '+02:00"', '"channel":"web"',
+                   '"updated_at":null', '{"source":"crm"', '"customer_id":null'):
+        assert needle in text, needle
+    assert any(line.startswith("[") for line in lines)
+    assert any(re.search(r'"updated_at":"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"', line) for line in lines)
+    assert any(re.search(r'"updated_at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"', line) for line in lines)
+    assert any('"gender"' not in line for line in lines if line.startswith('{"customer_id":"'))
+    assert any(r["total_charges"] == r["monthly_charges"] * r["tenure"] for r in silver.values())
+    assert m["metrics"]["malformed_messages"] == len(quarantine) > 0
 
 
 CLICK_KEY = "generator-test-key-" + "7" * 24
