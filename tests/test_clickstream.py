@@ -42,6 +42,7 @@ LAYERS = ("bronze", "silver", "gold")
 VOLATILE = {"ingestion_time", "_source_modified", "_source_size"}     # differ between two correct runs
 tables_under = partial(support.tables_under, layers=LAYERS, volatile=VOLATILE)
 KEY = "clickstream-test-key-" + "5" * 24
+pytest_plugins = ["tests.spark_server"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -380,6 +381,22 @@ def test_fixture_fact_page_views_daily_is_exact_and_clustered(fixture_storage):
     ])
     catalog = json.loads((store / "_system" / "catalog.json").read_text())
     assert catalog["fact_page_views_daily"]["cluster_by"] == ["event_date", "page_url"]
+
+
+def test_apache_spark_gives_the_same_tables(spark_server, fixture_storage, tmp_path):
+    """The fixtures' three deliveries on a real Spark Connect server: every table as on the embedded
+    engine (timestamps, text-typed JSON values, rescued data, keys, quarantine, late, history)."""
+    from assay.engines import create_engine
+    store, _ = fixture_storage
+    with create_engine("spark", {"remote": spark_server}) as spark:
+        for drop in ("run1", "run2", "run3"):
+            land_tree(FIXTURES / drop, tmp_path / "landing")
+            run_in_process(spark, tmp_path / "landing", tmp_path / "storage")
+    sail, on_spark = tables_under(store), tables_under(tmp_path / "storage")
+    assert set(sail) == set(on_spark) and len(sail) == 6
+    for name, table in sail.items():
+        result = compare(name, table, on_spark[name])
+        assert result.ok, f"{name}: {result}"
 
 
 def test_landing_and_storage_come_from_the_environment(tmp_path):

@@ -139,3 +139,25 @@ def test_policy_defaults_and_units(tmp_path):
     policy = Policy.from_spec(load_spec(folder))
     assert (policy.compact_small_files, policy.small_file_bytes, policy.vacuum_every_s,
             policy.vacuum_retention_hours) == (3, 1_000_000, 3600.0, 240.0)
+
+
+def test_streaming_readers_go_on_after_their_upstream_is_compacted(project, run_pipeline):
+    """Compaction rewrites files without changing rows (dataChange=false): a flow reading the table
+    as a stream neither rereads the rewritten rows nor stops."""
+    folder = project({"transformations/p.py": PIPELINE + '''
+
+@dp.table(name="silver.users_seen")
+def users_seen():
+    return dp.read_stream("events").select("id", "user")
+'''})
+    (folder / "landing/in").mkdir(parents=True)
+    for i in range(3):
+        (folder / f"landing/in/f{i}.json").write_text("".join(f'{{"id": "{i}-{j}", "user": {j}}}\n' for j in range(20)))
+        run_pipeline(folder, max_files=1)
+    result = cli("optimize", "events", cwd=folder, check=True)
+    assert "3 files → 1" in result.stdout
+    (folder / "landing/in/f3.json").write_text('{"id": "3-0", "user": 0}\n')
+    summaries = run_pipeline(folder)
+    assert summaries["users_seen"].rows_read == 1
+    ids = sorted(r["id"] for r in storage.read_arrow(folder / "storage/02_silver/users_seen").to_pylist())
+    assert ids == sorted([f"{i}-{j}" for i in range(3) for j in range(20)] + ["3-0"])

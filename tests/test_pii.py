@@ -248,6 +248,6 @@ def test_the_key_never_appears_in_apache_sparks_errors(spark_server, tmp_path):
     result = cli("dry-run", cwd=folder, env={"PII_LEAK_KEY": LEAK_KEY, "ASSAY_DEBUG": ""})
     text = result.stdout + result.stderr
     assert result.returncode == 3, text
-    assert "UNRESOLVED_COLUMN" in text and "mail" in text and "nope" in text
-    assert "***PII_LEAK_KEY:ipad***" in text          # the plan was printed, with the blocks masked
+    assert "UNRESOLVED_COLUMN" in text and "mail" in text and "nope" in text, text
+    assert "***PII_LEAK_KEY:ipad***" in text, text    # the plan was printed, with the blocks masked
     assert_no_leak(text, "`assay dry-run` on Apache Spark")
