@@ -6,6 +6,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHES = [["bench_generator.py"], ["bench_listing.py"], ["bench_kafka_source.py"],
            ["bench_pipeline.py", "zenith", "200MB"], ["bench_pipeline.py", "activity_logs", "200MB"],
+           ["bench_pipeline.py", "clickstream", "200MB"],
            ["bench_ui.py", "1000"]]
 
 failed = 0
