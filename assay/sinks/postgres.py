@@ -304,6 +304,7 @@ class LoadResult:
     seconds: float
     app_id: str | None = None
     batch_id: int | None = None
+    deleted: int = 0                  # rows deleted by key (upsert_batch's delete_files)
 
 
 # ----------------------------------------------------------------------------------- the sink
@@ -629,7 +630,7 @@ class PostgresSink:
         return rows
 
     def upsert_batch(self, name: str, files: Iterable[Any], keys: Iterable[str], app_id: str,
-                     batch_id: int) -> LoadResult:
+                     batch_id: int, *, delete_files: Iterable[Any] = (), previous_batch: Any = ...) -> LoadResult:
         """Upsert the rows of one committed Delta batch into `<schema>.<name>`, exactly once.
 
         `files` are the batch's Parquet files (paths, or objects with `.path` and
@@ -639,6 +640,11 @@ class PostgresSink:
         the Delta row), and a row (table, app_id, batch_id) in the bookkeeping table. A batch
         already recorded is skipped without reading its files. Rows with the same key twice in one
         batch are refused by PostgreSQL ("cannot affect row a second time").
+
+        `delete_files`: Parquet files of key columns whose rows are deleted in the same
+        transaction, before the upsert (keys that left the Delta table). `previous_batch`: the
+        batch this one follows (None: the first); when given, the load refuses to apply on top of
+        anything else (another loader moved the table meanwhile), with a FlowError.
         """
         schema, table, qualified = self._qualified(name)
         keys = tuple(check_name(k, f"key column of {qualified}", FlowError) for k in keys)
@@ -659,6 +665,12 @@ class PostgresSink:
                                     f"{self.config.state_schema}.{BOOKKEEPING_TABLE} is missing: call ensure_table first")
                 if self._recorded(conn, schema, table, app_id, batch_id):
                     return LoadResult(qualified, 0, True, time.monotonic() - started, app_id, batch_id)
+                if previous_batch is not ...:
+                    last = self._last(conn, schema, table, app_id)
+                    if last != previous_batch:
+                        raise FlowError(f"upsert into {qualified}{where}: it follows batch {previous_batch}, but "
+                                        f"PostgreSQL holds batch {last} of {app_id}: another loader moved the "
+                                        "table meanwhile; nothing was applied, the next run starts from there")
                 existing = self._columns(conn, schema, table)
                 if existing is None:
                     raise FlowError(f"upsert into {qualified}{where}: the table does not exist: call ensure_table first")
@@ -670,6 +682,7 @@ class PostgresSink:
                 ids = [sql.Identifier(c) for c in columns]
                 target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
                 stage = sql.Identifier(STAGE)
+                deleted = self._delete_keys(conn, target, keys, delete_files, qualified)
                 conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(stage, target))
                 with conn.cursor() as cur:
                     with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
@@ -683,7 +696,30 @@ class PostgresSink:
                     target, sql.SQL(", ").join(ids), sql.SQL(", ").join(ids), stage,
                     sql.SQL(", ").join(map(sql.Identifier, keys)), action))
                 self._record(conn, schema, table, app_id, batch_id, rows)
-        return LoadResult(qualified, rows, False, time.monotonic() - started, app_id, batch_id)
+        return LoadResult(qualified, rows, False, time.monotonic() - started, app_id, batch_id, deleted)
+
+    def _delete_keys(self, conn, target, keys: tuple[str, ...], files: Iterable[Any], qualified: str) -> int:
+        """Delete the rows whose keys are in `files` (COPY into a temporary table, one DELETE … USING)."""
+        files = list(files)
+        if not files:
+            return 0
+        stage = sql.Identifier(STAGE + "_delete")
+        ids = [sql.Identifier(k) for k in keys]
+        conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            stage, sql.SQL(", ").join(ids), target))
+        with conn.cursor() as cur:
+            with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+                    stage, sql.SQL(", ").join(ids))) as copy:
+                self._stream_csv(copy, files, list(keys), qualified)
+        match = sql.SQL(" AND ").join(sql.SQL("t.{0} = d.{0}").format(k) for k in ids)
+        return conn.execute(sql.SQL("DELETE FROM {} t USING (SELECT DISTINCT * FROM {}) d WHERE {}").format(
+            target, stage, match)).rowcount
+
+    def _last(self, conn, schema: str, table: str, app_id: str) -> int | None:
+        return conn.execute(sql.SQL(
+            "SELECT max(batch_id) FROM {}.{} WHERE table_schema = %s AND table_name = %s AND app_id = %s"
+        ).format(sql.Identifier(self.config.state_schema), sql.Identifier(BOOKKEEPING_TABLE)),
+            (schema, table, app_id)).fetchone()[0]
 
     def read_table(self, name: str, order_by: Iterable[str] = ()) -> pa.Table:
         """The rows of `<schema>.<name>` as an Arrow table typed by the map above (verification:
@@ -849,7 +885,7 @@ class PostgresSink:
 
 # ------------------------------------------------------------------------------------ roles
 def apply_roles(config: PostgresConfig | Mapping[str, Any], *, admin: PostgresConfig | Mapping[str, Any] | None = None,
-                passwords: Mapping[str, str] | None = None) -> None:
+                passwords: Mapping[str, str] | None = None, create_login: bool = False) -> None:
     """Make the roles of `config.roles` real, with least-privilege grants. Idempotent.
 
     Runs as `admin` (a superuser, or a role with CREATEROLE that owns the database, such as
@@ -864,7 +900,8 @@ def apply_roles(config: PostgresConfig | Mapping[str, Any], *, admin: PostgresCo
     - the analyst: USAGE on gold and SELECT on its tables (today's and future ones), nothing else;
     - PUBLIC loses its default rights on schema `public`, gold and the state schema;
     - the login `config.user` gets membership in owner and writer (or, when it is the owner,
-      in the writer) so that the sink can `SET ROLE` to each.
+      in the writer) so that the sink can `SET ROLE` to each; with `create_login`, a missing
+      login is created first (LOGIN, the SCRAM verifier of `config.password`, no other attribute).
     """
     cfg = PostgresConfig.from_mapping(config)
     roles = cfg.roles
@@ -898,6 +935,14 @@ def apply_roles(config: PostgresConfig | Mapping[str, Any], *, admin: PostgresCo
                         verifier = conn.pgconn.encrypt_password(passwords[kind].encode(), role.encode(), b"scram-sha-256")
                         conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
                             I(role), sql.Literal(verifier.decode())))
+                if create_login and cfg.user and cfg.user not in dict(roles.items()).values() and conn.execute(
+                        "SELECT 1 FROM pg_roles WHERE rolname = %s", (cfg.user,)).fetchone() is None:
+                    if not cfg.password:
+                        raise ConfigError(f"apply_roles: the login {cfg.user} does not exist and the configuration "
+                                          "has no password to create it with")
+                    verifier = conn.pgconn.encrypt_password(cfg.password.encode(), cfg.user.encode(), b"scram-sha-256")
+                    conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                                         "NOBYPASSRLS INHERIT PASSWORD {}").format(I(cfg.user), sql.Literal(verifier.decode())))
                 if not superuser:   # a CREATEROLE admin must be a member to give the owner its objects
                     conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(owner))
                 database = I(conn.execute("SELECT current_database()").fetchone()[0])
