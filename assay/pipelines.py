@@ -94,20 +94,62 @@ def _dataset_decorator(kind: str, query_function=None, **options):
 
 def table(query_function=None, *, name: str | None = None, comment: str | None = None, schema=None,
           partition_cols=None, cluster_by=None, table_properties: dict | None = None,
-          private: bool = False, quarantine: bool = False):
-    """A streaming table: each run processes only the input not seen by an earlier run."""
+          private: bool = False, quarantine: bool = False, publish: dict | None = None):
+    """A streaming table: each run processes only the input not seen by an earlier run.
+    `publish=dp.postgres(keys=[...])` mirrors it into PostgreSQL after each commit."""
     return _dataset_decorator(STREAMING_TABLE, query_function, name=name, comment=comment, schema=schema,
                               partition_cols=partition_cols, cluster_by=cluster_by,
-                              table_properties=table_properties, private=private, quarantine=quarantine)
+                              table_properties=_published(table_properties, publish, STREAMING_TABLE, name),
+                              private=private, quarantine=quarantine)
 
 
 def materialized_view(query_function=None, *, name: str | None = None, comment: str | None = None, schema=None,
                       partition_cols=None, cluster_by=None, table_properties: dict | None = None,
-                      private: bool = False, quarantine: bool = False):
-    """A table recomputed from its inputs on every run."""
+                      private: bool = False, quarantine: bool = False, publish: dict | None = None):
+    """A table recomputed from its inputs on every run.
+    `publish=dp.postgres(keys=[...])` replaces its PostgreSQL mirror after each refresh."""
     return _dataset_decorator(MATERIALIZED_VIEW, query_function, name=name, comment=comment, schema=schema,
                               partition_cols=partition_cols, cluster_by=cluster_by,
-                              table_properties=table_properties, private=private, quarantine=quarantine)
+                              table_properties=_published(table_properties, publish), private=private,
+                              quarantine=quarantine)
+
+
+def postgres(keys=(), *, table: str | None = None, replace: str | None = None) -> dict:
+    """Mirror a table into the PostgreSQL database of assay.yml's `postgres:` section.
+
+    keys: its primary key there (required for a streaming table, whose batches are upserted by
+    key, rows whose key left the table deleted); table: the PostgreSQL name (default: the
+    dataset's, in `postgres.schema`); replace: how a materialized view's refresh replaces it,
+    "swap" (default) or "in_place" (docs/postgres.md). Returns table properties (the same keys
+    work in SQL: TBLPROPERTIES ('assay.publish' = 'postgres', 'assay.publish.keys' = 'id')).
+    """
+    keys = _as_tuple(keys)
+    for key in keys:
+        if not isinstance(key, str) or not key:
+            raise GraphError(f"dp.postgres: keys must be column names, got {key!r}")
+    if replace not in (None, "swap", "in_place"):
+        raise GraphError(f"dp.postgres: replace must be 'swap' or 'in_place', got {replace!r}")
+    props = {"assay.publish": "postgres"}
+    if keys:
+        props["assay.publish.keys"] = ",".join(keys)
+    if table:
+        props["assay.publish.table"] = table
+    if replace:
+        props["assay.publish.replace"] = replace
+    return props
+
+
+def _published(table_properties: dict | None, publish: dict | None, kind: str = MATERIALIZED_VIEW,
+               name: str | None = None) -> dict:
+    if publish is None:
+        return dict(table_properties or {})
+    if not isinstance(publish, dict) or "assay.publish" not in publish:
+        raise GraphError(f"publish= takes dp.postgres(keys=[...]), got {publish!r}")
+    if kind == STREAMING_TABLE and "assay.publish.keys" not in publish:
+        where = f"streaming table '{name or '?'}' (at {_caller_location(3)})"
+        raise GraphError(f"{where} is published to PostgreSQL without keys: its batches are upserted by key, "
+                         "write dp.postgres(keys=[...])")
+    return {**dict(table_properties or {}), **publish}
 
 
 def temporary_view(query_function=None, *, name: str | None = None, comment: str | None = None):
@@ -119,8 +161,9 @@ def create_streaming_table(name: str, *, comment: str | None = None, schema=None
                            cluster_by=None, table_properties: dict | None = None, private: bool = False,
                            expect_all: dict | None = None, expect_all_or_drop: dict | None = None,
                            expect_all_or_fail: dict | None = None, quarantine: bool = False,
-                           dedupe: Dedupe | None = None) -> None:
-    """A streaming table whose rows come from one or more `@append_flow`s."""
+                           dedupe: Dedupe | None = None, publish: dict | None = None) -> None:
+    """A streaming table whose rows come from one or more `@append_flow`s (or an AUTO CDC flow);
+    `publish=dp.postgres(keys=[...])` mirrors it into PostgreSQL after each commit."""
     reg = _current_registry()
     schema_name, table_name = _split_name(name)
     expectations = (_expectations(expect_all, WARN) + _expectations(expect_all_or_drop, DROP)
@@ -128,8 +171,8 @@ def create_streaming_table(name: str, *, comment: str | None = None, schema=None
     reg.add_dataset(Dataset(
         name=table_name, kind=STREAMING_TABLE, location=_caller_location(), schema_name=schema_name,
         comment=comment, schema=schema, partition_cols=_as_tuple(partition_cols), cluster_by=_as_tuple(cluster_by),
-        table_properties=dict(table_properties or {}), private=private, quarantine=quarantine,
-        expectations=tuple(expectations), dedupe=dedupe))
+        table_properties=_published(table_properties, publish, STREAMING_TABLE, table_name), private=private,
+        quarantine=quarantine, expectations=tuple(expectations), dedupe=dedupe))
 
 
 def append_flow(query_function=None, *, target: str, name: str | None = None, comment: str | None = None):
@@ -406,4 +449,4 @@ __all__ = ["table", "materialized_view", "temporary_view", "create_streaming_tab
            "create_auto_cdc_flow", "create_auto_cdc_from_snapshot_flow",
            "expect", "expect_or_drop", "expect_or_fail", "expect_all", "expect_all_or_drop",
            "expect_all_or_fail", "dedupe", "read", "read_stream", "read_files", "read_kafka", "record_metric", "spark",
-           "config", "Dedupe", "pseudonymize"]
+           "config", "Dedupe", "pseudonymize", "postgres"]

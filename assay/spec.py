@@ -27,7 +27,8 @@ ENGINES = ("sail", "spark")
 
 DEFAULT_SCHEMAS = {"landing": "landing", "bronze": "bronze", "silver": "silver", "gold": "gold", "system": "_system"}
 TOP_KEYS = {"name", "catalog", "storage", "landing", "schemas", "default_schema", "libraries", "configuration",
-            "engine", "engine_conf", "batch", "targets", "default_target", "description", "maintenance"}
+            "engine", "engine_conf", "batch", "targets", "default_target", "description", "maintenance",
+            "postgres"}
 TARGET_KEYS = TOP_KEYS - {"name", "targets", "default_target"}
 BATCH_KEYS = {"max_files", "max_bytes", "max_records"}
 
@@ -57,6 +58,7 @@ class PipelineSpec:
     target: str | None = None
     conf_overrides: frozenset[str] = frozenset()    # configuration keys given with --conf
     maintenance: dict[str, Any] = field(default_factory=dict)   # checked by maintenance.Policy.from_spec
+    postgres: dict[str, Any] = field(default_factory=dict)      # checked by runtime.publish (docs/postgres.md)
 
     def check_configuration_used(self, keys_read: set[str]) -> None:
         """A --conf key that no dataset reads is a typo or a stale flag: say so instead of ignoring it."""
@@ -174,7 +176,8 @@ def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str
         batch_max_files=_positive(batch.get("max_files", 1000), "batch.max_files", spec_path),
         batch_max_bytes=_bytes(batch.get("max_bytes", "256MB"), spec_path),
         batch_max_records=_positive(batch.get("max_records"), "batch.max_records", spec_path),
-        target=target, conf_overrides=frozenset(conf or {}), maintenance=raw.get("maintenance") or {})
+        target=target, conf_overrides=frozenset(conf or {}), maintenance=raw.get("maintenance") or {},
+        postgres=raw.get("postgres") or {})
 
 
 def _check_keys(raw: dict, allowed: set[str], spec_path: Path, prefix: str) -> None:

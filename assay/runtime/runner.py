@@ -30,6 +30,7 @@ from .eventlog import (FLOW_COMPLETED, FLOW_FAILED, FLOW_PROGRESS, RUN_COMPLETED
 from .autocdc import AutoCdcRun, run_snapshots
 from .execute import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchRun, RowCounts
 from .lock import PipelineLock
+from .publish import Publisher
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Runner:
         self.on_warning: Callable[[str], None] = lambda message: None
         self.events = EventLog(spec.system_dir / "event_log", spec.name)
         self.summaries: dict[str, FlowSummary] = {}
+        self.publisher = Publisher(self)          # mirrors into PostgreSQL (dp.postgres), after commits
 
     # --- the run ------------------------------------------------------------------------
 
@@ -106,6 +108,7 @@ class Runner:
                         if self.options.stop_requested():
                             break
                         self._run_flow(graph, name)
+                self.publisher.finish()               # fails the run naming tables PostgreSQL refused
             except AssayError as exc:
                 self.events.record(Event(RUN_FAILED, status="failed", message=str(exc),
                                          duration_s=time.monotonic() - started))
@@ -178,6 +181,7 @@ class Runner:
                 self._refresh_view(graph, name)
             elif dataset.kind == STREAMING_TABLE:
                 stopped_early = self._run_stream(graph, name)
+            self.publisher.after_commit(graph, name)  # catches PostgreSQL up even when no batch ran
         except AssayError as exc:
             failed(str(exc))
             raise
@@ -368,6 +372,7 @@ class Runner:
             metrics={**result.metrics, **ctx.metrics, "rows_inserted": result.rows_inserted,
                      "rows_replaced": result.rows_replaced},
             status="ok"))
+        self.publisher.after_commit(graph, name)
 
 
 def _failure_message(exc: Exception, name: str, location, batch: int | None) -> str:

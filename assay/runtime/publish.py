@@ -1,0 +1,230 @@
+"""Delta tables mirrored into PostgreSQL: `publish=dp.postgres(keys=[...])`, after each commit.
+
+A published table is brought to its current Delta version, never to a batch: PostgreSQL's
+bookkeeping (`<state_schema>.loaded_batches`) holds the last Delta version loaded, recorded in
+the same transaction as the rows, and each publish applies what changed between that version and
+the current one. So exactly once and catch-up are one mechanism: a load killed before its commit
+left nothing and is recomputed; a run that found PostgreSQL down leaves it behind, and the next
+publish covers every version since.
+
+- A streaming table (appends, dedupe replacements, AUTO CDC merges and deletes): the files
+  present now but not at the loaded version hold the new rows; when the versions in between
+  removed files too, the engine compares the rows of the added and the removed files and writes
+  the rows that changed (upserted by key) and the keys that left the table (deleted), as Parquet
+  in the pipeline's staging folder; only those files pass through this process, streamed into
+  `COPY` one record batch at a time. Appends alone need no engine job: their files are loaded.
+- A materialized view: replaced whole at the current version, in one transaction
+  (`replace`: "swap" or "in_place").
+- The first publish of a table (or one whose loaded version's files were vacuumed) replaces the
+  PostgreSQL table whole, in one transaction, so rows of an earlier life never linger.
+
+A PostgreSQL failure never touches the Delta side: it is recorded in the event log
+(`publish_failed`), printed, and the run fails at its end naming the table, the version and
+PostgreSQL's own message; the other flows run meanwhile.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+from ..definitions import MATERIALIZED_VIEW, STREAMING_TABLE
+from ..delta.table import add_actions, arrow_schema, open_table
+from ..errors import ConfigError, FlowError, GraphError
+from . import keyed
+from .eventlog import Event
+
+PUBLISH, KEYS, TABLE, REPLACE = "assay.publish", "assay.publish.keys", "assay.publish.table", "assay.publish.replace"
+PUBLISHED, PUBLISH_FAILED = "publish", "publish_failed"
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """A dataset mirrored into PostgreSQL, as its table properties declare it (dp.postgres)."""
+    dataset: str
+    table: str                 # the PostgreSQL table, in the configured schema
+    keys: tuple[str, ...]
+    kind: str                  # streaming_table | materialized_view
+    replace: str = "swap"      # how a materialized view is replaced
+
+
+def mirror_of(dataset: str, kind: str, properties: dict, where: str = "") -> Mirror | None:
+    """The mirror a dataset declares, None when it declares none; GraphError when it is wrong."""
+    target = properties.get(PUBLISH)
+    if target is None:
+        return None
+    at = f" (at {where})" if where else ""
+    if target != "postgres":
+        raise GraphError(f"'{dataset}'{at}: assay.publish = {target!r}; the only target is 'postgres'")
+    keys = tuple(k.strip() for k in str(properties.get(KEYS) or "").split(",") if k.strip())
+    if kind == STREAMING_TABLE and not keys:
+        raise GraphError(f"'{dataset}'{at} is published to PostgreSQL without keys: a streaming table is upserted "
+                         "by key, write dp.postgres(keys=[...])")
+    if kind not in (STREAMING_TABLE, MATERIALIZED_VIEW):
+        raise GraphError(f"'{dataset}'{at} is a {kind.replace('_', ' ')}: only tables can be published")
+    replace = str(properties.get(REPLACE) or "swap")
+    if replace not in ("swap", "in_place"):
+        raise GraphError(f"'{dataset}'{at}: assay.publish.replace must be 'swap' or 'in_place', got {replace!r}")
+    return Mirror(dataset, str(properties.get(TABLE) or dataset), keys, kind, replace)
+
+
+def mirrors(spec) -> dict[str, Mirror]:
+    """The published datasets of a pipeline, from what its last run recorded (catalog.json):
+    for commands that do not load the pipeline (verify, status)."""
+    from ..catalog import declared
+    found = {}
+    for name, entry in declared(spec).items():
+        mirror = mirror_of(name, entry.get("kind", ""), entry.get("table_properties") or {})
+        if mirror is not None:
+            found[name] = mirror
+    return found
+
+
+def sink_for(spec):
+    """A PostgresSink on assay.yml's `postgres:` section (its password resolved from the environment)."""
+    from ..sinks.postgres import PostgresSink
+    if not spec.postgres:
+        raise ConfigError(f"pipeline '{spec.name}' publishes tables to PostgreSQL, but assay.yml has no 'postgres:' "
+                          "section (host, port, dbname, user, password: ${env:…}; docs/postgres.md)")
+    try:
+        return PostgresSink(dict(spec.postgres))
+    except ConfigError as exc:
+        raise ConfigError(f"assay.yml: {exc}") from None
+
+
+@dataclass
+class Published:
+    """What one publish did."""
+    dataset: str
+    table: str                 # schema.table in PostgreSQL
+    version: int               # the Delta version PostgreSQL holds now
+    previous: int | None       # the one it held before
+    how: str                   # upsert | append | replace | full | current
+    rows: int = 0              # rows loaded (upserted or copied)
+    deleted: int = 0
+    seconds: float = 0.0
+
+
+def publish_table(sink, engine, path, mirror: Mirror, app_prefix: str, staging) -> Published | None:
+    """Bring the PostgreSQL mirror of the Delta table at `path` to the table's current version.
+    None when the Delta table does not exist yet. Raises FlowError (from the sink) on failure."""
+    started = time.monotonic()
+    table = open_table(path)
+    if table is None:
+        return None
+    version = table.version()
+    schema = arrow_schema(table)
+    app_id = f"{app_prefix}:{mirror.dataset}:{table.metadata().id}"
+    sink.ensure_table(mirror.table, schema, mirror.keys)
+    qualified = f"{sink.config.schema}.{mirror.table}"
+    previous = sink.last_batch(mirror.table, app_id)
+
+    def done(how: str, result=None) -> Published:
+        return Published(mirror.dataset, qualified, version, previous, how,
+                         rows=result.rows if result is not None else 0,
+                         deleted=getattr(result, "deleted", 0) if result is not None else 0,
+                         seconds=time.monotonic() - started)
+
+    if previous == version:
+        return done("current")
+    now = add_actions(table)
+    if mirror.kind == MATERIALIZED_VIEW:
+        return done("replace", sink.replace_table(mirror.table, keyed.data_files(path, table, now), mirror.keys,
+                                                  schema=schema, app_id=app_id, batch_id=version,
+                                                  method=mirror.replace))
+
+    def whole() -> Published:
+        return done("full", sink.replace_table(mirror.table, keyed.data_files(path, table, now), mirror.keys,
+                                               schema=schema, app_id=app_id, batch_id=version, method="in_place"))
+
+    if previous is None or previous > version:
+        return whole()
+    try:
+        before = open_table(path, version=previous)
+    except Exception:                 # the log of that version was cleaned up
+        before = None
+    if before is None:
+        return whole()
+    then = add_actions(before)
+    kept = {a["path"] for a in then}
+    present = {a["path"] for a in now}
+    added = [a for a in now if a["path"] not in kept]
+    removed = [a for a in then if a["path"] not in present]
+    if not removed:                   # appends only: their files are the change
+        return done("append", sink.upsert_batch(mirror.table, keyed.data_files(path, table, added), mirror.keys,
+                                                app_id, version, previous_batch=previous))
+    old_files = keyed.data_files(path, before, removed)
+    if not all(_exists(f.path) for f in old_files):     # vacuumed: compare with nothing, replace whole
+        return whole()
+    shutil.rmtree(staging, ignore_errors=True)
+    parts = table.metadata().partition_columns
+    new_rows = engine.read_delta_files(keyed.data_files(path, table, added), schema, parts)
+    old_rows = engine.read_delta_files(old_files, schema, parts)
+    keys = list(mirror.keys)
+    engine.write_files(new_rows.subtract(old_rows), staging / "upserts")
+    engine.write_files(old_rows.select(*keys).subtract(new_rows.select(*keys)), staging / "deletes")
+    result = sink.upsert_batch(mirror.table, _parquet(staging / "upserts"), mirror.keys, app_id, version,
+                               delete_files=_parquet(staging / "deletes"), previous_batch=previous)
+    shutil.rmtree(staging, ignore_errors=True)
+    return done("upsert", result)
+
+
+def _exists(path: str) -> bool:
+    if "://" in path:
+        return True                   # an object store: a vacuumed file fails the load, which retries whole
+    return os.path.exists(path)
+
+
+def _parquet(folder) -> list[str]:
+    return sorted(str(p) for p in folder.rglob("*.parquet")) if folder.exists() else []
+
+
+class Publisher:
+    """The runtime's side: after a flow's commit, its target's mirror is brought up to date."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.sink = None
+        self.failed: dict[str, str] = {}          # dataset → message, this run
+
+    def mirror(self, graph, dataset: str) -> Mirror | None:
+        ds = graph.dataset(dataset)
+        return mirror_of(ds.name, ds.kind, ds.table_properties, str(ds.location))
+
+    def after_commit(self, graph, flow_name: str) -> None:
+        """Publish the flow's target if it is mirrored (a no-op when PostgreSQL is up to date)."""
+        flow = graph.registry.flows[flow_name]
+        mirror = self.mirror(graph, flow.target)
+        if mirror is None or flow.target in self.failed:
+            return
+        if self.sink is None:
+            self.sink = sink_for(graph.spec)
+        spec = graph.spec
+        staging = spec.system_dir / "staging" / "publish" / flow.target
+        events = self.runner.events
+        batch = self.runner.summaries[flow_name].batch if flow_name in self.runner.summaries else None
+        try:
+            done = publish_table(self.sink, self.runner.engine, graph.table_path(flow.target), mirror,
+                                 f"assay:{spec.name}", staging)
+        except (FlowError, OSError) as exc:
+            where = f" (flow batch {batch})" if batch is not None else ""
+            message = (f"publishing '{flow.target}'{where} to PostgreSQL failed: {exc}. The Delta table keeps its "
+                       "commits; the next run catches PostgreSQL up.")
+            self.failed[flow.target] = message
+            self.runner.on_warning(message)
+            events.record(Event(PUBLISH_FAILED, flow=flow_name, target=flow.target, batch_id=batch, status="failed",
+                                message=message))
+            return
+        if done is None or done.how == "current":
+            return
+        events.record(Event(PUBLISHED, flow=flow_name, target=flow.target, batch_id=batch, rows_written=done.rows,
+                            duration_s=done.seconds, status="ok", outputs=[f"postgres:{done.table}"],
+                            metrics={"delta_version": done.version, "previous_version": done.previous,
+                                     "how": done.how, "rows_upserted": done.rows, "rows_deleted": done.deleted}))
+
+    def finish(self) -> None:
+        """End of a run: fail it, naming every table that could not be published."""
+        failed, self.failed = self.failed, {}
+        if failed:
+            raise FlowError("\n".join(failed.values()))
