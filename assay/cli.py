@@ -264,6 +264,10 @@ def status(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage
             table.add_row(ref.schema, ref.name, f"{catalog.row_count(ref):,}", done.get("compaction", "—"),
                           done.get("vacuum", "—"), str(ref.path))
         console.print(table)
+        from .lag import lag_table
+        lag = lag_table(spec)                    # each Kafka partition: committed position, end, lag
+        if lag is not None:
+            console.print(lag)
 
 
 @app.command()
@@ -292,6 +296,8 @@ def vacuum(tables: Optional[list[str]] = typer.Argument(None, help="Tables (defa
 from .ui.commands import report as _ui_report, ui as _ui  # noqa: E402
 app.command("ui")(_ui)
 app.command("report")(_ui_report)
+from .sinks.commands import postgres_app  # noqa: E402   `assay postgres apply-roles | status`
+app.add_typer(postgres_app, name="postgres")
 
 def _require_log(spec) -> None:
     from .catalog import EVENT_LOG
@@ -355,6 +361,8 @@ def verify(pipeline: str = typer.Argument(..., help="The pipeline the truth was 
         project = f"pipelines/{pipeline}" if Path(f"pipelines/{pipeline}/assay.yml").exists() else "."
     spec = _spec(project, target, storage, None, None)
     report = compare_all(truth, table_reader(spec))
+    from .sinks.commands import verify_mirrors
+    report.tables += verify_mirrors(spec, truth)         # published tables: their PostgreSQL mirrors too
     console.print(report.render(), highlight=False)
     problems = check_metrics(spec, Path(truth))
     for problem in problems:
