@@ -36,6 +36,13 @@ def totals():
 """
 
 
+SQL_VIEW = """
+CREATE MATERIALIZED VIEW gold.names
+TBLPROPERTIES ('assay.publish' = 'postgres', 'assay.publish.keys' = 'name', 'assay.publish.replace' = 'in_place')
+AS SELECT name, count(*) AS people FROM people GROUP BY name;
+"""
+
+
 def config(server, db: str, port: int | None = None) -> str:
     return textwrap.dedent(f"""
         name: pub
@@ -77,7 +84,7 @@ def events(folder, kind: str) -> list[dict]:
 
 def test_appends_updates_deletes_and_a_view_are_mirrored_and_caught_up(pg, project, run_pipeline):
     db = pg.create_database("pub")
-    folder = project({"transformations/p.py": PIPELINE}, config(pg, db))
+    folder = project({"transformations/p.py": PIPELINE, "transformations/t.sql": SQL_VIEW}, config(pg, db))
     land(folder, "a.json", [{"id": 1, "seq": 1, "name": "ann", "amount": "10.50", "op": "UPSERT"},
                             {"id": 2, "seq": 1, "name": "bob", "amount": "3.25", "op": "UPSERT"},
                             {"id": 3, "seq": 1, "name": "cid", "amount": "7.00", "op": "UPSERT"}])
@@ -101,6 +108,7 @@ def test_appends_updates_deletes_and_a_view_are_mirrored_and_caught_up(pg, proje
         (1, "ann", Decimal("11.00")), (3, "cid", Decimal("7.00"))]
     assert pg_rows(pg, db, "SELECT name, amount, people FROM gold.totals ORDER BY name") == [
         ("ann", Decimal("11.00"), 1), ("cid", Decimal("7.00"), 1)]
+    assert pg_rows(pg, db, "SELECT name, people FROM gold.names ORDER BY name") == [("ann", 1), ("cid", 1)]
     upserts = [json.loads(e["metrics"]) for e in events(folder, "publish") if e["target"] == "people"]
     assert [(m["how"], m["rows_upserted"], m["rows_deleted"]) for m in upserts] == [("full", 3, 0), ("upsert", 1, 1)]
 
@@ -115,7 +123,7 @@ def test_appends_updates_deletes_and_a_view_are_mirrored_and_caught_up(pg, proje
     assert "next run catches PostgreSQL up" in message and pg.password not in message
     assert {r["id"] for r in table(folder, "03_gold", "people")} == {1, 3, 4}          # Delta committed
     failed = events(folder, "publish_failed")
-    assert {e["target"] for e in failed} == {"changes_raw", "people", "totals"}
+    assert {e["target"] for e in failed} == {"changes_raw", "people", "totals", "names"}
     land(folder, "d.json", [{"id": 3, "seq": 2, "op": "DELETE"}])
     with pytest.raises(FlowError):
         run_pipeline(folder)
