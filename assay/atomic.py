@@ -1,26 +1,13 @@
-"""Small control files (checkpoints, plans, catalog) never left half-written: write aside, fsync, rename."""
+"""Small control files (checkpoints, plans, catalog) never left half-written: locally written aside,
+fsynced and renamed; on an object store one put (assay.fs)."""
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
+from . import fs
 
 
-def write_json_atomic(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def write_json_atomic(path, data) -> None:
+    fs.write_json(path, data)
 
 
-def read_json(path: Path):
-    with open(path) as handle:
-        return json.load(handle)
+def read_json(path):
+    return fs.read_json(path)

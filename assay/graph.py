@@ -12,6 +12,7 @@ from time import time_ns
 
 from .definitions import MATERIALIZED_VIEW, STREAMING_TABLE, TEMPORARY_VIEW, Dataset, Flow, Registry
 from .errors import AssayError, GraphError
+from .fs import StoragePath, is_uri
 from .engine_errors import translate
 from .quality import check_sql
 from .runtime.context import FlowContext, Pending, SourceSpec
@@ -81,8 +82,8 @@ class Graph:
         from .sources.files import FileSource
         key = (flow.name, spec.args["path"], spec.args["format"], tracked)
         if key not in self._file_sources:
-            path = Path(spec.args["path"])
-            root = path if path.is_absolute() else self.spec.landing / path
+            given = str(spec.args["path"])     # a URI or an absolute path as it is, else under the landing root
+            root = StoragePath(given) if is_uri(given) or Path(given).is_absolute() else self.spec.landing / given
             options = dict(spec.args["options"])
             source = FileSource(root, spec.args["format"], spec.args["schema"], options,
                                 self.checkpoint_dir(flow.name))

@@ -15,8 +15,19 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
+from .. import fs
 from ..errors import FlowError
 from .table import arrow_schema, open_table, retry
+
+
+# Checks run before every commit (the pipeline lock on object storage adds its fence here: a run
+# that may have lost its lease must not commit).
+BEFORE_COMMIT: list = []
+
+
+def fence() -> None:
+    for check in list(BEFORE_COMMIT):
+        check()
 
 
 @dataclass(frozen=True)
@@ -62,13 +73,15 @@ class TableCommit:
         """Commit, unless this batch already landed; True when a commit was made."""
         if landed(self.path, self.mark):
             return False
+        fence()
         table = open_table(self.path)
         props = self.mark.commit_properties(self.metadata)
         if table is None:
             create_table_with_add_actions(
                 str(self.path), Schema.from_arrow(nullable(self.schema)), self.adds, mode="error",
                 partition_by=list(self.partition_by) or None, description=self.description,
-                configuration={k: str(v) for k, v in self.properties.items()} or None, commit_properties=props)
+                configuration={k: str(v) for k, v in self.properties.items()} or None, commit_properties=props,
+                storage_options=fs.delta_options(self.path))
             return True
         table = self._evolve(table)
         retry(lambda: table.create_write_transaction(
@@ -87,15 +100,15 @@ class TableCommit:
         if self.mode == "overwrite" and (changed or dropped or list(self.partition_by) != table.metadata().partition_columns):
             from deltalake import write_deltalake
             write_deltalake(str(self.path), wanted.empty_table(), mode="overwrite", schema_mode="overwrite",
-                            partition_by=list(self.partition_by) or None)
-            return DeltaTable(str(self.path))
+                            partition_by=list(self.partition_by) or None, storage_options=fs.delta_options(self.path))
+            return open_table(self.path)
         if changed:
             raise FlowError(f"table {self.path}: column(s) {', '.join(changed)} changed type "
                             f"({', '.join(f'{n}: {current[n].type} → {wanted.field(n).type}' for n in changed)}); "
                             "Delta cannot widen them in place: cast them in the query, or --full-refresh the table")
         if new:
             table.alter.add_columns([Field.from_arrow(f) for f in new])
-            table = DeltaTable(str(self.path))
+            table = open_table(self.path)
         return table
 
 

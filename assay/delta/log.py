@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import unquote
 
+from .. import fs
 from ..errors import FlowError
 
 @dataclass(frozen=True)
@@ -38,14 +38,16 @@ class Commit:
         return self.removes or self.mode == "Overwrite"
 
 
-def read_commit(path: str | Path, version: int) -> Commit:
-    root = Path(path)
+def read_commit(path, version: int) -> Commit:
+    root = fs.as_path(path)
     log_file = root / "_delta_log" / f"{version:020d}.json"
-    if not log_file.exists():
+    try:
+        text = fs.read_bytes(log_file).decode("utf-8")
+    except FileNotFoundError:
         raise FlowError(f"the Delta log of {root} no longer has version {version} (its log was cleaned up): "
-                        "a retry cannot help; run the tables reading it as a stream with --full-refresh")
+                        "a retry cannot help; run the tables reading it as a stream with --full-refresh") from None
     added, removes, operation, mode = [], False, None, None
-    for line in log_file.read_text().splitlines():
+    for line in text.splitlines():
         if not line.strip():
             continue
         action = json.loads(line)
@@ -63,7 +65,7 @@ def read_commit(path: str | Path, version: int) -> Commit:
     return Commit(version, added, removes, operation, mode)
 
 
-def last_reset(path: str | Path, up_to_version: int) -> int:
+def last_reset(path, up_to_version: int) -> int:
     """The latest version ≤ up_to_version that replaced the table's rows (-1: it never did)."""
     for version in range(up_to_version, -1, -1):
         if read_commit(path, version).changes_rows:
@@ -71,7 +73,7 @@ def last_reset(path: str | Path, up_to_version: int) -> int:
     return -1
 
 
-def appended_files(path: str | Path, after_version: int, up_to_version: int, *, table: str,
+def appended_files(path, after_version: int, up_to_version: int, *, table: str,
                    reset_at: int | None = None) -> list[DataFile]:
     """The data files added by commits (after_version, up_to_version] of an append-only table.
 

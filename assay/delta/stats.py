@@ -3,20 +3,21 @@ Parquet footer alone (no data is read)."""
 from __future__ import annotations
 
 import json
-import os
+import posixpath
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from pathlib import Path
+from pathlib import PurePosixPath
 from urllib.parse import unquote
 
-import pyarrow.parquet as pq
 from deltalake.transaction import AddAction
+
+from .. import fs
 
 
 def partition_values(relative: str, partition_by: tuple[str, ...]) -> dict[str, str | None]:
     """`a=1/b=x/part.parquet` → {a: '1', b: 'x'}; an empty or Hive-default value is NULL."""
     values: dict[str, str | None] = {}
-    for segment in Path(relative).parent.parts:
+    for segment in PurePosixPath(relative).parent.parts:
         key, sep, value = segment.partition("=")
         if sep and key in partition_by:
             value = unquote(value)
@@ -24,9 +25,9 @@ def partition_values(relative: str, partition_by: tuple[str, ...]) -> dict[str, 
     return {key: values.get(key) for key in partition_by}
 
 
-def footer_stats(path: str | Path, columns: set[str]) -> dict:
+def footer_stats(path, columns: set[str], meta=None) -> dict:
     """Delta statistics (numRecords, minValues, maxValues, nullCount) of top-level columns."""
-    meta = pq.read_metadata(str(path))
+    meta = meta if meta is not None else fs.parquet_metadata(path)
     stats: dict = {"numRecords": meta.num_rows, "minValues": {}, "maxValues": {}, "nullCount": {}}
     for index in range(meta.num_columns):
         name = meta.schema.column(index).path
@@ -64,18 +65,20 @@ def _json_value(value):
     return value
 
 
-def add_action(root: str | Path, relative: str, partition_by: tuple[str, ...], columns: set[str]) -> tuple[AddAction, int]:
-    """The add action of `root/relative` and its record count."""
-    full = os.path.join(str(root), relative)
-    st = os.stat(full)
+def add_action(root, relative: str, partition_by: tuple[str, ...], columns: set[str]) -> tuple[AddAction, int]:
+    """The add action of `root/relative` and its record count (local or object store: assay.fs)."""
+    full = posixpath.join(str(root), relative)
+    st = fs.head(full)
+    if st is None:
+        raise FileNotFoundError(full)
     stats = footer_stats(full, columns)
-    return (AddAction(relative, st.st_size, partition_values(relative, partition_by), int(st.st_mtime * 1000),
+    return (AddAction(relative, st.size, partition_values(relative, partition_by), st.mtime_ns // 1_000_000,
                       True, json.dumps(stats, default=str)), stats["numRecords"])
 
 
-def column_max(path: str | Path, column: str):
+def column_max(path, column: str, meta=None):
     """The largest value of a top-level column from a Parquet footer (None: unknown or all NULL)."""
-    meta = pq.read_metadata(str(path))
+    meta = meta if meta is not None else fs.parquet_metadata(path)
     best = None
     for index in range(meta.num_columns):
         if meta.schema.column(index).path != column:

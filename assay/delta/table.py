@@ -8,6 +8,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
+from .. import fs
 from ..errors import FlowError
 
 # zstd everywhere: smaller than snappy for the same speed class, and what the activity-log seeds ask for.
@@ -15,9 +16,10 @@ WRITER = WriterProperties(compression="ZSTD", compression_level=3)
 MAX_RETRIES = 5
 
 
-def open_table(path: str | Path, version: int | None = None) -> DeltaTable | None:
+def open_table(path, version: int | None = None) -> DeltaTable | None:
+    """The Delta table at a local path or an object-store URI (None when there is none)."""
     try:
-        return DeltaTable(str(path), version=version)
+        return DeltaTable(str(path), version=version, storage_options=fs.delta_options(path))
     except TableNotFoundError:
         return None
 
@@ -43,7 +45,8 @@ def write_small(path: str | Path, data: pa.Table, *, mode: str = "append", metad
     commit = CommitProperties(custom_metadata={k: str(v) for k, v in (metadata or {}).items()})
     retry(lambda: write_deltalake(str(path), to_delta_types(data), mode=mode,
                                   schema_mode="overwrite" if mode == "overwrite" else "merge",
-                                  writer_properties=WRITER, commit_properties=commit), path)
+                                  writer_properties=WRITER, commit_properties=commit,
+                                  storage_options=fs.delta_options(path)), path)
 
 
 def to_delta_types(data: pa.Table) -> pa.Table:

@@ -40,7 +40,6 @@ offending keys reach this process.
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from .. import fs
 from ..atomic import read_json, write_json_atomic
 from ..definitions import AutoCdc, Flow
 from ..delta import stats
@@ -290,13 +290,13 @@ class AutoCdcRun(BatchRun):
         try:
             return self._apply(cols, versions, log_folder, where)
         finally:
-            shutil.rmtree(self._staging(), ignore_errors=True)
+            fs.delete_tree(self._staging())
 
     def _apply(self, cols: Columns, versions: dict, log_folder: Path, where: str) -> BatchResult:
         keys = list(cols.keys)
         files = sorted(log_folder.rglob("*.parquet")) if log_folder.exists() else []
         if not files:
-            shutil.rmtree(log_folder, ignore_errors=True)
+            fs.delete_tree(log_folder)
             self._create_empty_target()
             return BatchResult()
         batch = self.engine.read_parquet([log_folder])
@@ -319,7 +319,7 @@ class AutoCdcRun(BatchRun):
         target_commit, counts = self._target_commit(cols, events, touched, key_bounds, everything)
         log_commit = TableCommit(self.changes_path(), self.mark("changes"), _arrow_schema(batch))
         if landed(self.changes_path(), log_commit.mark):
-            shutil.rmtree(log_folder, ignore_errors=True)
+            fs.delete_tree(log_folder)
         else:
             columns = set(log_commit.schema.names)
             for path in files:
@@ -327,7 +327,7 @@ class AutoCdcRun(BatchRun):
                 log_commit.adds.append(stats.add_action(self.changes_path(), relative, (), columns)[0])
         log_commit.execute()
         if target_commit is not None and not target_commit.execute():
-            shutil.rmtree(self.path() / self.attempt, ignore_errors=True)
+            fs.delete_tree(self.path() / self.attempt)
 
         written, kept, removed = counts
         before = removed - kept

@@ -10,11 +10,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pyarrow as pa
 
-from .. import secrets
+from .. import fs, secrets
 from ..delta.table import write_small
 
 SCHEMA = pa.schema([
@@ -55,8 +54,8 @@ class Event:
 
 
 class EventLog:
-    def __init__(self, path: Path, pipeline: str, run_id: str | None = None):
-        self.path = Path(path)
+    def __init__(self, path, pipeline: str, run_id: str | None = None):
+        self.path = fs.as_path(path)        # a Delta table, local or on an object store
         self.pipeline = pipeline
         self.run_id = run_id or f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 

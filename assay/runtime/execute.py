@@ -15,7 +15,6 @@ of the batch left in the other tables.
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
@@ -25,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import fs
 from ..definitions import Dataset
 from ..delta import stats
 from ..delta.commit import BatchMark, TableCommit, landed, remove_action
@@ -126,13 +126,13 @@ class BatchRun:
             if not path.exists() or landed(path, self.mark(role)):
                 continue
             for child in path.iterdir():
-                if child.is_dir() and child.name.startswith(prefix):
-                    shutil.rmtree(child, ignore_errors=True)
+                if child.name.startswith(prefix):
+                    fs.delete_tree(child)
         staging = self.graph.spec.system_dir / "staging" / self.flow_name
         if staging.exists():
             for child in staging.iterdir():
                 if child.name.startswith(prefix):
-                    shutil.rmtree(child, ignore_errors=True)
+                    fs.delete_tree(child)
 
     # --- the batch ----------------------------------------------------------------------
 
@@ -154,9 +154,9 @@ class BatchRun:
             self._fail_if_needed(written, folder, result)
             self._commit(routed, written, folder, result)
         except BaseException:
-            shutil.rmtree(self._staging(), ignore_errors=True)
+            fs.delete_tree(self._staging())
             raise
-        shutil.rmtree(self._staging(), ignore_errors=True)
+        fs.delete_tree(self._staging())
         return result
 
     def _dedupe_routes(self, verdicted, columns, state_version, previous_max):
@@ -189,13 +189,13 @@ class BatchRun:
 
     def _written(self, folder: Path) -> list[Written]:
         found = []
-        if not folder.exists():
-            return found
-        for path in folder.rglob("*.parquet"):
-            relative = path.relative_to(folder).as_posix()
+        files = [f.path for f in fs.walk_files(folder) if f.path.endswith(".parquet")]
+        self._footers = dict(zip(files, fs.parquet_metadata_many(files)))   # read once, in parallel on object stores
+        for path, meta in self._footers.items():
+            relative = fs.as_path(path).relative_to(folder).as_posix()
             route = relative.split("/", 1)[0].partition("=")[2]
             kind, mask = routing.parse_route(route)
-            found.append(Written(relative, kind, mask, pq.read_metadata(path).num_rows))
+            found.append(Written(relative, kind, mask, meta.num_rows))
         return sorted(found, key=lambda w: w.relative)
 
     def _counts(self, written: list[Written], folder: Path) -> BatchResult:
@@ -214,7 +214,9 @@ class BatchRun:
         if self.dedupe is not None and self.dedupe.event_time:
             on_time = [folder / w.relative for w in written if w.kind in (routing.TARGET, routing.REPLACE,
                                                                           routing.DUPLICATE)]
-            highest = [v for v in (stats.column_max(p, self.dedupe.event_time) for p in on_time) if v is not None]
+            footers = getattr(self, "_footers", {})
+            highest = [v for v in (stats.column_max(p, self.dedupe.event_time, footers.get(str(p))) for p in on_time)
+                       if v is not None]
             result.watermark_max = max(highest) if highest else None
         return result
 
@@ -222,8 +224,9 @@ class BatchRun:
         failing = [w for w in written if w.kind == routing.FAILED]
         if not failing:
             return
-        first = pq.ParquetFile(folder / failing[0].relative).read_row_group(0).slice(0, 1).to_pylist()[0]
-        shutil.rmtree(folder, ignore_errors=True)
+        with fs.open_input(folder / failing[0].relative) as handle:
+            first = pq.ParquetFile(handle).read_row_group(0).slice(0, 1).to_pylist()[0]
+        fs.delete_tree(folder)
         fail_rules = [(i, e) for i, e in enumerate(self.dataset.expectations) if e.action == "fail"]
         index, rule = next(((i, e) for i, e in fail_rules if failing[0].mask & (1 << i)), fail_rules[0])
         shown = {k: v for k, v in first.items() if not k.startswith("_assay") and k != routing.FAILED_RULES}
@@ -250,7 +253,7 @@ class BatchRun:
             commits.append(self._side_commit("late", tables["late"], target_schema, written, folder, (routing.LATE,)))
         for w in written:
             if w.kind in (routing.DROPPED, routing.DUPLICATE):
-                os.unlink(folder / w.relative)
+                fs.delete(folder / w.relative)
         target = TableCommit(self.path(), self.mark("target"), target_schema, mode=self.mode,
                              partition_by=ds.partition_cols, description=ds.comment,
                              properties={k: v for k, v in ds.table_properties.items() if str(k).startswith("delta.")})
@@ -271,7 +274,7 @@ class BatchRun:
             done = commit.execute()
             target_made = done if commit is target else target_made
         if not target_made:
-            shutil.rmtree(folder, ignore_errors=True)   # empty, or recomputed a batch that had landed
+            fs.delete_tree(folder)   # empty, or recomputed a batch that had landed
 
     def _side_commit(self, role: str, path: Path, schema: pa.Schema, written: list[Written], folder: Path,
                      kinds: tuple[str, ...]) -> TableCommit:
@@ -280,15 +283,14 @@ class BatchRun:
         if landed(path, commit.mark):
             for w in written:
                 if w.kind in kinds:
-                    os.unlink(folder / w.relative)
+                    fs.delete(folder / w.relative)
             return commit
         for w in written:
             if w.kind not in kinds:
                 continue
             relative = f"{self.attempt}/{w.relative}"     # the route folder keeps equal file names apart
             destination = path / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(folder / w.relative, destination)
+            fs.move(folder / w.relative, destination)
             commit.adds.append(stats.add_action(path, relative, self.dataset.partition_cols, set(schema.names))[0])
         return commit
 
@@ -297,7 +299,7 @@ class BatchRun:
         hold those keys without them (the engine reads and writes; only the keys come here)."""
         keys = list(self.dedupe.keys)
         files = [folder / w.relative for w in written if w.kind == routing.REPLACE]
-        replaced = pa.concat_tables([pq.read_table(p, columns=keys) for p in files])
+        replaced = pa.concat_tables([fs.read_parquet(p, columns=keys) for p in files])
         table = open_table(self.path())
         if table is None:
             return

@@ -6,13 +6,12 @@ checkpoint and committed after its tables, so a crash at any instant is repaired
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from .. import secrets
+from .. import fs, secrets
 from ..definitions import MATERIALIZED_VIEW, STREAMING_TABLE
 from ..delta.table import current_version, open_table, write_small
 from ..engines import create_engine
@@ -209,7 +208,7 @@ class Runner:
 
     def _staging(self, name: str, batch: int):
         folder = self.spec.system_dir / "staging" / name / f"source-{batch}"
-        shutil.rmtree(folder, ignore_errors=True)
+        fs.delete_tree(folder)
         folder.mkdir(parents=True)
         return folder
 
@@ -231,7 +230,7 @@ class Runner:
         result = BatchRun(graph, dataset, name, ckpt.generation, batch, "overwrite").execute(df)
         # The fingerprint taken before the query: a change racing the refresh makes the next run refresh.
         ckpt.write_commit(batch, {"batch": batch, "rows": result.rows_written, "inputs": fingerprint})
-        shutil.rmtree(self.spec.system_dir / "staging" / name, ignore_errors=True)
+        fs.delete_tree(self.spec.system_dir / "staging" / name)
         self._progress(graph, name, batch, result, {}, time.monotonic() - started, ctx)
 
     def _run_stream(self, graph: Graph, name: str) -> bool:
@@ -281,7 +280,7 @@ class Runner:
             previous_max = datetime.fromisoformat(previous_max) if previous_max else None
 
             def attempt():
-                shutil.rmtree(staging, ignore_errors=True)
+                fs.delete_tree(staging)
                 loaded = {}
                 for index, (src, plan) in enumerate(zip(sources, plans)):
                     folder = staging / f"source{index}"
@@ -306,7 +305,7 @@ class Runner:
             ckpt.write_commit(batch, {"batch": batch, "positions": [p.end for p in plans],
                                       "watermark_max": watermark_max.isoformat() if watermark_max else None,
                                       "rows": result.rows_written})
-            shutil.rmtree(staging, ignore_errors=True)
+            fs.delete_tree(staging)
             offsets = {src.key(): p.info for src, p in zip(sources, plans)}
             self._progress(graph, name, batch, result, offsets, time.monotonic() - started, ctx)
 

@@ -6,8 +6,7 @@ latest checkpoint: delta-rs writes one every 100 commits).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
+from .. import fs
 from ..delta import log
 from ..delta.table import arrow_schema, current_version, open_table
 from .base import BatchLimits, LoadContext, Plan, Source
@@ -20,9 +19,9 @@ DEFAULT_MAX_RECORDS = 1_000_000
 class DeltaSource(Source):
     kind = "delta"
 
-    def __init__(self, name: str, path: Path):
+    def __init__(self, name: str, path):
         self.name = name
-        self.path = Path(path)
+        self.path = fs.as_path(path)        # local or on an object store
         self._end: int | None = None        # the latest version when this run first looked (availableNow)
 
     def key(self) -> str:

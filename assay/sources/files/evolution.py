@@ -10,10 +10,9 @@ Modes (option `schema_evolution_mode`, as in Auto Loader):
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from itertools import islice
 
-import pyarrow.parquet as pq
-
+from ... import fs
 from ...errors import FlowError, SchemaChanged
 from ...atomic import read_json, write_json_atomic
 
@@ -34,32 +33,29 @@ def infer_ddl(fmt: str, files: list[str], header: bool, delimiter: str) -> list[
     columns: dict[str, str] = {}
     for path in files[:SAMPLE_FILES]:
         if fmt == "parquet":
-            for field in pq.read_schema(path):
+            for field in fs.parquet_schema(path):
                 columns.setdefault(field.name, _arrow_to_sql(field.type))
         elif fmt == "csv":
-            with open(path, encoding="utf-8-sig", errors="replace") as handle:
-                first = handle.readline().rstrip("\r\n")
+            first = next(iter(fs.iter_lines(path)), b"").decode("utf-8", "replace").lstrip("\ufeff")
             import csv
             names = next(csv.reader([first], delimiter=delimiter)) if header else []
             for name in names:
                 columns.setdefault(name.strip(), "STRING")
         else:
-            with open(path, encoding="utf-8-sig", errors="replace") as handle:
-                for i, line in enumerate(handle):
-                    if i >= SAMPLE_LINES:
-                        break
-                    try:
-                        record = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(record, dict):
-                        for key, value in record.items():
-                            found = _JSON_TYPES.get(type(value), "STRING")
-                            known = columns.get(key)
-                            if known is None:
-                                columns[key] = found
-                            elif known != found:
-                                columns[key] = "DOUBLE" if {known, found} == {"BIGINT", "DOUBLE"} else "STRING"
+            for i, raw in enumerate(islice(fs.iter_lines(path), SAMPLE_LINES)):
+                line = raw.decode("utf-8", "replace")
+                try:
+                    record = json.loads(line[1:] if i == 0 and line.startswith("\ufeff") else line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    for key, value in record.items():
+                        found = _JSON_TYPES.get(type(value), "STRING")
+                        known = columns.get(key)
+                        if known is None:
+                            columns[key] = found
+                        elif known != found:
+                            columns[key] = "DOUBLE" if {known, found} == {"BIGINT", "DOUBLE"} else "STRING"
     return list(columns.items())
 
 
@@ -94,13 +90,14 @@ def apply_hints(columns: list[tuple[str, str]], hints: str | None) -> list[tuple
 class EvolutionState:
     """Columns added to a source's schema by earlier runs, kept in its checkpoint."""
 
-    def __init__(self, folder: Path):
-        self.path = Path(folder) / "schema.json"
+    def __init__(self, folder):
+        self.path = fs.as_path(folder) / "schema.json"
 
     def added(self) -> list[tuple[str, str]]:
-        if not self.path.exists():
+        try:
+            return [tuple(item) for item in read_json(self.path)["added"]]
+        except FileNotFoundError:
             return []
-        return [tuple(item) for item in read_json(self.path)["added"]]
 
     def record(self, columns: list[tuple[str, str]]) -> None:
         write_json_atomic(self.path, {"added": [list(c) for c in self.added() + columns]})

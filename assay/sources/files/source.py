@@ -13,20 +13,19 @@
 from __future__ import annotations
 
 import csv
-import os
+import posixpath
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from ... import fs
 from ...atomic import read_json, write_json_atomic
 from ...errors import FlowError
 from ...units import parse_bytes, parse_seconds
 from ..base import BatchLimits, LoadContext, Plan, Source
 from . import read
 from .evolution import EvolutionState, _arrow_to_sql, apply_hints, check_mode, infer_ddl, new_columns_found
-from .listing import FileEntry, first_line, list_files, unchanged
+from .listing import FileEntry, first_line, list_files, still_there
 from .schema import parse_schema, resolve_schema
 
 FORMATS = ("json", "csv", "parquet")
@@ -40,14 +39,14 @@ _PLAN_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_n
 class FileSource(Source):
     kind = "files"
 
-    def __init__(self, root: str | Path, fmt: str, schema, options: dict, checkpoint_dir: Path):
+    def __init__(self, root, fmt: str, schema, options: dict, checkpoint_dir):
         if fmt not in FORMATS:
             raise FlowError(f"read_files: format must be one of {', '.join(FORMATS)}, got '{fmt}'")
         unknown = set(options) - OPTIONS
         if unknown:
             raise FlowError(f"read_files({root}): unknown option(s) {', '.join(sorted(unknown))} "
                             f"(known: {', '.join(sorted(OPTIONS))})")
-        self.root = Path(root)
+        self.root = fs.as_path(root)      # a local folder or an object-store URI
         self.format = fmt
         self.schema = parse_schema(schema) if schema is not None else None
         self.options = options
@@ -97,7 +96,7 @@ class FileSource(Source):
     def _identity(self, entry: FileEntry):
         return (entry.path, entry.size, entry.mtime_ns) if self.allow_overwrites else entry.path
 
-    def _part(self, seq: int) -> Path:
+    def _part(self, seq: int) -> fs.StoragePath:
         return self.state_dir / f"files-{seq:08d}.parquet"
 
     def _load_seen(self, position: int | None) -> dict:
@@ -108,7 +107,7 @@ class FileSource(Source):
             if not part.exists():
                 raise FlowError(f"checkpoint of {self.key()} is missing {part.name}: the checkpoint folder was "
                                 "edited; run the table with --full-refresh")
-            for row in pq.read_table(part, columns=["path", "size", "mtime_ns"]).to_pylist():
+            for row in fs.read_parquet(part, columns=["path", "size", "mtime_ns"]).to_pylist():
                 entry = FileEntry(row["path"], row["size"], row["mtime_ns"])
                 seen[self._identity(entry)] = entry
         return seen
@@ -127,11 +126,8 @@ class FileSource(Source):
         now_ns = datetime.now(timezone.utc).timestamp() * 1e9
         chosen: list[FileEntry] = []
         total = 0
-        for entry in self._pending:
-            if self.min_age_s and now_ns - entry.mtime_ns < self.min_age_s * 1e9:
-                continue
-            if not unchanged(entry):
-                continue  # still being written: the next run takes it
+        for entry in _quiet(e for e in self._pending
+                            if not (self.min_age_s and now_ns - e.mtime_ns < self.min_age_s * 1e9)):
             if chosen and ((max_files and len(chosen) >= max_files) or (max_bytes and total + entry.size > max_bytes)):
                 break
             chosen.append(entry)
@@ -176,10 +172,7 @@ class FileSource(Source):
         table = pa.table({"path": [e.path for e in chosen], "size": [e.size for e in chosen],
                           "mtime_ns": [e.mtime_ns for e in chosen], "header": headers, "columns": columns},
                          schema=_PLAN_SCHEMA)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_dir / f".files-{seq:08d}.parquet.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, self._part(seq))
+        fs.write_parquet(self._part(seq), table)
 
     def _header(self, entry: FileEntry) -> str | None:
         """A CSV file's header line, as the engine will see it (its first non-blank line)."""
@@ -191,12 +184,12 @@ class FileSource(Source):
     @staticmethod
     def _parquet_columns(entry: FileEntry) -> list[str] | None:
         try:
-            return pq.read_schema(entry.path).names
+            return fs.parquet_schema(entry.path).names
         except (OSError, pa.ArrowInvalid):
             return None
 
     def planned(self, plan: Plan) -> tuple[list[FileEntry], dict, dict]:
-        rows = pq.read_table(self._part(plan.end)).to_pylist()
+        rows = fs.read_parquet(self._part(plan.end)).to_pylist()
         files = [FileEntry(r["path"], r["size"], r["mtime_ns"]) for r in rows]
         return files, {r["path"]: r["header"] for r in rows}, {r["path"]: r["columns"] for r in rows}
 
@@ -236,7 +229,7 @@ class FileSource(Source):
                     else columns)
             found = sorted({c for cols in seen.values() if cols for c in cols if c not in known})
             sql_type = (lambda name: "STRING") if self.format == "csv" else (
-                lambda name: _arrow_to_sql(next(pq.read_schema(f.path).field(name).type for f in files
+                lambda name: _arrow_to_sql(next(fs.parquet_schema(f.path).field(name).type for f in files
                                                 if columns.get(f.path) and name in columns[f.path])))
         new_columns_found(self.evolution_mode, self.key(), found, self.evolution, sql_type)
 
@@ -266,7 +259,7 @@ class FileSource(Source):
             except Exception as exc:          # the engine's read error; only encoding is ours to fix
                 if "utf-8" not in str(exc).lower():
                     raise
-            copy = self.state_dir / "repaired" / f"{len(copies):06d}-{Path(entry.path).name}"
+            copy = self.state_dir / "repaired" / f"{len(copies):06d}-{posixpath.basename(entry.path)}"
             _write_replacing_invalid_utf8(entry.path, copy)
             copies[entry.path] = str(copy)
             fixed.append(entry.path)
@@ -281,16 +274,28 @@ class FileSource(Source):
         return spark.createDataFrame([], read.output_schema(self.schema, self.rescue, self.include_metadata))
 
 
-def _write_replacing_invalid_utf8(source: str, destination: Path, chunk: int = 1 << 20) -> None:
+def _write_replacing_invalid_utf8(source: str, destination, chunk: int = 1 << 20) -> None:
     import codecs
-    destination.parent.mkdir(parents=True, exist_ok=True)
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    tmp = destination.with_name(f".{destination.name}.tmp")
-    with open(source, "rb") as reader, open(tmp, "w", encoding="utf-8", newline="") as writer:
+    out = []
+    with fs.open_input(source) as reader:
         while block := reader.read(chunk):
-            writer.write(decoder.decode(block))
-        writer.write(decoder.decode(b"", final=True))
-    os.replace(tmp, destination)
+            out.append(decoder.decode(block))
+        out.append(decoder.decode(b"", final=True))
+    fs.write_bytes(destination, "".join(out).encode("utf-8"))
+
+
+def _quiet(entries, chunk: int = 256):
+    """The entries whose files still have the size and time they were listed with (a file still
+    being written waits for the next run), checked a chunk at a time (object stores: in parallel)."""
+    pending: list[FileEntry] = []
+    for entry in entries:
+        pending.append(entry)
+        if len(pending) >= chunk:
+            yield from (e for e, ok in zip(pending, still_there(pending)) if ok)
+            pending = []
+    if pending:
+        yield from (e for e, ok in zip(pending, still_there(pending)) if ok)
 
 
 def _smallest(*values):
