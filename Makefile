@@ -49,11 +49,18 @@ ui-vendor:
 browser:
 	bash scripts/browser.sh install
 
-test: install kafka-fetch postgres-install ui-vendor browser
+# Real object stores for the storage tests, on 127.0.0.1: SeaweedFS's `weed` built from its Go module
+# (a few minutes, once, into .cache/seaweedfs) and Azurite from npm. The tests start and stop them.
+.PHONY: object-stores
+object-stores:
+	bash scripts/seaweedfs.sh fetch
+	bash scripts/azurite.sh fetch
+
+test: install kafka-fetch postgres-install ui-vendor browser object-stores
 	$(BIN)/python -m pytest -q
 
 # Soak and scale runs too (long).
-test-all: install kafka-fetch postgres-install ui-vendor browser
+test-all: install kafka-fetch postgres-install ui-vendor browser object-stores
 	ASSAY_SOAK=1 $(BIN)/python -m pytest -q
 
 bench: install

@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
-from . import secrets
+from . import fs, secrets
 from .errors import ConfigError
+from .fs import StoragePath
 from .units import parse_bytes
 
 SPEC_FILE = "assay.yml"
@@ -28,9 +29,11 @@ ENGINES = ("sail", "spark")
 DEFAULT_SCHEMAS = {"landing": "landing", "bronze": "bronze", "silver": "silver", "gold": "gold", "system": "_system"}
 TOP_KEYS = {"name", "catalog", "storage", "landing", "schemas", "default_schema", "libraries", "configuration",
             "engine", "engine_conf", "batch", "targets", "default_target", "description", "maintenance",
-            "postgres"}
+            "postgres", "storage_options"}
 TARGET_KEYS = TOP_KEYS - {"name", "targets", "default_target"}
 BATCH_KEYS = {"max_files", "max_bytes", "max_records"}
+# storage_options whose values are credentials: given only as ${env:NAME} references.
+SECRET_OPTION = re.compile(r"(secret|password|token|sas|_key$|access_key|client_secret|credential)", re.I)
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,8 @@ class Library:
 class PipelineSpec:
     name: str
     root: Path                      # the folder holding assay.yml
-    storage: Path
-    landing: Path
+    storage: StoragePath            # a local folder or an object-store URI (assay.fs)
+    landing: StoragePath
     catalog: str
     schemas: dict[str, str]
     default_schema: str
@@ -58,6 +61,7 @@ class PipelineSpec:
     target: str | None = None
     conf_overrides: frozenset[str] = frozenset()    # configuration keys given with --conf
     maintenance: dict[str, Any] = field(default_factory=dict)   # checked by maintenance.Policy.from_spec
+    storage_options: dict[str, str] = field(default_factory=dict)   # object_store keys (README, Object storage)
     postgres: dict[str, Any] = field(default_factory=dict)      # checked by runtime.publish (docs/postgres.md)
 
     def check_configuration_used(self, keys_read: set[str]) -> None:
@@ -75,10 +79,10 @@ class PipelineSpec:
         return self.schemas.get(name_or_layer, name_or_layer)
 
     @property
-    def system_dir(self) -> Path:
+    def system_dir(self) -> StoragePath:
         return self.storage / self.schemas["system"]
 
-    def table_path(self, schema: str, table: str) -> Path:
+    def table_path(self, schema: str, table: str) -> StoragePath:
         path = (self.storage / schema / table).resolve()
         if not path.is_relative_to(self.storage.resolve()):
             raise ConfigError(f"table path {path} is outside the storage root {self.storage}")
@@ -115,6 +119,7 @@ def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str
     if not isinstance(raw, dict):
         raise ConfigError(f"{spec_path} must be a mapping of keys (name, storage, libraries, ...)")
     _check_keys(raw, TOP_KEYS, spec_path, "")
+    _check_storage_options(raw, spec_path)
     raw = _resolve_env(raw, spec_path, "")
 
     target = target or os.environ.get("ASSAY_TARGET") or raw.get("default_target")
@@ -162,10 +167,16 @@ def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str
     _check_keys(batch, BATCH_KEYS, spec_path, "batch.")
 
     # Paths given at run time are relative to where the user is; those in assay.yml to the file.
-    def location(given, env, key, default) -> Path:
-        if given or os.environ.get(env):
-            return Path(given or os.environ[env]).resolve()
-        return (root / str(raw.get(key) or default)).resolve()
+    # An object-store URI (s3://, abfss://, az://, gs://) is taken as it is.
+    def location(given, env, key, default) -> StoragePath:
+        value = str(given or os.environ.get(env) or "")
+        from_file = not value
+        value = value or str(raw.get(key) or default)
+        if fs.is_uri(value) or "://" in value:
+            return StoragePath(value)
+        return StoragePath((root / value).resolve() if from_file else Path(value).resolve())
+    storage_options = _option_values(raw.get("storage_options") or {})
+    fs.configure(storage_options)
     return PipelineSpec(
         name=name, root=root,
         storage=location(storage, "ASSAY_STORAGE", "storage", "storage"),
@@ -177,7 +188,30 @@ def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str
         batch_max_bytes=_bytes(batch.get("max_bytes", "256MB"), spec_path),
         batch_max_records=_positive(batch.get("max_records"), "batch.max_records", spec_path),
         target=target, conf_overrides=frozenset(conf or {}), maintenance=raw.get("maintenance") or {},
-        postgres=raw.get("postgres") or {})
+        postgres=raw.get("postgres") or {}, storage_options=storage_options)
+
+
+def _option_values(options: dict) -> dict[str, str]:
+    return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in options.items() if v is not None}
+
+
+def _check_storage_options(raw: dict, spec_path: Path) -> None:
+    """`storage_options` (and each target's) map object_store keys to values; credentials only by
+    ${env:NAME} reference, so that none is ever written in assay.yml (and all are masked)."""
+    places = [("storage_options", raw.get("storage_options"))]
+    for name, target in (raw.get("targets") or {}).items():
+        if isinstance(target, dict):
+            places.append((f"targets.{name}.storage_options", target.get("storage_options")))
+    for where, options in places:
+        if options is None:
+            continue
+        if not isinstance(options, dict):
+            raise ConfigError(f"{spec_path}: '{where}' must map option names (aws_endpoint, "
+                              "azure_storage_account_name, ...) to values")
+        for key, value in _option_values(options).items():
+            if SECRET_OPTION.search(key) and not ENV_REF.fullmatch(str(value).strip()):
+                raise ConfigError(f"{spec_path}: {where}.{key} is a credential: give it as ${{env:NAME}} "
+                                  "(never its value in the file)")
 
 
 def _check_keys(raw: dict, allowed: set[str], spec_path: Path, prefix: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.kafka_broker"]
+pytest_plugins = ["tests.kafka_broker", "tests.spark_server", "tests.object_stores"]
 
 os.environ.setdefault("RUST_LOG", "error")
 ROOT = Path(__file__).resolve().parent.parent

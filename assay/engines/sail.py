@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 
+from .. import fs
 from .base import Engine
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,9 @@ class SailEngine(Engine):
     def _start_session(self):
         # Sail logs every session at INFO on stderr; keep the terminal for Assay's own progress.
         os.environ.setdefault("RUST_LOG", "error")
+        # Object stores: Sail reads them through the same object_store crate, configured from the
+        # environment (assay.yml storage_options, README: Object storage).
+        os.environ.update(fs.engine_environment())
         from pysail.spark import SparkConnectServer
         from pyspark.sql import SparkSession
 

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .. import fs
 from .base import Engine
 from . import spark_server
 
@@ -56,7 +57,10 @@ class SparkEngine(Engine):
 
         remote = self.remote or self._local_server()
         # create(), not getOrCreate(): another session in this process must never be handed ours.
-        return SparkSession.builder.remote(remote).create()
+        session = SparkSession.builder.remote(remote).create()
+        for key, value in fs.hadoop_settings().items():     # object stores through hadoop-aws / hadoop-azure
+            session.conf.set(key, value)
+        return session
 
     def _local_server(self) -> str:
         port = spark_server.default_port()
