@@ -12,6 +12,7 @@ cope with, by construction:
 - booleans as `"Yes"`/`"No"` strings and as 0/1 numbers (senior_citizen is usually 0/1);
 - optional fields missing, or present as JSON null (`null_rate` each);
 - an unknown field (`"channel"`) on a few messages: bronze rescues it, silver ignores it;
+- repeats (`duplicate_rate`) come after the message they repeat, in the same file or later;
 - malformed messages (`malformed_rate`, in four equal shares): a truncated line (not JSON), a
   JSON array holding the object (not a JSON object), an updated_at that does not parse, is
   null or is missing, and a customer_id that is null or missing.
@@ -99,6 +100,7 @@ def build(seed: int, rows: int, knobs: dict, drops: int) -> Landed:
     rng = component_rng(seed, PIPELINE, "messages")
     fpd = knobs["files_per_drop"]
     st = stream_for(seed, PIPELINE, rows=rows, slots=drops * fpd, start_ms=START_MS, knobs=knobs)
+    _repeats_after_originals(st)
     n = st.n_events
     n_cust = max(10, n // 4)
     customer = rng.integers(0, n_cust, n)
@@ -139,6 +141,22 @@ def build(seed: int, rows: int, knobs: dict, drops: int) -> Landed:
                 "missing_total_charges": int((total < 0).sum())}
     return Landed(st, n_cust, customer, cat, senior, tenure, monthly, total, first, last, missing, as_null, defect,
                   bad_time, id_missing, time_form, offset, numeric_bools, channel, fpd, injected)
+
+
+def _repeats_after_originals(st: Stream) -> None:
+    """A producer repeats a message after sending it, never before: a copy that the shared stream put
+    ahead of its original in the same file moves to just after it (files and their sizes unchanged).
+    Otherwise a copy would be a message from the future, and everything after it would look late."""
+    first = np.full(st.n_events, -1, dtype=np.int64)
+    originals = np.flatnonzero(~st.copy)
+    first[st.src[originals]] = originals
+    key = np.arange(st.n_lines, dtype=np.float64)
+    copies = np.flatnonzero(st.copy)
+    original = first[st.src[copies]]
+    ahead = original > copies                      # only within one file: copies never go to earlier files
+    key[copies[ahead]] = original[ahead] + 0.5
+    order = np.argsort(key, kind="stable")
+    st.src, st.copy, st.slot = st.src[order], st.copy[order], st.slot[order]
 
 
 def _unique_times(ms: np.ndarray, customer: np.ndarray) -> None:
