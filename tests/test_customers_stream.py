@@ -41,7 +41,7 @@ PIPELINE = ROOT / "pipelines" / "customers_stream"
 PASSWORD_ENV = "CUSTOMERS_PG_PASSWORD"
 LOADER_PASSWORD = "cs-loader-pw-4e1f0a"
 ROLE_PASSWORDS = {"analyst": "cs-analyst-pw-8b2d71", "writer": "cs-writer-pw-03c9ee"}
-KILLS = int(os.environ.get("ASSAY_CUSTOMERS_KILLS", "20"))
+KILLS = int(os.environ.get("ASSAY_CUSTOMERS_KILLS", "16"))
 
 
 class Setup:
@@ -158,7 +158,8 @@ def test_one_run_equals_a_run_per_drop_with_postgres_restarted_verified_in_delta
     progress = [e for e in events(per, "flow_progress") if e["flow"] == "silver_customers"]
     metrics = [json.loads(e["metrics"]) for e in progress]
     assert sum(m["out_of_order"] for m in metrics) > 0
-    assert sum(m["late_versions"] for m in metrics) > 0
+    late = sum(m["late_versions"] for m in metrics)
+    assert 0 < late < 0.1 * sum(e["rows_read"] for e in progress), late      # repeats and late versions only
     rules = Counter(r for row in table(per.folder, "silver", "silver_customers_quarantine") for r in row["failed_rules"])
     assert set(rules) == {"is_json_object", "has_customer_id", "valid_updated_at"}
     caught_up = [json.loads(e["metrics"]) for e in events(per, "publish") if e["target"] == "customer_features"][-1]

@@ -36,7 +36,7 @@ def tenure_band(tenure: Column) -> Column:
 
 @dp.temporary_view(name="customer_feature_changes", comment="Each well-formed version as gold features.")
 def customer_feature_changes():
-    c = dp.read_stream("customer_changes")
+    c = dp.read_stream("customer_versions")
     return c.select(
         "customer_id", "gender", "senior_citizen", "partner", "dependents", "tenure",
         tenure_band(F.col("tenure")).alias("tenure_band"), "phone_service", "internet_service", "contract",

@@ -98,13 +98,17 @@ def silver_customers_quarantine():
         "kafka_partition", "kafka_offset", "kafka_timestamp")
 
 
-@dp.temporary_view(name="customer_changes", comment="Well-formed versions, typed, after the defaults.")
+@dp.temporary_view(name="customer_versions", comment="Well-formed versions, typed, after the defaults.")
+def customer_versions():
+    return with_defaults(parse(dp.read_stream("bronze_customers")).where(F.size("_broken") == 0))
+
+
+@dp.temporary_view(name="customer_changes", comment="customer_versions, with the lateness figure of each batch.")
 def customer_changes():
-    parsed = parse(dp.read_stream("bronze_customers")).where(F.size("_broken") == 0)
-    changes = with_defaults(parsed)
+    changes = dp.read_stream("customer_versions")
     # The seed's 10-minute watermark as a figure: versions more than `late_after` (of updated_at) behind
-    # the newest version before them in their Kafka partition within the batch. Late versions are still
-    # applied when they are the newest of their customer: no latest state is ever lost.
+    # the newest version before them in their Kafka partition, within the micro-batch. Late versions are
+    # still applied when they are the newest of their customer: no latest state is ever lost.
     before = Window.partitionBy("kafka_partition").orderBy("kafka_offset") \
         .rowsBetween(Window.unboundedPreceding, -1)
     late_after = F.expr(f"INTERVAL {dp.config('late_after', '10 minutes')}")
