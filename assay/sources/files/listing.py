@@ -62,6 +62,16 @@ def list_files(root, pattern: str | None = None) -> list[FileEntry]:
     return entries
 
 
+def complete(entries: list[FileEntry]) -> list[bool]:
+    """For each entry, whether its file is complete: locally, still the size and time it was listed
+    with (a file being written waits for the next run); on an object store always, since an object
+    becomes visible only once written whole (an HTTP request per object would make planning 100 000
+    files cost minutes). A store where files grow in place (ADLS Gen2 appends) wants min_file_age."""
+    if entries and not fs.as_path(entries[0].path).is_local:
+        return [True] * len(entries)
+    return still_there(entries)
+
+
 def unchanged(entry: FileEntry) -> bool:
     """False while a file is still being written (its size or modification time moved)."""
     return still_there([entry])[0]

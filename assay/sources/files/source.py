@@ -25,7 +25,7 @@ from ...units import parse_bytes, parse_seconds
 from ..base import BatchLimits, LoadContext, Plan, Source
 from . import read
 from .evolution import EvolutionState, _arrow_to_sql, apply_hints, check_mode, infer_ddl, new_columns_found
-from .listing import FileEntry, first_line, list_files, still_there
+from .listing import FileEntry, complete, first_line, list_files
 from .schema import parse_schema, resolve_schema
 
 FORMATS = ("json", "csv", "parquet")
@@ -102,12 +102,15 @@ class FileSource(Source):
     def _load_seen(self, position: int | None) -> dict:
         """Files planned by batches up to `position` (the plans are written ahead of processing)."""
         seen: dict = {}
-        for seq in range(1, (position or 0) + 1):
-            part = self._part(seq)
-            if not part.exists():
-                raise FlowError(f"checkpoint of {self.key()} is missing {part.name}: the checkpoint folder was "
-                                "edited; run the table with --full-refresh")
-            for row in fs.read_parquet(part, columns=["path", "size", "mtime_ns"]).to_pylist():
+        parts = [self._part(seq) for seq in range(1, (position or 0) + 1)]
+        try:
+            tables = fs.read_parquet_many(parts, columns=["path", "size", "mtime_ns"])
+        except FileNotFoundError:
+            missing = next(p.name for p in parts if not p.exists())
+            raise FlowError(f"checkpoint of {self.key()} is missing {missing}: the checkpoint folder was edited; "
+                            "run the table with --full-refresh") from None
+        for table in tables:
+            for row in table.to_pylist():
                 entry = FileEntry(row["path"], row["size"], row["mtime_ns"])
                 seen[self._identity(entry)] = entry
         return seen
@@ -287,15 +290,15 @@ def _write_replacing_invalid_utf8(source: str, destination, chunk: int = 1 << 20
 
 def _quiet(entries, chunk: int = 256):
     """The entries whose files still have the size and time they were listed with (a file still
-    being written waits for the next run), checked a chunk at a time (object stores: in parallel)."""
+    being written waits for the next run), checked a chunk at a time (listing.complete)."""
     pending: list[FileEntry] = []
     for entry in entries:
         pending.append(entry)
         if len(pending) >= chunk:
-            yield from (e for e, ok in zip(pending, still_there(pending)) if ok)
+            yield from (e for e, ok in zip(pending, complete(pending)) if ok)
             pending = []
     if pending:
-        yield from (e for e, ok in zip(pending, still_there(pending)) if ok)
+        yield from (e for e, ok in zip(pending, complete(pending)) if ok)
 
 
 def _smallest(*values):
