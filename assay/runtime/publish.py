@@ -25,10 +25,10 @@ PostgreSQL's own message; the other flows run meanwhile.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass
 
+from .. import fs, secrets
 from ..definitions import MATERIALIZED_VIEW, STREAMING_TABLE
 from ..delta.table import add_actions, arrow_schema, open_table
 from ..errors import ConfigError, FlowError, GraphError
@@ -157,7 +157,7 @@ def publish_table(sink, engine, path, mirror: Mirror, app_prefix: str, staging) 
     old_files = keyed.data_files(path, before, removed)
     if not all(_exists(f.path) for f in old_files):     # vacuumed: compare with nothing, replace whole
         return whole()
-    shutil.rmtree(staging, ignore_errors=True)
+    fs.delete_tree(staging)
     parts = table.metadata().partition_columns
     new_rows = engine.read_delta_files(keyed.data_files(path, table, added), schema, parts)
     old_rows = engine.read_delta_files(old_files, schema, parts)
@@ -166,7 +166,7 @@ def publish_table(sink, engine, path, mirror: Mirror, app_prefix: str, staging) 
     engine.write_files(old_rows.select(*keys).subtract(new_rows.select(*keys)), staging / "deletes")
     result = sink.upsert_batch(mirror.table, _parquet(staging / "upserts"), mirror.keys, app_id, version,
                                delete_files=_parquet(staging / "deletes"), previous_batch=previous)
-    shutil.rmtree(staging, ignore_errors=True)
+    fs.delete_tree(staging)
     return done("upsert", result)
 
 
@@ -207,10 +207,14 @@ class Publisher:
         try:
             done = publish_table(self.sink, self.runner.engine, graph.table_path(flow.target), mirror,
                                  f"assay:{spec.name}", staging)
-        except (FlowError, OSError) as exc:
+        except (ConfigError, GraphError):
+            raise                                 # the declaration or assay.yml is wrong: stop here
+        except Exception as exc:                  # PostgreSQL, the files, the engine: Delta stays as committed
             where = f" (flow batch {batch})" if batch is not None else ""
-            message = (f"publishing '{flow.target}'{where} to PostgreSQL failed: {exc}. The Delta table keeps its "
-                       "commits; the next run catches PostgreSQL up.")
+            first = (str(exc).strip().splitlines() or [""])[0][:500]
+            cause = str(exc) if isinstance(exc, FlowError) else f"{type(exc).__name__}: {first}"
+            message = secrets.redact(f"publishing '{flow.target}'{where} to PostgreSQL failed: {cause}. The Delta "
+                                     "table keeps its commits; the next run catches PostgreSQL up.")
             self.failed[flow.target] = message
             self.runner.on_warning(message)
             events.record(Event(PUBLISH_FAILED, flow=flow_name, target=flow.target, batch_id=batch, status="failed",
