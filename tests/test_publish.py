@@ -188,3 +188,16 @@ def test_configuration_errors_name_what_is_wrong(pg, project, run_pipeline):
     bad.write_text(config(pg, "postgres").replace("schema: gold", "schema: gold; DROP TABLE x"))
     with pytest.raises(ConfigError, match="schema"):
         run_pipeline(folder)
+
+
+def test_a_column_added_to_the_delta_table_is_added_in_postgres(pg, project, run_pipeline):
+    db = pg.create_database("pub")
+    folder = project({"transformations/p.py": PIPELINE}, config(pg, db))
+    land(folder, "a.json", [{"id": 1, "seq": 1, "name": "ann", "amount": "1.00", "op": "UPSERT"}])
+    run_pipeline(folder)
+    wider = PIPELINE.replace("op STRING", "op STRING, city STRING")
+    (folder / "transformations" / "p.py").write_text(textwrap.dedent(wider))
+    land(folder, "b.json", [{"id": 2, "seq": 1, "name": "bob", "amount": "2.00", "op": "UPSERT", "city": "Lyon"}])
+    run_pipeline(folder)
+    assert pg_rows(pg, db, "SELECT id, city FROM gold.raw_changes ORDER BY id") == [(1, None), (2, "Lyon")]
+    assert pg_rows(pg, db, "SELECT id, city FROM gold.people ORDER BY id") == [(1, None), (2, "Lyon")]
