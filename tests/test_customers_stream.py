@@ -132,6 +132,9 @@ def test_one_run_equals_a_run_per_drop_with_postgres_restarted_verified_in_delta
         once.send(out, drop)
     run_in_process(once, engine)
     assert_ok(once.verify(truth))
+    verified = cli("verify", "customers_stream", "--truth", str(truth), "-p", str(once.folder), cwd=ROOT, env=once.env)
+    assert verified.returncode == 0 and "OK               postgres:gold.customer_features" in verified.stdout, \
+        verified.stdout + verified.stderr
 
     per = Setup(tmp_path, kafka_broker, postgres_server, "per_drop")
     sent = per.send(out, 0)
