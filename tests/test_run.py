@@ -207,3 +207,18 @@ def test_materialized_view_is_not_recomputed_when_nothing_it_reads_changed(proje
     assert run_pipeline(folder)["totals"].batches == 1                  # its input changed
     (folder / "assay.yml").write_text((folder / "assay.yml").read_text() + "configuration: {x: '1'}\n")
     assert run_pipeline(folder)["totals"].batches == 1                  # configuration changed
+
+
+def test_full_refresh_keeps_the_files_of_older_versions(project, run_pipeline):
+    """Batch numbers restart after a full refresh; the old generation's files still belong to the
+    table's older versions (time travel) until vacuum removes them."""
+    from assay.delta.table import add_actions, open_table
+    folder = project({"transformations/p.py": PIPELINE})
+    land(folder, "f1.json", [ev(1, 20, amount=1)])
+    run_pipeline(folder)
+    path = folder / "storage" / "01_bronze" / "events"
+    before = open_table(path).version()
+    run_pipeline(folder, full_refresh={"events"})
+    old = open_table(path, version=before)
+    assert all((path / a["path"]).exists() for a in add_actions(old))
+    assert old.to_pyarrow_table().num_rows == 1

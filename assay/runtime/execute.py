@@ -114,7 +114,9 @@ class BatchRun:
         return tables
 
     def _attempt_prefix(self) -> str:
-        return f"b{self.batch:08d}-{self.flow_name}-"
+        # The generation too: after a full refresh batch numbers restart, and the folders of the
+        # old generation's batches belong to older table versions (time travel, vacuum's job).
+        return f"b{self.batch:08d}-{self.flow_name}-{self.generation}-"
 
     def _staging(self) -> Path:
         return self.graph.spec.system_dir / "staging" / self.flow_name / self.attempt
