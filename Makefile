@@ -63,6 +63,8 @@ test: install kafka-fetch postgres-install ui-vendor browser object-stores
 test-all: install kafka-fetch postgres-install ui-vendor browser object-stores
 	ASSAY_SOAK=1 $(BIN)/python -m pytest -q
 
+# make bench [SIZE=1GB] [PIPELINE=zenith] [REPS=3] [SYSTEMS=...]: Assay on both engines against the seeds'
+# Spark pipeline and the engine floors (bench/compare.py), then the other benchmarks (bench/run_all.py).
 bench: install
 	$(BIN)/python bench/run_all.py
 
