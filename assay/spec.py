@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from . import fs, secrets
+from .engines import ENGINES as ENGINE_NAMES
 from .errors import ConfigError
 from .fs import StoragePath
 from .units import parse_bytes
@@ -24,7 +25,7 @@ SPEC_FILE = "assay.yml"
 SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_]{1,128}$")
 ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 LAYERS = ("landing", "bronze", "silver", "gold", "system")
-ENGINES = ("sail", "spark")
+ENGINES = tuple(ENGINE_NAMES)
 
 DEFAULT_SCHEMAS = {"landing": "landing", "bronze": "bronze", "silver": "silver", "gold": "gold", "system": "_system"}
 TOP_KEYS = {"name", "catalog", "storage", "landing", "schemas", "default_schema", "libraries", "configuration",
@@ -103,11 +104,14 @@ def find_spec(start: str | Path = ".") -> Path:
 
 
 def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str | None = None,
-              landing: str | None = None, conf: dict[str, str] | None = None) -> PipelineSpec:
+              landing: str | None = None, conf: dict[str, str] | None = None, engine: str | None = None,
+              remote: str | None = None) -> PipelineSpec:
     """Read and validate assay.yml, apply the target's overrides, then run-time overrides.
 
     Run-time overrides, strongest first: the arguments, then the environment variables
-    ASSAY_TARGET, ASSAY_STORAGE and ASSAY_LANDING.
+    ASSAY_TARGET, ASSAY_STORAGE and ASSAY_LANDING. `engine` replaces the file's engine (its
+    options are kept only when it names the same engine); `remote` (a Spark Connect address)
+    implies the Spark engine.
     """
     spec_path = find_spec(path)
     try:
@@ -157,9 +161,15 @@ def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str
         raise ConfigError(f"{spec_path}: 'configuration' must be a mapping of names to values")
     configuration = {**configuration, **(conf or {})}
 
-    engine = raw.get("engine", "sail")
-    if engine not in ENGINES:
-        raise ConfigError(f"{spec_path}: engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    chosen, options = _engine(raw.get("engine", "sail"), spec_path)
+    wanted = "spark" if remote else engine
+    if wanted and wanted != chosen:
+        chosen, options = _engine(wanted, Path("--engine"))
+    if remote:
+        options["remote"] = remote
+    engine_conf = raw.get("engine_conf") or {}
+    if not isinstance(engine_conf, dict):
+        raise ConfigError(f"{spec_path}: 'engine_conf' must be a mapping of settings")
 
     batch = raw.get("batch") or {}
     if not isinstance(batch, dict):
@@ -182,8 +192,8 @@ def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str
         storage=location(storage, "ASSAY_STORAGE", "storage", "storage"),
         landing=location(landing, "ASSAY_LANDING", "landing", "landing"),
         catalog=str(raw.get("catalog") or name), schemas=schemas, default_schema=str(default_schema),
-        libraries=libraries, configuration=configuration, engine=engine,
-        engine_conf={str(k): str(v) for k, v in (raw.get("engine_conf") or {}).items()},
+        libraries=libraries, configuration=configuration, engine=chosen,
+        engine_conf={**options, **_flat(engine_conf)},
         batch_max_files=_positive(batch.get("max_files", 1000), "batch.max_files", spec_path),
         batch_max_bytes=_bytes(batch.get("max_bytes", "256MB"), spec_path),
         batch_max_records=_positive(batch.get("max_records"), "batch.max_records", spec_path),
@@ -212,6 +222,37 @@ def _check_storage_options(raw: dict, spec_path: Path) -> None:
             if SECRET_OPTION.search(key) and not ENV_REF.fullmatch(str(value).strip()):
                 raise ConfigError(f"{spec_path}: {where}.{key} is a credential: give it as ${{env:NAME}} "
                                   "(never its value in the file)")
+
+
+def _engine(value: Any, spec_path: Path) -> tuple[str, dict[str, str]]:
+    """`engine: spark`, or `engine: {spark: {remote: ..., key: value}}`: the engine's name and the
+    options given beside it (kept only while that engine is chosen; `engine_conf` applies to any)."""
+    options: Any = {}
+    if isinstance(value, dict):
+        if len(value) != 1:
+            raise ConfigError(f"{spec_path}: 'engine' as a mapping names one engine, e.g. "
+                              f"{{spark: {{remote: 'sc://host:15002'}}}}; got {sorted(value)}")
+        value, options = next(iter(value.items()))
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):
+            raise ConfigError(f"{spec_path}: engine.{value} must be a mapping of options, got {options!r}")
+    if value not in ENGINES:
+        raise ConfigError(f"{spec_path}: engine must be one of {', '.join(ENGINES)}, got {value!r}")
+    return value, _flat(options)
+
+
+def _flat(options: dict, prefix: str = "") -> dict[str, str]:
+    """Nested YAML mappings as dotted keys: {spark: {sql: {shuffle.partitions: 8}}} -> spark.sql.shuffle.partitions."""
+    out = {}
+    for key, value in options.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, bool):
+            out[f"{prefix}{key}"] = str(value).lower()
+        elif value is not None:
+            out[f"{prefix}{key}"] = str(value)
+    return out
 
 
 def _check_keys(raw: dict, allowed: set[str], spec_path: Path, prefix: str) -> None:

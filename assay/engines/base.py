@@ -3,13 +3,26 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class EngineCaps:
+    """What an engine does natively, declared beside the methods that use it (tests hold each
+    declaration to the engine's real behaviour; README, Engines)."""
+
+    in_process: bool = False            # runs inside the Assay process (nothing to start or reach)
+    kafka_reader: bool = False          # reads a planned Kafka offset range itself (else Python consumes it)
+    honours_txn_app_id: bool = False    # Delta writes with txnAppId/txnVersion are idempotent
+    jvm: bool = False                   # a JVM server: seconds to start, per-query overhead
+
+
 class Engine(ABC):
     name = "engine"
+    caps = EngineCaps()
     # Session settings both engines need: UTC everywhere so timestamps mean one instant.
     base_conf = {"spark.sql.session.timeZone": "UTC"}
 

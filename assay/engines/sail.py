@@ -5,13 +5,15 @@ import logging
 import os
 
 from .. import fs
-from .base import Engine
+from .base import Engine, EngineCaps
 
 log = logging.getLogger(__name__)
 
 
 class SailEngine(Engine):
     name = "sail"
+    # Sail 0.7.2 accepts txnAppId/txnVersion and ignores them: Assay commits every batch itself.
+    caps = EngineCaps(in_process=True)
 
     def __init__(self, conf: dict[str, str]):
         super().__init__(conf)
