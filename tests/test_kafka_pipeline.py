@@ -39,8 +39,9 @@ def orders_raw():
     raw = dp.read_kafka(dp.config("kafka.topic"), starting_offsets="earliest",
                         options=dp.config("kafka.options"),
                         max_records_per_batch=int(dp.config("kafka.max_records")))
-    # try_cast: a value that is not UTF-8 becomes NULL instead of failing the batch
-    text = F.expr("try_cast(value AS STRING)")
+    # a value that is not UTF-8 becomes NULL instead of failing the batch (on Spark too, whose
+    # try_cast from binary never checks the bytes: is_valid_utf8 does, on both engines)
+    text = F.expr("CASE WHEN is_valid_utf8(value) THEN try_cast(value AS STRING) END")
     data = F.from_json(text, ORDER)
     parsed = data.order_id.isNotNull()
     return raw.select(

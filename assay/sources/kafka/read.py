@@ -49,7 +49,8 @@ def parse_values(raw: DataFrame, fmt: str | None, schema, spark) -> DataFrame:
         raise FlowError(f"dp.read_kafka: format must be 'json' or omitted, got {fmt!r}")
     from ..files.read import RESCUED, json_columns
     from ..files.schema import resolve_schema
-    text = F.expr("try_cast(value AS STRING)")
+    # NULL when not UTF-8, on every engine: Spark's cast (try_cast too) never checks the bytes.
+    text = F.expr("CASE WHEN is_valid_utf8(value) THEN try_cast(value AS STRING) END")
     df = raw.select(text.alias("value"), F.col("value").alias("_assay_raw"), "key", *COORDINATES)
     parsed = json_columns(df, resolve_schema(spark, schema), rescue=True, ignore_unknown=False,
                           keep=["value", "_assay_raw", "key", *COORDINATES])
