@@ -6,8 +6,8 @@
 Per truth table: only the truth's columns are compared (extra pipeline columns such as
 ingestion timestamps are ignored), as multisets (order-insensitive, duplicates count).
 Struct columns compare field by field. Floats match within a relative 1e-9 (absolute 1e-6); columns the manifest marks as
-approximate distinct counts within 10 % (two standard errors
-of HyperLogLog++), at least 1; timestamps as UTC instants at microsecond
+approximate distinct counts within 25 %, at least 3 (what HyperLogLog++ at Spark's
+default 5 % relative standard error stays within; below); timestamps as UTC instants at microsecond
 precision (naive timestamps are taken as UTC); `source_file` columns by base name (a
 pipeline may keep the full path or URI). Metrics in manifest.json are the caller's.
 """
@@ -25,9 +25,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-# Approximate distinct counts (HyperLogLog++, Spark's default relative standard error 5 %,
-# measured on Sail: up to 4.8 % on 3 000 groups): two standard errors, at least one.
-REL_TOL, ABS_TOL, APPROX_TOL, APPROX_MIN = 1e-9, 1e-6, 0.10, 1.0
+# Approximate distinct counts: approx_count_distinct at its default 5 % relative standard error.
+# Apache Spark's HyperLogLog++ (512 registers at 5 %), measured on 60 000 groups of 1-300 values:
+# errors up to 23 % at 10-30 distinct values (6 off at 26) and 15 % above 120, so 0.2-1.2 % of
+# groups broke the earlier bound (10 %, at least 1: two standard errors, set on the embedded
+# engine, whose estimator stayed within 10 % and 1). 25 % and 3 held for every group.
+REL_TOL, ABS_TOL, APPROX_TOL, APPROX_MIN = 1e-9, 1e-6, 0.25, 3.0
 
 
 @dataclass

@@ -88,13 +88,14 @@ def test_timestamps_compare_at_microseconds():
     assert compare("x", t, off_by_one).missing == 1
 
 
-def test_approximate_distinct_within_two_standard_errors():
-    t = pa.table({"user_id": [1, 2], "distinct_products_purchased": pa.array([100, 7], pa.int64())})
-    near = pa.table({"user_id": [1, 2], "distinct_products_purchased": [110, 8]})
-    far = pa.table({"user_id": [1, 2], "distinct_products_purchased": [111, 7]})
+def test_approximate_distinct_within_the_estimators_error():
+    # 25 %, at least 3: what Spark's HyperLogLog++ at rsd 5 % stays within (15 -> 13 was seen on Zenith data)
+    t = pa.table({"user_id": [1, 2, 3], "distinct_products_purchased": pa.array([100, 7, 15], pa.int64())})
+    near = pa.table({"user_id": [1, 2, 3], "distinct_products_purchased": [125, 10, 13]})
+    far = pa.table({"user_id": [1, 2, 3], "distinct_products_purchased": [126, 7, 15]})
     assert compare("s", t, near, approx=["distinct_products_purchased"]).ok
     res = compare("s", t, far, approx=["distinct_products_purchased"])
-    assert res.mismatched == 1 and res.mismatch_examples[0]["distinct_products_purchased"] == "100 -> 111"
+    assert res.mismatched == 1 and res.mismatch_examples[0]["distinct_products_purchased"] == "100 -> 126"
     assert not compare("s", t, near).ok           # exact unless the column is declared approximate
 
 
