@@ -258,12 +258,15 @@ def test_graph_follows_a_continuous_run_live(site):
             page.evaluate("() => window.assayUI.graph().run && window.assayUI.graph().run.run_id")),
             30, "the graph to show a newer run")
         assert shown >= fresh
-        totals = flow_totals(site.storage, shown)
-        site.until(lambda: run_outcome(site.storage, shown) and
-                   page.evaluate("() => window.assayUI.graph().run.outcome") == "completed", 30,
-                   "the run on the page to complete")
-        nodes = site.graph_nodes()
-        for name, counts in totals.items():
+        # Rounds keep coming every 2 s: read the run the page shows and its nodes in one snapshot,
+        # once that run is complete, and compare them with the event log's counts of that run.
+        snapshot = site.until(lambda: page.evaluate(
+            """() => { const g = window.assayUI.graph();
+                       return g.run && g.run.outcome === 'completed' &&
+                              {run: g.run.run_id, nodes: window.assayUI.cy().nodes(':childless').map(n => n.data())}; }"""),
+            30, "the run on the page to complete")
+        nodes = {n["id"]: n for n in snapshot["nodes"]}
+        for name, counts in flow_totals(site.storage, snapshot["run"]).items():
             assert nodes[name]["rows_written"] == counts["rows_written"], name
         assert "last run completed" in page.inner_text("#live")
         site.shot("graph-live")
