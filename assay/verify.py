@@ -254,11 +254,13 @@ def _match(group: np.ndarray, values: dict, n_truth: int, approx: set[str]) -> T
     bad = np.zeros(len(both), dtype=bool)
     for c, v in values.items():
         x, y = v[ti], v[ai]
-        if c in approx:
-            close = np.abs(x - y) <= np.maximum(APPROX_MIN, APPROX_TOL * np.abs(x))
-        else:
-            close = np.abs(x - y) <= np.maximum(ABS_TOL, REL_TOL * np.maximum(np.abs(x), np.abs(y)))
-        bad |= ~(close | (np.isnan(x) & np.isnan(y)))
+        finite = np.isfinite(x) & np.isfinite(y)      # an infinity is within no relative tolerance
+        with np.errstate(invalid="ignore"):
+            if c in approx:
+                close = np.abs(x - y) <= np.maximum(APPROX_MIN, APPROX_TOL * np.abs(x))
+            else:
+                close = np.abs(x - y) <= np.maximum(ABS_TOL, REL_TOL * np.maximum(np.abs(x), np.abs(y)))
+        bad |= ~((finite & close) | (x == y) | (np.isnan(x) & np.isnan(y)))
     res.missing_rows = np.sort(m.loc[m["_merge"] == "left_only", "row_t"].to_numpy(dtype=np.int64))
     res.unexpected_rows = np.sort(m.loc[m["_merge"] == "right_only", "row_a"].to_numpy(dtype=np.int64)) - n_truth
     res.mismatch_pairs = np.stack([ti[bad], ai[bad] - n_truth], axis=1)

@@ -99,6 +99,13 @@ def test_approximate_distinct_within_the_estimators_error():
     assert not compare("s", t, near).ok           # exact unless the column is declared approximate
 
 
+def test_equal_infinities_and_nans_match():
+    t = pa.table({"k": [1, 2, 3], "x": [float("inf"), float("-inf"), float("nan")]})
+    assert compare("f", t, t).ok
+    assert compare("f", t, pa.table({"k": [1, 2, 3], "x": [float("-inf"), float("-inf"), float("nan")]})).mismatched == 1
+    assert compare("f", t, pa.table({"k": [1, 2, 3], "x": [1e308, float("-inf"), float("nan")]})).mismatched == 1
+
+
 def test_source_file_compares_by_base_name():
     t = pa.table({"source_file": ["part-00000-00001.json"], "position": [3]})
     a = pa.table({"source_file": ["file:///tmp/landing/streaming/user_events/part-00000-00001.json"], "position": [3]})
