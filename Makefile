@@ -41,6 +41,11 @@ postgres-install:
 kafka-fetch:
 	bash scripts/kafka.sh fetch
 
+# The local Apache Spark Connect server's jars (Spark 4.2, delta-spark, the Kafka connector) from Maven Central.
+.PHONY: spark-fetch
+spark-fetch:
+	bash scripts/spark.sh fetch
+
 # The UI's graph libraries from npm (pinned, with their licences) and Debian's chromium for its browser tests.
 .PHONY: ui-vendor browser
 ui-vendor:
@@ -56,11 +61,11 @@ object-stores:
 	bash scripts/seaweedfs.sh fetch
 	bash scripts/azurite.sh fetch
 
-test: install kafka-fetch postgres-install ui-vendor browser object-stores
+test: install kafka-fetch spark-fetch postgres-install ui-vendor browser object-stores
 	$(BIN)/python -m pytest -q
 
 # Soak and scale runs too (long).
-test-all: install kafka-fetch postgres-install ui-vendor browser object-stores
+test-all: install kafka-fetch spark-fetch postgres-install ui-vendor browser object-stores
 	ASSAY_SOAK=1 $(BIN)/python -m pytest -q
 
 # make bench [SIZE=1GB] [PIPELINE=zenith] [REPS=3] [SYSTEMS=...]: Assay on both engines against the seeds'
