@@ -106,7 +106,9 @@ def json_columns(df: DataFrame, schema: StructType, *, rescue: bool, ignore_unkn
     rescued = (F.when(F.col("_m").isNull(), F.to_json(F.struct(F.col("value").alias(CORRUPT))))
                .when(maybe_mismatch, F.nullif(F.to_json(found), F.lit("{}"))))
     if not ignore_unknown:
-        rescued = rescued.when(F.size("_u") > 0, F.to_json("_u"))
+        # map_concat rebuilds the map: a repeated key keeps its last value on Spark too (its from_json
+        # keeps both entries; the Spark engine sets spark.sql.mapKeyDedupPolicy=LAST_WIN).
+        rescued = rescued.when(F.size("_u") > 0, F.to_json(F.map_concat("_u")))
     return df.select(*columns, rescued.alias(RESCUED), *keep)
 
 
