@@ -71,10 +71,11 @@ def tables_under(store: Path, layers: tuple[str, ...], volatile: set[str]) -> di
             for layer in layers for p in sorted((store / layer).iterdir()) if (p / "_delta_log").is_dir()}
 
 
-def start_run(pipeline: Path, landing: Path, store: Path, log: Path) -> subprocess.Popen:
+def start_run(pipeline: Path, landing: Path, store: Path, log: Path, extra: tuple = ()) -> subprocess.Popen:
+    """`assay run` as a subprocess, one file per batch; `extra` arguments such as --remote sc://..."""
     return subprocess.Popen(
         [sys.executable, "-m", "assay.cli", "run", "-p", str(pipeline), "--landing", str(landing),
-         "--storage", str(store), "--max-files-per-batch", "1"],
+         "--storage", str(store), "--max-files-per-batch", "1", *extra],
         cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT,
         env={**os.environ, "RUST_LOG": "error", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
 
@@ -99,14 +100,14 @@ def kill_when(proc: subprocess.Popen, log: Path, pattern: str, delay: float, tim
     raise AssertionError(f"'{pattern}' never showed in {log}:\n{log.read_text()}")
 
 
-def finish_run(pipeline: Path, landing: Path, store: Path) -> None:
-    result = cli("run", "-p", str(pipeline), "--landing", str(landing), "--storage", str(store), cwd=ROOT,
+def finish_run(pipeline: Path, landing: Path, store: Path, extra: tuple = ()) -> None:
+    result = cli("run", "-p", str(pipeline), "--landing", str(landing), "--storage", str(store), *extra, cwd=ROOT,
                  timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def kill_through_drops(pipeline: Path, out: Path, landing: Path, store: Path, logs: Path, plan: list,
-                       rng, max_delay: float) -> list[str]:
+                       rng, max_delay: float, extra: tuple = ()) -> list[str]:
     """Run the pipeline once per step of `plan` = [(drop to land first or None, progress pattern,
     where)], killing each run -9 shortly after its output matches the pattern; the kills that landed."""
     from assay.generator import land_drop
@@ -115,6 +116,6 @@ def kill_through_drops(pipeline: Path, out: Path, landing: Path, store: Path, lo
         if drop is not None:
             land_drop(out, landing, drop)
         log = logs / f"run-{i}.log"
-        if kill_when(start_run(pipeline, landing, store, log), log, pattern, rng.uniform(0.0, max_delay)):
+        if kill_when(start_run(pipeline, landing, store, log, extra), log, pattern, rng.uniform(0.0, max_delay)):
             kills.append(where)
     return kills
