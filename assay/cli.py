@@ -31,9 +31,11 @@ TargetOpt = typer.Option(None, "--target", "-t", help="A target of assay.yml (de
 StorageOpt = typer.Option(None, "--storage", help="Storage root, instead of assay.yml's (or ASSAY_STORAGE).")
 LandingOpt = typer.Option(None, "--landing", help="Landing root, instead of assay.yml's (or ASSAY_LANDING).")
 ConfOpt = typer.Option(None, "--conf", help="configuration KEY=VALUE (repeatable).")
+EngineOpt = typer.Option(None, "--engine", help="sail (embedded) or spark, instead of assay.yml's.")
+RemoteOpt = typer.Option(None, "--remote", help="A Spark Connect server, sc://host:port (implies --engine spark).")
 
 
-def _spec(project, target, storage, landing, conf):
+def _spec(project, target, storage, landing, conf, engine=None, remote=None):
     from .spec import load_spec
     values = {}
     for item in conf or []:
@@ -41,7 +43,8 @@ def _spec(project, target, storage, landing, conf):
             raise ConfigError(f"--conf expects KEY=VALUE, got '{item}'")
         key, _, value = item.partition("=")
         values[key] = value
-    return load_spec(project, target=target, storage=storage, landing=landing, conf=values)
+    return load_spec(project, target=target, storage=storage, landing=landing, conf=values, engine=engine,
+                     remote=remote)
 
 
 def _names(value: Optional[str]) -> set[str]:
@@ -68,12 +71,13 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
         max_files: Optional[int] = typer.Option(None, "--max-files-per-batch", min=1),
         max_bytes: Optional[str] = typer.Option(None, "--max-bytes-per-batch", help="e.g. 128MB"),
         max_records: Optional[int] = typer.Option(None, "--max-records-per-batch", min=1,
-                                                  help="Kafka messages / upstream rows per batch")):
+                                                  help="Kafka messages / upstream rows per batch"),
+        engine: Optional[str] = EngineOpt, remote: Optional[str] = RemoteOpt):
     """Process everything available when the run starts, then stop (or keep going with --continuous)."""
     from .progress import RunDisplay
     from .runtime.runner import RunOptions, Runner
 
-    spec = _spec(project, target, storage, landing, conf)
+    spec = _spec(project, target, storage, landing, conf, engine, remote)
     stop = threading.Event()
 
     def request_stop(signum, frame):
@@ -130,26 +134,28 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
 
 @app.command("dry-run")
 def dry_run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt,
-            landing: Optional[str] = LandingOpt, conf: Optional[list[str]] = ConfOpt):
+            landing: Optional[str] = LandingOpt, conf: Optional[list[str]] = ConfOpt,
+            engine: Optional[str] = EngineOpt, remote: Optional[str] = RemoteOpt):
     """Validate the whole graph without writing anything."""
     from .engines import create_engine
     from .runtime.runner import build_graph
-    spec = _spec(project, target, storage, landing, conf)
-    with create_engine(spec.engine, spec.engine_conf) as engine:
-        graph = build_graph(spec, engine)
+    spec = _spec(project, target, storage, landing, conf, engine, remote)
+    with create_engine(spec.engine, spec.engine_conf) as session:
+        graph = build_graph(spec, session)
     console.print(f"[green]pipeline '{spec.name}' is valid[/]: {len(graph.registry.datasets)} datasets, "
                   f"{len(graph.order)} flows, in this order: {', '.join(graph.order)}")
 
 
 @app.command()
 def graph(project: str = ProjectOpt, target: Optional[str] = TargetOpt, conf: Optional[list[str]] = ConfOpt,
-          format: str = typer.Option("text", "--format", help="text or json")):
+          format: str = typer.Option("text", "--format", help="text or json"),
+          engine: Optional[str] = EngineOpt, remote: Optional[str] = RemoteOpt):
     """Print the dataflow graph: datasets, what each reads, and how (stream or batch)."""
     from .engines import create_engine
     from .runtime.runner import build_graph
-    spec = _spec(project, target, None, None, conf)
-    with create_engine(spec.engine, spec.engine_conf) as engine:
-        g = build_graph(spec, engine)
+    spec = _spec(project, target, None, None, conf, engine, remote)
+    with create_engine(spec.engine, spec.engine_conf) as session:
+        g = build_graph(spec, session)
     nodes = []
     for name in g.order:
         flow = g.registry.flows[name]
@@ -209,9 +215,10 @@ def print_table(result, fmt: str) -> None:
 def query(sql: str = typer.Argument(..., help="Spark SQL; tables by name, e.g. SELECT * FROM event_log"),
           project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt,
           file: bool = typer.Option(False, "--file", "-f", help="SQL is a path to a .sql file"),
-          format: str = typer.Option("table", "--format", help="table, csv or json")):
+          format: str = typer.Option("table", "--format", help="table, csv or json"),
+          engine: Optional[str] = EngineOpt, remote: Optional[str] = RemoteOpt):
     """Run Spark SQL over the pipeline's tables and the event log."""
-    spec = _spec(project, target, storage, None, None)
+    spec = _spec(project, target, storage, None, None, engine, remote)
     if file:
         path = Path(sql)
         if not path.exists():
@@ -223,9 +230,10 @@ def query(sql: str = typer.Argument(..., help="Spark SQL; tables by name, e.g. S
 @app.command()
 def history(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt,
             limit: int = typer.Option(10, "--limit", help="How many runs"),
-            format: str = typer.Option("table", "--format")):
+            format: str = typer.Option("table", "--format"),
+            engine: Optional[str] = EngineOpt, remote: Optional[str] = RemoteOpt):
     """Recent runs with their duration and rows, from the event log."""
-    spec = _spec(project, target, storage, None, None)
+    spec = _spec(project, target, storage, None, None, engine, remote)
     sql = f"""
       SELECT run_id, MIN(timestamp) AS started,
              MAX(CASE WHEN event_type IN ('run_completed','run_failed') THEN event_type END) AS outcome,
@@ -241,9 +249,10 @@ def history(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storag
 
 @app.command()
 def status(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt,
-           format: str = typer.Option("table", "--format")):
+           format: str = typer.Option("table", "--format"),
+           engine: Optional[str] = EngineOpt, remote: Optional[str] = RemoteOpt):
     """Each flow's last outcome, rows and data-quality counts, and each table's size."""
-    spec = _spec(project, target, storage, None, None)
+    spec = _spec(project, target, storage, None, None, engine, remote)
     _require_log(spec)
     sql = """
       WITH last AS (SELECT flow, MAX(timestamp) AS at FROM event_log
