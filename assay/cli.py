@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import secrets
-from .errors import AssayError, ConfigError
+from .errors import AssayError, ConfigError, ExpectationFailed, FlowError
 from .units import parse_bytes, parse_seconds
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -101,13 +101,25 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
     try:
         rounds = 0
         while True:
-            with RunDisplay(console) as display:
-                runner.on_progress = display.update
-                summaries = runner.run()
+            round_started = time.monotonic()
+            try:
+                with RunDisplay(console) as display:
+                    runner.on_progress = display.update
+                    summaries = runner.run()
+            except (FlowError, ExpectationFailed) as exc:
+                # A continuous pipeline outlives a failed round (a source down, PostgreSQL restarting):
+                # the failure is in the event log, the next round retries the same batch.
+                if not continuous or stop.is_set():
+                    raise
+                err.print(f"[red]round failed:[/] {secrets.redact(str(exc))}\n[yellow]retrying in {interval}[/]",
+                          highlight=False)
+                summaries = None
             rounds += 1
-            written = sum(s.rows_written for s in summaries)
-            stopped = [s.flow for s in summaries if s.status == "stopped"]
-            if stopped:
+            written = sum(s.rows_written for s in summaries or [])
+            stopped = [s.flow for s in summaries or [] if s.status == "stopped"]
+            if summaries is None:
+                pass
+            elif stopped:
                 done = [s.flow for s in summaries if s.status == "done"]
                 console.print(f"[yellow]run {runner.events.run_id} stopped[/]: completed {', '.join(done) or 'none'}; "
                               f"not completed {', '.join(stopped)} (the next run continues them). "
@@ -123,7 +135,8 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
             from .runtime.eventlog import EventLog
             runner.events = EventLog(spec.system_dir / "event_log", spec.name)
             options.full_refresh, options.full_refresh_all = set(), False
-            deadline = time.monotonic() + pause
+            deadline = round_started + pause     # a trigger interval, as Spark's processingTime: a round
+                                                 # longer than it is followed at once
             while time.monotonic() < deadline and not stop.is_set():
                 time.sleep(min(0.2, pause))
             if stop.is_set():

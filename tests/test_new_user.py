@@ -276,3 +276,24 @@ def test_a_landing_file_with_invalid_utf8_is_read_with_replacement_characters(pr
     assert sorted(r["id"] for r in table(folder, "02_silver", "copies")) == ["caf\ufffd", "e1", "e2", "e4"]
     assert len(warnings) == 1 and str(bad) in warnings[0] and "U+FFFD" in warnings[0]
     assert {r["_source_file"] for r in table(folder, "01_bronze", "events")} == {str(good), str(bad)}
+
+
+def test_continuous_outlives_a_failed_round(tmp_path):
+    failing = BRONZE_SILVER.replace('@dp.table(name="bronze.events")', '@dp.table(name="bronze.events")\n'
+                                    '@dp.expect_or_fail("small", "n < 100")')
+    folder = write_project(tmp_path / "proj", {"transformations/p.py": failing})
+    land(folder, "bad.json", [{"id": "e1", "n": 500}])
+    proc = subprocess.Popen([sys.executable, "-m", "assay.cli", "run", "-p", str(folder), "--continuous",
+                             "--interval", "2s"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "RUST_LOG": "error", "PYTHONUNBUFFERED": "1"})
+    seen, failures = "", 0
+    deadline = time.monotonic() + 90
+    while failures < 3 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen += line
+        if "round failed" in line:
+            failures += 1
+    proc.send_signal(signal.SIGTERM)
+    seen += proc.communicate(timeout=60)[0]
+    assert failures == 3, seen
+    assert "expectation 'small'" in seen and proc.returncode == 0, seen
