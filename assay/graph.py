@@ -96,7 +96,7 @@ class Graph:
         files = source.list_files()
         if not files:
             return source.analysis_frame(self.spark)
-        return source.load_files(self.spark, files, tracked=False)
+        return source.load_files(self.engine, files, tracked=False)
 
     def input_fingerprint(self, flow_name: str) -> str:
         """What a materialized view's refresh depends on: the versions of the tables it reads, the

@@ -444,3 +444,35 @@ def test_engine_facts_that_differ(engines):
         "non-UTF-8 bytes, portable": None,
         "bad date in JSON": {"d": "2026-01-02"},            # a lenient date parser
     }
+
+
+def test_lines_of_planned_files_carry_their_files_columns(engines, tmp_path):
+    """Spark reads a batch's text files in one scan and gives each line its file's columns through
+    the path Spark reports; a name Spark would escape (space, non-ASCII) is read on its own. Both
+    engines give every line exactly its own file's columns."""
+    from pyspark.sql import functions as F
+    odd = tmp_path / "odd dir" / "x+y é.txt"
+    odd.parent.mkdir()
+    contents = {tmp_path / "a.txt": "1\n2\n", tmp_path / "b=c.txt": "3\n", odd: "4\n"}
+    for path, text in contents.items():
+        path.write_text(text)
+    expected = sorted((p.name, len(p.name), line) for p, text in contents.items() for line in text.split())
+    for plain_only in (False, True):
+        chosen = [p for p in contents if not plain_only or p != odd]
+        files = [(str(p), {"name": F.lit(p.name), "length": F.lit(len(p.name))}) for p in chosen]
+        for name, eng in engines.items():
+            rows = sorted(tuple(r) for r in eng.read_lines(files).collect())
+            assert rows == [r for r in expected if not plain_only or r[0] != odd.name], name
+
+
+def test_a_line_of_an_unplanned_file_fails_the_spark_read(spark_engine, tmp_path, monkeypatch):
+    """If Spark ever reported a path in another form than the one planned, the batch must fail
+    naming the file, not land rows without their file's columns."""
+    from pyspark.sql import functions as F
+    from assay.engines import spark as spark_module
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text("x\n")
+    monkeypatch.setattr(spark_module, "_spark_file_path", lambda path: "file:/elsewhere" + path)
+    files = [(str(tmp_path / n), {"name": F.lit(n)}) for n in ("a.txt", "b.txt")]
+    with pytest.raises(Exception, match="was not planned: file:.*a.txt|was not planned: file:.*b.txt"):
+        spark_engine.read_lines(files).collect()

@@ -92,6 +92,19 @@ class Engine(ABC):
         """The current version of a whole Delta table (a batch read; never time travel)."""
         return self.spark.read.format("delta").load(str(path))
 
+    def read_lines(self, files: list[tuple[str, dict]]):
+        """The lines of text files as one DataFrame: `value`, then each file's own columns.
+
+        files: (path to read, {column name: literal Column}), the same names for every file.
+        Default: one read per file with its columns as literals (the embedded engine has no
+        `input_file_name()` or `_metadata`)."""
+        frames = [self.spark.read.text(str(path)).select(*[c.alias(n) for n, c in columns.items()], "value")
+                  for path, columns in files]
+        result = frames[0]
+        for df in frames[1:]:
+            result = result.unionByName(df)
+        return result
+
     def read_parquet(self, paths, schema=None):
         reader = self.spark.read if schema is None else self.spark.read.schema(schema)
         return reader.parquet(*[str(p) for p in paths])

