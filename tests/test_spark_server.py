@@ -26,6 +26,7 @@ import pytest
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from pyspark.sql import functions as F
 
+from assay import processes
 from assay.engines import create_engine
 from assay.engines import spark_server as launcher
 from assay.engines.spark import SparkEngine
@@ -338,7 +339,7 @@ def test_engine_starts_and_stops_its_own_local_server(monkeypatch):
         assert "assay-spark-connect" in (run_dir / "command.txt").read_text()
     finally:
         eng.stop()
-    assert not launcher._alive(pid)
+    assert not processes.alive(pid)
     assert not run_dir.exists()
 
 
@@ -370,7 +371,7 @@ def test_script_lifecycle_and_watch_pid(tmp_path, spark_server, monkeypatch):
             assert eng.spark.range(3).count() == 3
             assert eng._server is None
             eng.stop()
-        assert launcher._alive(pid) and launcher.port_open(port)
+        assert processes.alive(pid) and launcher.port_open(port)
         # another server cannot take a port in use: a clear error, no JVM started
         busy = _script("start", str(spark_server.port), env={"ASSAY_SPARK_RUN_DIR": str(tmp_path / "busy")})
         assert busy.returncode == 1 and "already in use" in busy.stderr
@@ -379,9 +380,9 @@ def test_script_lifecycle_and_watch_pid(tmp_path, spark_server, monkeypatch):
         watched.wait()
     # the watcher stops the server once the watched process is gone
     deadline = time.monotonic() + 120
-    while launcher._alive(pid) and time.monotonic() < deadline:
+    while processes.alive(pid) and time.monotonic() < deadline:
         time.sleep(0.5)
-    alive = launcher._alive(pid)
+    alive = processes.alive(pid)
     if alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, "the server outlived the process it watched"

@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from .. import processes
+
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 DEFAULT_PORT = 15002                 # Spark Connect's own default port
 HOST = "127.0.0.1"
@@ -243,20 +245,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our own child not reaped yet) is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -272,7 +260,7 @@ def launched_server(port: int) -> int | None:
         if not entry.name.isdigit():
             continue
         cmd = _cmdline(int(entry.name)) + " "
-        if SERVER_CLASS in cmd and MARKER in cmd and needle in cmd and _alive(int(entry.name)):
+        if SERVER_CLASS in cmd and MARKER in cmd and needle in cmd and processes.alive(int(entry.name)):
             return int(entry.name)
     return None
 
@@ -415,7 +403,7 @@ class SparkServer:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        if not _alive(pid):
+        if not processes.alive(pid):
             return None
         cmd = _cmdline(pid)
         if f"{MARKER}{self.run_dir} " not in cmd + " " or SERVER_CLASS not in cmd:
@@ -563,13 +551,13 @@ def _signal(pid: int, sig: int) -> None:
 
 def _wait_gone(pid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while _alive(pid):
+    while processes.alive(pid):
         try:                       # reap it when it is our own child
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
         if time.monotonic() > deadline:
-            return not _alive(pid)
+            return not processes.alive(pid)
         time.sleep(0.1)
     return True
 

@@ -36,6 +36,7 @@ import time
 import uuid
 
 from .. import fs
+from .. import processes
 from ..delta import commit as delta_commit
 from ..errors import PipelineLocked
 
@@ -77,7 +78,7 @@ def _locked(info: dict, root) -> PipelineLocked:
 
 def _identity() -> dict:
     return {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "host": socket.gethostname(), "boot": _boot_id(), "pid_start": _start_time(os.getpid())}
+            "host": socket.gethostname(), "boot": _boot_id(), "pid_start": processes.start_time(os.getpid())}
 
 
 class _FileLock:
@@ -163,7 +164,7 @@ class _Lease:
     def _stale(self, info: dict) -> bool:
         if info.get("boot") and info.get("boot") == _boot_id():
             pid = info.get("pid")
-            return not (isinstance(pid, int) and _alive(pid, info.get("pid_start")))
+            return not (isinstance(pid, int) and processes.alive(pid, info.get("pid_start")))
         info_head = fs.head(self.path)
         if info_head is None:
             return True
@@ -219,28 +220,3 @@ def _boot_id() -> str | None:
             return handle.read().strip()
     except OSError:
         return None
-
-
-def _start_time(pid: int) -> str | None:
-    """A process's start time in clock ticks since boot (tells a reused pid apart)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _alive(pid: int, start: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            if handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                return False          # killed, not yet reaped by its parent
-    except (OSError, IndexError):
-        pass
-    return start is None or _start_time(pid) in (None, start)

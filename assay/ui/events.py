@@ -16,6 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import processes
+
 JSON_FIELDS = ("expectations", "sources", "inputs", "outputs", "metrics")
 COUNTS = ("rows_read", "rows_written", "rows_dropped", "rows_quarantined", "rows_late", "rows_duplicate")
 RUN_STARTED = "run_started"
@@ -327,15 +329,4 @@ def lock_holder_alive(system_dir: Path) -> bool | None:
         return None
     if pid == os.getpid():
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) holds no lock any more.
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
+    return processes.alive(pid, info.get("pid_start"))
