@@ -119,3 +119,30 @@ def kill_through_drops(pipeline: Path, out: Path, landing: Path, store: Path, lo
         if kill_when(start_run(pipeline, landing, store, log, extra), log, pattern, rng.uniform(0.0, max_delay)):
             kills.append(where)
     return kills
+
+
+def assert_same_tables(expected: dict[str, pa.Table], actual: dict[str, pa.Table]) -> None:
+    """The same tables, the same columns, the same rows (verify's comparison)."""
+    from assay.verify import compare
+    assert set(expected) == set(actual)
+    for name, table in expected.items():
+        assert table.column_names == actual[name].column_names, name
+        result = compare(name, table, actual[name])
+        assert result.ok, f"{name}: {result}"
+
+
+def kills_then_truth(pipeline: Path, out: Path, tmp_path: Path, plan: list, seed: int, max_delay: float) -> Path:
+    """Drop 0 run to the end, then `plan`'s runs each killed -9 (kill_through_drops), then one run to
+    the end: the storage must equal the generator's truth. Returns the storage."""
+    import random
+    from assay.generator import land_drop
+    landing, store = tmp_path / "landing", tmp_path / "storage"
+    land_drop(out, landing, 0)
+    finish_run(pipeline, landing, store)
+    kills = kill_through_drops(pipeline, out, landing, store, tmp_path, plan, random.Random(seed), max_delay)
+    print(f"kill -9 landed in: {kills}")
+    assert len(kills) >= 3, f"only {len(kills)} kills landed: {kills}"
+    finish_run(pipeline, landing, store)
+    report = verify_storage(pipeline, out / "truth", store)
+    assert report.ok, f"after kills at {kills}:\n{report.render()}"
+    return store

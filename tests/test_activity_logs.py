@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import time
@@ -25,7 +24,6 @@ import pytest
 from assay.generator import generate, land_drop
 from assay.spec import load_spec
 from assay.truth import check_metrics
-from assay.verify import compare
 from tests import pipeline_support as support
 from tests.conftest import ROOT, cli
 from tests.pipeline_support import land_tree, read
@@ -131,38 +129,22 @@ def test_one_run_per_drop_gives_the_same_tables(engine, generated, one_run, tmp_
     assert report.ok, report.render()
 
     once, per_drop = tables_under(one_run), tables_under(store)
-    assert set(once) == set(per_drop)
     assert {"bronze.bronze_activity_logs", "bronze.bronze_activity_logs_quarantine", "silver.silver_activity_logs",
             "gold.gold_user_watch_time", "gold.gold_region_daily_watch_time"} <= set(once)
-    for name, table in once.items():
-        assert table.column_names == per_drop[name].column_names, name
-        result = compare(name, table, per_drop[name])
-        assert result.ok, f"{name}: {result}"
+    support.assert_same_tables(once, per_drop)
 
 
 # ---------------------------------------------------------------- kill -9 in the middle of a drop
 
 
 def test_kill_9_in_the_middle_of_a_drop_then_rerun_matches_the_truth(generated, tmp_path):
-    out, _ = generated
-    landing, store = tmp_path / "landing", tmp_path / "storage"
-    land_drop(out, landing, 0)
-    finish_run(landing, store)
-
-    rng = random.Random(3)
     plan = [(1, r"running\s+bronze_activity_logs\s+batches=1", "bronze, 2nd file of drop 1"),
             (None, r"running\s+silver_activity_logs\s+batches=1", "silver, 2nd file of drop 1"),
             (None, r"running\s+gold_user_watch_time", "gold, drop 1"),
             (2, r"running\s+bronze_activity_logs\s+batches=0", "bronze, 1st file of drop 2"),
             (None, r"running\s+silver_activity_logs\s+batches=2", "silver, 3rd file of drop 2"),
             (None, r"running\s+gold_region_daily_watch_time", "gold, drop 2")]
-    kills = support.kill_through_drops(PIPELINE, out, landing, store, tmp_path, plan, rng, max_delay=0.3)
-    print(f"kill -9 landed in: {kills}")
-    assert len(kills) >= 3, f"only {len(kills)} kills landed: {kills}"
-    finish_run(landing, store)
-
-    report = verify_storage(out / "truth", store)
-    assert report.ok, f"after kills at {kills}:\n{report.render()}"
+    support.kills_then_truth(PIPELINE, generated[0], tmp_path, plan, seed=3, max_delay=0.3)
 
 
 # ---------------------------------------------------------------- hand-written awkward cases

@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import json
 import os
-import random
 import signal
 from datetime import date, datetime, timezone
 from functools import partial
@@ -27,7 +26,6 @@ import pyarrow as pa
 import pytest
 
 from assay.generator import generate, land_drop
-from assay.verify import compare
 from tests import pipeline_support as support
 from tests.conftest import ROOT, cli
 from tests.pipeline_support import land_tree, read
@@ -176,33 +174,19 @@ def test_one_run_per_file_gives_the_same_tables(engine, generated, one_run, tmp_
     report = verify_storage(out / "truth", store)
     assert report.ok, report.render()
     once, per_file = tables_under(one_run), tables_under(store)
-    assert set(once) == set(per_file)
     assert {"bronze.bronze_clickstream", "silver.silver_clickstream", "gold.dim_users",
             "gold.fact_page_views_daily"} <= set(once)
-    for name, table in once.items():
-        assert table.column_names == per_file[name].column_names, name
-        result = compare(name, table, per_file[name])
-        assert result.ok, f"{name}: {result}"
+    support.assert_same_tables(once, per_file)
 
 
 def test_kill_9_mid_run_then_rerun_matches_the_truth(generated, tmp_path):
-    out, _ = generated
-    landing, store = tmp_path / "landing", tmp_path / "storage"
-    land_drop(out, landing, 0)
-    finish_run(landing, store)
-    rng = random.Random(5)
     plan = [(1, r"running\s+bronze_clickstream\s+batches=1", "bronze, 2nd file of drop 1"),
             (None, r"running\s+silver_clickstream\s+batches=1", "silver, 2nd file of drop 1"),
             (None, r"running\s+dim_users\s+batches=1", "dim_users (AUTO CDC), drop 1"),
             (2, r"running\s+silver_clickstream\s+batches=0", "silver, 1st file of drop 2"),
             (None, r"running\s+fact_page_views_daily", "gold fact, drop 2"),
             (None, r"running\s+dim_users\s+batches=2", "dim_users (AUTO CDC), 3rd file of drop 2")]
-    kills = support.kill_through_drops(PIPELINE, out, landing, store, tmp_path, plan, rng, max_delay=0.3)
-    print(f"kill -9 landed in: {kills}")
-    assert len(kills) >= 3, f"only {len(kills)} kills landed: {kills}"
-    finish_run(landing, store)
-    report = verify_storage(out / "truth", store)
-    assert report.ok, f"after kills at {kills}:\n{report.render()}"
+    support.kills_then_truth(PIPELINE, generated[0], tmp_path, plan, seed=5, max_delay=0.3)
 
 
 # ---------------------------------------------------------------- hand-written awkward cases
@@ -393,10 +377,8 @@ def test_apache_spark_gives_the_same_tables(spark_server, fixture_storage, tmp_p
             land_tree(FIXTURES / drop, tmp_path / "landing")
             run_in_process(spark, tmp_path / "landing", tmp_path / "storage")
     sail, on_spark = tables_under(store), tables_under(tmp_path / "storage")
-    assert set(sail) == set(on_spark) and len(sail) == 6
-    for name, table in sail.items():
-        result = compare(name, table, on_spark[name])
-        assert result.ok, f"{name}: {result}"
+    assert len(sail) == 6
+    support.assert_same_tables(sail, on_spark)
 
 
 def test_landing_and_storage_come_from_the_environment(tmp_path):

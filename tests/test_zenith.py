@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import time
@@ -25,7 +24,6 @@ import pytest
 from assay.generator import generate, land_drop
 from assay.spec import load_spec
 from assay.truth import check_metrics
-from assay.verify import compare
 from tests import pipeline_support as support
 from tests.conftest import ROOT, cli
 from tests.pipeline_support import land_tree, read
@@ -152,14 +150,10 @@ def test_one_run_per_drop_gives_the_same_tables(engine, generated, one_run, tmp_
 
     # Row for row (floats within 1e-9 relative: the salted sums may add in another order).
     once, per_drop = tables_under(one_run), tables_under(store)
-    assert set(once) == set(per_drop)
     assert {"02_silver.silver_sessionized_activity", "02_silver.silver_sessionized_activity_late",
             "02_silver.silver_sessionized_activity_quarantine", "03_gold.gold_daily_product_performance",
             "03_gold.customer_purchase_summary"} <= set(once)
-    for name, table in once.items():
-        assert table.column_names == per_drop[name].column_names, name
-        result = compare(name, table, per_drop[name])
-        assert result.ok, f"{name}: {result}"
+    support.assert_same_tables(once, per_drop)
 
 
 # ---------------------------------------------------------------- kill -9 in the middle of a drop
@@ -167,11 +161,6 @@ def test_one_run_per_drop_gives_the_same_tables(engine, generated, one_run, tmp_
 
 def test_kill_9_in_the_middle_of_a_drop_then_rerun_matches_the_truth(generated, tmp_path):
     out, manifest = generated
-    landing, store = tmp_path / "landing", tmp_path / "storage"
-    land_drop(out, landing, 0)
-    finish_run(landing, store)
-
-    rng = random.Random(5)
     # (drop landed before the attempt, progress line to wait for, where the kill lands)
     plan = [(1, r"running\s+bronze_user_events\s+batches=1", "bronze, 2nd file of drop 1"),
             (None, r"running\s+silver_sessionized_activity\s+batches=1", "silver, 2nd file of drop 1"),
@@ -179,13 +168,7 @@ def test_kill_9_in_the_middle_of_a_drop_then_rerun_matches_the_truth(generated, 
             (2, r"running\s+bronze_user_events\s+batches=0", "bronze, 1st file of drop 2"),
             (None, r"running\s+silver_sessionized_activity\s+batches=2", "silver, 3rd file of drop 2"),
             (None, r"running\s+customer_purchase_summary", "gold, drop 2")]
-    kills = support.kill_through_drops(PIPELINE, out, landing, store, tmp_path, plan, rng, max_delay=0.4)
-    print(f"kill -9 landed in: {kills}")
-    assert len(kills) >= 3, f"only {len(kills)} kills landed: {kills}"
-    finish_run(landing, store)
-
-    report = verify_storage(out / "truth", store)
-    assert report.ok, f"after kills at {kills}:\n{report.render()}"
+    store = support.kills_then_truth(PIPELINE, out, tmp_path, plan, seed=5, max_delay=0.4)
     assert last_metric(store, "null_region_events") == manifest["metrics"]["null_region_events"]
 
 
