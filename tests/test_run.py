@@ -94,8 +94,11 @@ def test_fail_expectation_writes_nothing_and_resumes(project, run_pipeline):
                             '@dp.expect_or_fail("positive_amount", "amount > 0")')
     folder = project({"transformations/p.py": code})
     land(folder, "f1.json", [ev(1, 0), ev(2, 1, amount=-3)])
-    with pytest.raises(ExpectationFailed, match="expectation 'positive_amount' .*failed on 1 row.*amount=-3.0"):
+    with pytest.raises(ExpectationFailed, match="expectation 'positive_amount' .*failed on 1 row.*amount=-3.0") as err:
         run_pipeline(folder)
+    # The failing row reads as the data does, not as Python objects.
+    assert "id='e2'" in str(err.value) and "event_time=2026-11-01 10:01:00" in str(err.value), str(err.value)
+    assert "datetime.datetime" not in str(err.value) and "_rescued_data=NULL" in str(err.value)
     assert table(folder, "01_bronze", "events") is None
     # The user relaxes the rule: the same planned batch is processed, once.
     (folder / "transformations/p.py").write_text(PIPELINE)

@@ -232,7 +232,7 @@ class BatchRun:
         fail_rules = [(i, e) for i, e in enumerate(self.dataset.expectations) if e.action == "fail"]
         index, rule = next(((i, e) for i, e in fail_rules if failing[0].mask & (1 << i)), fail_rules[0])
         shown = {k: v for k, v in first.items() if not k.startswith("_assay") and k != routing.FAILED_RULES}
-        sample = ", ".join(f"{k}={v!r}" for k, v in list(shown.items())[:12])
+        sample = ", ".join(f"{k}={_quoted(v)}" for k, v in list(shown.items())[:12])
         count = sum(w.records for w in failing)
         raise ExpectationFailed(
             f"expectation '{rule.name}' ({rule.sql}) failed on {count} row(s) of flow '{self.flow_name}'; its "
@@ -325,3 +325,10 @@ class BatchRun:
 def _arrow_schema(df) -> pa.Schema:
     from pyspark.sql.pandas.types import to_arrow_schema
     return to_arrow_schema(df.schema, timezone="UTC")
+
+
+def _quoted(value) -> str:
+    """A value as a user reads it in an error: text quoted, NULL, timestamps and numbers as SQL prints them."""
+    if value is None:
+        return "NULL"
+    return repr(value) if isinstance(value, (str, bytes)) else str(value)
