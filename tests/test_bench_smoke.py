@@ -51,6 +51,19 @@ def test_compare_smoke(tmp_path, spark_server):
     assert not (tmp_path / "work" / "zenith-2MB").exists()                       # generated data cleaned up
 
 
+def test_compare_smoke_activity_logs_on_the_embedded_engine(tmp_path):
+    """The CSV pipeline and its floor (the embedded engine's CSV reader would stop at the generated
+    malformed rows: the floor splits text lines instead)."""
+    results = tmp_path / "results"
+    bench("compare.py", "--pipeline", "activity_logs", "--size", "2MB", "--drops", "10", "--reps", "1",
+          "--systems", "assay-sail,floor-sail", "--work", str(tmp_path / "work"), "--results", str(results))
+    result = json.loads((results / "compare-activity_logs-2MB.json").read_text())
+    assert [r["system"] for r in result["runs"]] == ["assay-sail"] * 3 + ["floor-sail"]
+    assert all(r["ok"] and r["seconds"] > 0 for r in result["runs"])
+    assert result["summary"]["assay-sail"]["increment"]["verify"] == ["OK"]
+    assert result["summary"]["floor-sail"]["full"]["rows_per_s"] > 0
+
+
 def test_kafka_pipeline_smoke(tmp_path, spark_server):
     bench("bench_kafka_pipeline.py", "--messages", "3000", "--reps", "1", "--remote", spark_server,
           "--results", str(tmp_path))
