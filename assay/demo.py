@@ -17,7 +17,7 @@ from .spec import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 PIPELINE = REPO / "pipelines" / "zenith"
-WORK = REPO / "demo"
+WORK = Path(os.environ.get("ASSAY_DEMO_DIR") or REPO / "demo")    # a test runs it elsewhere
 ROWS = int(os.environ.get("ASSAY_DEMO_ROWS", "1000000"))
 
 
