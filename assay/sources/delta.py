@@ -12,11 +12,11 @@ from ..delta.table import arrow_schema, current_version, open_table
 from .base import BatchLimits, LoadContext, Plan, Source
 
 # Rows per batch read from an upstream table when assay.yml sets no batch.max_records: bounds the
-# engine's memory in the reading flow. Fewer, larger batches matter for deduplicated tables, whose
-# every batch joins the whole target: 1 GB Zenith silver in one batch of 4.85 M rows took 13.7 s at
-# 2.3 GB peak RSS, against 15.7 s at 1.8 GB in batches of 1 M (4 GB of activity logs in 45 batches
-# of 1 M: silver 274 s, most of it re-reading the growing target).
-DEFAULT_MAX_RECORDS = 5_000_000
+# engine's memory in the reading flow. Measured with `make bench`: 5 M instead of 1 M saved nothing
+# (1 GB Zenith 30.6 s vs 29.6 s; 4 GB of activity logs 331 s vs 337 s) and raised the peak RSS
+# (2.2 vs 2.0 GB; 3.5 vs 3.3 GB): a deduplicated table's join with its whole target is not what
+# dominates its batches.
+DEFAULT_MAX_RECORDS = 1_000_000
 
 
 class DeltaSource(Source):
