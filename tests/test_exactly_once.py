@@ -178,14 +178,15 @@ def test_kill_9_at_random_instants_loses_and_duplicates_nothing(tmp_path):
 
 def test_kill_9_at_each_instant_of_the_commit_protocol(tmp_path):
     """Aimed kills: right after the engine wrote a batch's files (nothing committed), between the
-    commits of one batch's tables (quarantine/late committed, target not), and after every commit
-    but before the batch is recorded. Each kills the process as kill -9 would (faults.py)."""
+    commits of one batch's tables (quarantine/late committed, target not), after every commit
+    but before the batch is recorded, and after a view's refresh landed but before it is recorded.
+    Each kills the process as kill -9 would (faults.py)."""
     from assay.runtime import faults
     folder = write_project(tmp_path / "proj", {"transformations/p.py": PIPELINE})
-    files = make_files(seed=3)[:16]
+    files = make_files(seed=3)[:24]
     landed = 0
     rng = random.Random(5)
-    points = [faults.WRITTEN, faults.BETWEEN_COMMITS, faults.COMMITTED]
+    points = [faults.WRITTEN, faults.BETWEEN_COMMITS, faults.COMMITTED, faults.REFRESHED]
     kills = Counter()
     for attempt in range(30):
         if all(kills[p] >= 3 for p in points):
@@ -194,10 +195,11 @@ def test_kill_9_at_each_instant_of_the_commit_protocol(tmp_path):
             land(folder, name, rows)
         landed = min(landed + 2, len(files))
         point = min(points, key=lambda p: kills[p])
+        nth = rng.randint(1, 3) if point != faults.REFRESHED else 1      # one view: one refresh a run
         result = subprocess.run([sys.executable, "-m", "assay.cli", "run", "--max-files-per-batch", "2"], cwd=folder,
                                 capture_output=True, text=True, timeout=300,
                                 env={**os.environ, "RUST_LOG": "error", "PYTHONPATH": str(ROOT),
-                                     "ASSAY_CRASH_AT": f"{point}:{rng.randint(1, 3)}"})
+                                     "ASSAY_CRASH_AT": f"{point}:{nth}"})
         if result.returncode == -signal.SIGKILL:
             kills[point] += 1
         else:
@@ -226,3 +228,35 @@ def test_kill_9_at_each_instant_of_the_commit_protocol(tmp_path):
             if (table_dir / "_delta_log").is_dir() and table_dir.name != "event_log":
                 for action in add_actions(open_table(table_dir)):
                     assert (table_dir / action["path"]).exists(), (table_dir, action["path"])
+
+
+def test_a_view_killed_after_its_refresh_landed_is_never_left_stale(tmp_path):
+    """Killed after the view's refresh landed in Delta and before its checkpoint record, then more
+    orders land: the next run must not take the earlier refresh for one over the newer silver (it
+    once skipped the commit as landed and recorded the newer inputs, leaving the view stale until
+    silver changed again)."""
+    import json
+    from assay.runtime import faults
+    from assay.scaffold import create_project, sample_orders
+    folder = create_project(tmp_path / "shop")
+    env = {**os.environ, "RUST_LOG": "error", "PYTHONPATH": str(ROOT)}
+
+    def run(**extra):
+        return subprocess.run([sys.executable, "-m", "assay.cli", "run"], cwd=folder, capture_output=True,
+                              text=True, timeout=300, env={**env, **extra})
+    killed = run(ASSAY_CRASH_AT=f"{faults.REFRESHED}:1")
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    more = [{**r, "order_id": f"n-{i:05d}"} for i, r in enumerate(sample_orders(80, start=datetime(2026, 11, 1, 3, tzinfo=timezone.utc)))]
+    (folder / "landing" / "orders" / "orders-0002.json").write_text("\n".join(json.dumps(r) for r in more) + "\n")
+    final = run()
+    assert final.returncode == 0, final.stdout + final.stderr
+
+    silver = table(folder, "02_silver", "orders")
+    assert len(silver) == 280
+    due = Counter(), Counter()
+    for row in silver:
+        if row["customer_id"] is not None:
+            due[0][row["customer_id"]] += 1
+            due[1][row["customer_id"]] += row["amount"]
+    got = {r["customer_id"]: (r["orders"], r["revenue"]) for r in table(folder, "03_gold", "customer_totals")}
+    assert got == {c: (n, round(due[1][c], 2)) for c, n in due[0].items()}

@@ -81,6 +81,11 @@ class Written:
     records: int
 
 
+def batch_mark(generation: str, flow_name: str, role: str, batch: int) -> BatchMark:
+    """The application transaction a batch's commit to one of its tables (role) carries."""
+    return BatchMark(f"assay:{generation}:{flow_name}:{role}", batch)
+
+
 class BatchRun:
     """Runs one batch of `flow_name` into `dataset` (mode append: a streaming batch; overwrite:
     a materialized view's refresh)."""
@@ -103,7 +108,7 @@ class BatchRun:
         return self.graph.table_path(self.dataset.name, suffix)
 
     def mark(self, role: str) -> BatchMark:
-        return BatchMark(f"assay:{self.generation}:{self.flow_name}:{role}", self.batch)
+        return batch_mark(self.generation, self.flow_name, role, self.batch)
 
     def _tables(self) -> dict[str, Path]:
         tables = {"target": self.path()}
@@ -237,7 +242,7 @@ class BatchRun:
         raise ExpectationFailed(
             f"expectation '{rule.name}' ({rule.sql}) failed on {count} row(s) of flow '{self.flow_name}'; its "
             f"action is FAIL, so nothing of this batch was written and the next run retries it. "
-            f"First failing row: {sample}")
+            f"First failing row: {sample}", batch=result)
 
     # --- commits --------------------------------------------------------------------------
 

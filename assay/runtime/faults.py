@@ -1,6 +1,7 @@
 """Named instants where a test can kill the process as `kill -9` would, to prove exactly-once at
 the moments that matter: after the engine wrote a batch's files but before any commit, between
-the commits of one batch's tables, after the last commit but before the batch is recorded.
+the commits of one batch's tables, after the last commit but before the batch is recorded, and
+after a materialized view's refresh landed but before it is recorded.
 
 `ASSAY_CRASH_AT=<point>:<n>` kills the process the n-th time (1-based) it reaches <point>. Unset
 in normal runs: the check is one dictionary lookup.
@@ -11,6 +12,7 @@ import os
 import signal
 
 WRITTEN, BETWEEN_COMMITS, COMMITTED = "written", "between_commits", "committed"
+REFRESHED = "refreshed"
 _seen: dict[str, int] = {}
 
 

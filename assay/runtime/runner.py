@@ -13,6 +13,7 @@ from typing import Callable
 
 from .. import fs, secrets
 from ..definitions import MATERIALIZED_VIEW, STREAMING_TABLE
+from ..delta.commit import landed
 from ..delta.table import current_version, open_table, write_small
 from ..engines import create_engine
 from ..errors import AssayError, FlowError
@@ -27,7 +28,7 @@ from .context import FlowContext
 from .eventlog import (FLOW_COMPLETED, FLOW_FAILED, FLOW_PROGRESS, RUN_COMPLETED, RUN_FAILED, RUN_STARTED,
                        SOURCE_WARNING, Event, EventLog)
 from .autocdc import AutoCdcRun, run_snapshots
-from .execute import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchRun, RowCounts
+from .execute import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchRun, RowCounts, batch_mark
 from .lock import PipelineLock
 from .publish import Publisher
 
@@ -109,8 +110,10 @@ class Runner:
                         self._run_flow(graph, name)
                 self.publisher.finish()               # fails the run naming tables PostgreSQL refused
             except AssayError as exc:
+                not_run = [s.flow for s in self.summaries.values() if s.status == "queued"]
                 self.events.record(Event(RUN_FAILED, status="failed", message=str(exc),
-                                         duration_s=time.monotonic() - started))
+                                         duration_s=time.monotonic() - started,
+                                         metrics={"flows_not_run": not_run} if not_run else None))
                 raise
             stopped = [s.flow for s in self.summaries.values() if s.status in ("queued", "stopped")]
             for name in stopped:
@@ -167,13 +170,15 @@ class Runner:
         self.on_progress(summary)
         analysis = graph.analyses[name]
 
-        def failed(message: str) -> None:
+        def failed(message: str, batch: BatchResult | None = None) -> None:
             summary.status, summary.error = "failed", message
             summary.seconds = time.monotonic() - summary.started
             self.on_progress(summary)
+            # a batch stopped by an expect_or_fail rule: what it read and each rule's counts (none written)
+            counts = {"rows_read": batch.rows_read, "expectations": [r.__dict__ for r in batch.rules]} if batch else {}
             self.events.record(Event(FLOW_FAILED, flow=name, target=flow.target, batch_id=summary.batch,
                                      status="failed", message=message, duration_s=summary.seconds,
-                                     inputs=analysis.inputs, outputs=[flow.target]))
+                                     inputs=analysis.inputs, outputs=[flow.target], **counts))
         stopped_early = False
         try:
             if dataset.kind == MATERIALIZED_VIEW:
@@ -182,7 +187,7 @@ class Runner:
                 stopped_early = self._run_stream(graph, name)
             self.publisher.after_commit(graph, name)  # catches PostgreSQL up even when no batch ran
         except AssayError as exc:
-            failed(str(exc))
+            failed(str(exc), getattr(exc, "batch", None))
             raise
         except Exception as exc:
             message = _failure_message(exc, name, flow.location, summary.batch)
@@ -216,22 +221,40 @@ class Runner:
         flow = graph.registry.flows[name]
         dataset = graph.dataset(flow.target)
         ckpt = Checkpoint(graph.checkpoint_dir(name))
-        last = ckpt.last_committed()
+        last = self._settle_interrupted_refresh(graph, name, ckpt)
         batch = 0 if last is None else last[0] + 1
         fingerprint = graph.input_fingerprint(name)
         asked = flow.target in (self.options.refresh or set())
         if not asked and last is not None and last[1].get("inputs") == fingerprint \
                 and open_table(graph.table_path(flow.target)):
             return                            # nothing it reads changed since its last refresh
+        # Planned ahead with what it is computed from: a crash after the refresh landed must not
+        # let a later refresh over newer inputs pass for this one (the batch mark alone cannot tell).
+        ckpt.write_plan(batch, {"batch": batch, "inputs": fingerprint})
         self._batch_started(name, batch)
         ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=False)
         started = time.monotonic()
         df = graph.run_query(flow, ctx)
         result = BatchRun(graph, dataset, name, ckpt.generation, batch, "overwrite").execute(df)
+        faults.crash_point(faults.REFRESHED)
         # The fingerprint taken before the query: a change racing the refresh makes the next run refresh.
         ckpt.write_commit(batch, {"batch": batch, "rows": result.rows_written, "inputs": fingerprint})
         fs.delete_tree(self.spec.system_dir / "staging" / name)
         self._progress(graph, name, batch, result, {}, time.monotonic() - started, ctx)
+
+    def _settle_interrupted_refresh(self, graph: Graph, name: str, ckpt: Checkpoint):
+        """A refresh planned but not recorded: when it landed in the view, record it with the inputs
+        it was computed from, so the next step compares the current inputs with those (and refreshes
+        as a new batch when they changed). When it did not land, it is simply computed again."""
+        planned, last = ckpt.last_planned(), ckpt.last_committed()
+        if planned is None or (last is not None and planned[0] <= last[0]):
+            return last
+        batch, record = planned
+        target = graph.registry.flows[name].target
+        if landed(graph.table_path(target), batch_mark(ckpt.generation, name, "target", batch)):
+            ckpt.write_commit(batch, {"batch": batch, "rows": None, "inputs": record.get("inputs")})
+            return ckpt.last_committed()
+        return last
 
     def _run_stream(self, graph: Graph, name: str) -> bool:
         """Batches until the sources hold nothing more; True when a stop request cut it short."""
