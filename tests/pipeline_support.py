@@ -25,6 +25,14 @@ def run_in_process(pipeline: Path, engine, landing: Path, store: Path, **options
     return {s.flow: s for s in Runner(spec, RunOptions(**options), engine=engine).run()}
 
 
+def verify_cli(pipeline: Path, truth: Path, store: Path, timeout: float = 180) -> None:
+    """`assay verify` as a user runs it: the verdict, and exit code 0 (any other exit fails)."""
+    result = cli("verify", pipeline.name, "--truth", str(truth), "-p", str(pipeline), "--storage", str(store),
+                 cwd=ROOT, timeout=timeout)
+    assert "every table matches the truth" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def verify_storage(pipeline: Path, truth: Path, store: Path):
     spec = load_spec(pipeline, storage=str(store))
     return verify(truth, table_reader(spec))

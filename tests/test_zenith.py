@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import time
 from datetime import date, datetime, timezone
 from functools import partial
@@ -26,7 +25,7 @@ from assay.spec import load_spec
 from assay.truth import check_metrics
 from tests import pipeline_support as support
 from tests.conftest import ROOT, cli
-from tests.pipeline_support import land_tree, read
+from tests.pipeline_support import land_tree, read, verify_cli
 
 PIPELINE = ROOT / "pipelines" / "zenith"
 finish_run = partial(support.finish_run, PIPELINE)
@@ -89,17 +88,6 @@ def query(sql_file: Path, store: Path) -> list[dict]:
     return json.loads(result.stdout)
 
 
-def verify_cli(truth: Path, store: Path, timeout: float = 180) -> None:
-    """`assay verify` as a user runs it: the verdict, and exit code 0."""
-    result = cli("verify", "zenith", "--truth", str(truth), "-p", str(PIPELINE), "--storage", str(store), cwd=ROOT,
-                 timeout=timeout)
-    assert "every table matches the truth" in result.stdout, result.stdout + result.stderr
-    # Known runtime bug (reported, not fixed here): once delta-rs 1.6.6 has read a table through
-    # to_pyarrow_dataset(), the interpreter aborts at exit about half the time, after the verdict
-    # ("terminate called without an active exception", SIGABRT).
-    aborted_at_exit = result.returncode == -signal.SIGABRT and "terminate called" in result.stderr
-    assert result.returncode == 0 or aborted_at_exit, result.stdout + result.stderr
-
 
 # ---------------------------------------------------------------- generated data, with a truth
 
@@ -132,7 +120,7 @@ def test_one_run_over_every_drop_matches_the_truth(generated, one_run):
     assert manifest["metrics"]["duplicates_dropped"] > 0 and manifest["metrics"]["null_region_events"] > 0
     assert last_metric(one_run, "null_region_events") == manifest["metrics"]["null_region_events"]
 
-    verify_cli(out / "truth", one_run)                    # the same through the command a user runs
+    verify_cli(PIPELINE, out / "truth", one_run)                    # the same through the command a user runs
 
 
 def test_one_run_per_drop_gives_the_same_tables(engine, generated, one_run, tmp_path):
@@ -416,4 +404,4 @@ def test_1gb_generated_run_matches_the_truth(tmp_path):
               str(tmp_path / "storage"), cwd=ROOT, timeout=3600)
     assert run.returncode == 0, run.stdout + run.stderr
     print(f"zenith 1 GB: assay run {time.monotonic() - started:.0f}s")
-    verify_cli(out / "truth", tmp_path / "storage", timeout=3600)
+    verify_cli(PIPELINE, out / "truth", tmp_path / "storage", timeout=3600)
