@@ -23,8 +23,14 @@ class FlowError(AssayError):
 
 
 class ExpectationFailed(AssayError):
-    """An expectation whose action is `fail` was violated; nothing of the batch was written."""
+    """An expectation whose action is `fail` was violated; nothing of the batch was written.
+    `batch` holds the failing batch's counts (rows read, each rule's passed and failed rows),
+    which the flow's failure event records."""
     exit_code = 5
+
+    def __init__(self, message: str, batch=None):
+        super().__init__(message)
+        self.batch = batch
 
 
 class PipelineLocked(AssayError):
