@@ -17,6 +17,7 @@ from .definitions import (DROP, FAIL, MATERIALIZED_VIEW, STREAMING_TABLE, TEMPOR
                           Dedupe, Expectation, Flow, Registry, SourceLocation)
 from .errors import GraphError
 from .pii import pseudonymize
+from .quality import rule_problem
 
 _registry: contextvars.ContextVar[Registry | None] = contextvars.ContextVar("assay_registry", default=None)
 _context: contextvars.ContextVar[Any] = contextvars.ContextVar("assay_flow_context", default=None)
@@ -168,8 +169,10 @@ def create_streaming_table(name: str, *, comment: str | None = None, schema=None
     schema_name, table_name = _split_name(name)
     expectations = (_expectations(expect_all, WARN) + _expectations(expect_all_or_drop, DROP)
                     + _expectations(expect_all_or_fail, FAIL))
+    location = _caller_location()
+    reg.errors.extend(f"{location}: {p}" for p in map(rule_problem, expectations) if p)
     reg.add_dataset(Dataset(
-        name=table_name, kind=STREAMING_TABLE, location=_caller_location(), schema_name=schema_name,
+        name=table_name, kind=STREAMING_TABLE, location=location, schema_name=schema_name,
         comment=comment, schema=schema, partition_cols=_as_tuple(partition_cols), cluster_by=_as_tuple(cluster_by),
         table_properties=_published(table_properties, publish, STREAMING_TABLE, table_name), private=private,
         quarantine=quarantine, expectations=tuple(expectations), dedupe=dedupe))
@@ -336,9 +339,11 @@ def _attach(func: Callable, attr: str, value, merge: bool) -> Callable:
 
 
 def _expect_decorator(rules: list[Expectation]):
-    for rule in rules:
-        if not isinstance(rule.sql, str) or not rule.sql.strip():
-            raise GraphError(f"expectation '{rule.name}' needs a SQL boolean expression, got {rule.sql!r}")
+    # Parsed when declared, so that dry-run stops on a rule that would run otherwise than written.
+    problems = [p for p in map(rule_problem, rules) if p]
+    if problems:
+        where = _caller_location(3)                      # the user's @dp.expect… line
+        _current_registry().errors.extend(f"{where}: {p}" for p in problems)
     return lambda func: _attach(func, _EXPECTATIONS_ATTR, rules, merge=True)
 
 

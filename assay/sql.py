@@ -35,6 +35,7 @@ from .definitions import (DROP, FAIL, MATERIALIZED_VIEW, STREAMING_TABLE, TEMPOR
                           Expectation, Flow, Registry, SourceLocation)
 from .errors import GraphError
 from .pii import expand_sql
+from .quality import rule_problem
 
 DIALECT = "spark"
 STREAM_VIEW_PREFIX = "__assay_stream_"
@@ -186,7 +187,11 @@ def _read_elements(statement, tokens, open_index, expectations, blanked) -> tupl
         if violation not in actions:
             raise SqlSyntaxError(f"expectation '{name}': expected ON VIOLATION DROP ROW or ON VIOLATION FAIL "
                                  f"UPDATE after EXPECT (...), got '{violation}'", element[-1].line)
-        expectations.append(Expectation(name, sql, actions[violation]))
+        rule = Expectation(name, sql, actions[violation])
+        problem = rule_problem(rule)      # one complete boolean expression, as in Python
+        if problem:
+            raise SqlSyntaxError(problem, element[3].line)
+        expectations.append(rule)
         # blank the element and one comma beside it, so that the rest still parses
         first, last = element[0].start, element[-1].end + 1
         if number > 0:

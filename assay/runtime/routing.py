@@ -177,6 +177,8 @@ def _watermark(plan: DedupePlan, inputs: DedupeInputs) -> Column:
     told apart by their modification time where it is unique (numbers compare much faster than
     paths or timestamp literals: 5.5 s → 3.9 s for 1.2 M rows), else by time and path."""
     default = F.lit(inputs.default_watermark).cast("bigint")
+    if not inputs.watermarks:    # no arrival columns: the batch is one unit, under the earlier batches' mark
+        return default
     first, *rest = plan.arrival
     times = [arrival[0] for arrival in inputs.watermarks]
     modified = F.unix_micros(F.col(first))
