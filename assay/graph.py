@@ -86,7 +86,7 @@ class Graph:
             root = StoragePath(given) if is_uri(given) or Path(given).is_absolute() else self.spec.landing / given
             options = dict(spec.args["options"])
             source = FileSource(root, spec.args["format"], spec.args["schema"], options,
-                                self.checkpoint_dir(flow.name))
+                                self.checkpoint_dir(flow.name), table=flow.target)
             source.resolve(self.spark)
             self._file_sources[key] = source
         return self._file_sources[key]

@@ -352,6 +352,14 @@ class Runner:
 
     def _report_source_warnings(self, name: str, sources) -> None:
         for src in sources:
+            if getattr(src, "folder_missing", False):     # else the flow "completes" reading nothing, silently
+                src.folder_missing = False
+                message = (f"the landing folder {src.root} does not exist: flow '{name}' (table "
+                           f"{self.summaries[name].target}) read nothing from it. Check `landing` in assay.yml, "
+                           "--landing, ASSAY_LANDING and the path given to read_files")
+                self.on_warning(message)
+                self.events.record(Event(SOURCE_WARNING, flow=name, status="warning", message=message,
+                                         sources={src.key(): {"missing_folder": str(src.root)}}))
             for item in getattr(src, "overwritten", [])[:]:
                 message = (f"{item['file']} was rewritten in place after flow '{name}' read it "
                            f"({item['read_size']:,} → {item['size_now']:,} bytes); it is not read again "

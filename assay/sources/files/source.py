@@ -39,7 +39,7 @@ _PLAN_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_n
 class FileSource(Source):
     kind = "files"
 
-    def __init__(self, root, fmt: str, schema, options: dict, checkpoint_dir):
+    def __init__(self, root, fmt: str, schema, options: dict, checkpoint_dir, table: str | None = None):
         if fmt not in FORMATS:
             raise FlowError(f"read_files: format must be one of {', '.join(FORMATS)}, got '{fmt}'")
         unknown = set(options) - OPTIONS
@@ -61,12 +61,15 @@ class FileSource(Source):
                                   max_bytes=parse_bytes(options["max_bytes_per_batch"])
                                   if options.get("max_bytes_per_batch") else None)
         self.state_dir = checkpoint_dir / "sources" / self.key_slug()
+        self.flow = fs.as_path(checkpoint_dir).name       # checkpoints are per flow: <system>/checkpoints/<flow>
+        self.table = table or self.flow
         self._seen: dict | None = None
         self._pending: list[FileEntry] | None = None
         self.evolution_mode = check_mode(options.get("schema_evolution_mode", "addNewColumns"), str(root))
         self.schema_hints = options.get("schema_hints")
         self.evolution = EvolutionState(self.state_dir)
         self.overwritten: list[dict] = []          # files rewritten in place since they were read (this run)
+        self.folder_missing = False                # the landing folder does not exist (this run's listing)
 
     def resolve(self, spark) -> None:
         """The effective schema: given (or inferred from the files, with hints), plus recorded new columns."""
@@ -106,14 +109,45 @@ class FileSource(Source):
         try:
             tables = fs.read_parquet_many(parts, columns=["path", "size", "mtime_ns"])
         except FileNotFoundError:
-            missing = next(p.name for p in parts if not p.exists())
-            raise FlowError(f"checkpoint of {self.key()} is missing {missing}: the checkpoint folder was edited; "
-                            "run the table with --full-refresh") from None
+            raise self._unknown_files(next(p.name for p in parts if not p.exists())) from None
         for table in tables:
             for row in table.to_pylist():
                 entry = FileEntry(row["path"], row["size"], row["mtime_ns"])
                 seen[self._identity(entry)] = entry
         return seen
+
+    def _unknown_files(self, missing: str) -> FlowError:
+        """Committed batches whose file lists are not under this folder's checkpoint: mostly the landing
+        folder moved (a copied project, another --landing or ASSAY_LANDING), since the checkpoint keeps
+        what was read under the folder's path; else the checkpoint was edited."""
+        restart = (f"`assay run --full-refresh {self.table}` (with the tables that stream from it) starts over "
+                   f"from the files now in {self.root}: it empties those tables, so rows read from landing files "
+                   "deleted since are lost")
+        if not self.state_dir.exists():
+            read = [str(r) for r in self._other_roots()]
+            before = f"from {', '.join(read)}" if read else "from another folder"
+            return FlowError(
+                f"flow '{self.flow}' read its landing files {before}, and now reads {self.root}"
+                f"{'' if fs.exists(self.root) else ', which does not exist'}: its checkpoint lists the files "
+                "read by path, so it cannot continue in another folder. If the landing folder moved (a copied "
+                "project, --landing, ASSAY_LANDING), point landing back at the folder it read; to read the new "
+                f"folder as a new source, {restart}.")
+        return FlowError(f"the checkpoint of flow '{self.flow}' ({self.key()}) is missing {missing} in {self.state_dir}: "
+                         "it was edited, so which landing files were read is unknown. "
+                         f"{restart[0].upper()}{restart[1:]}.")
+
+    def _other_roots(self) -> list:
+        """The landing folders this flow's checkpoint holds file lists of, other than this one."""
+        roots = []
+        for folder in fs.list_dir(self.state_dir.parent):
+            if folder.name.startswith("files-") and folder != self.state_dir:
+                source = folder / "source.json"
+                if source.exists():
+                    roots.append(read_json(source)["root"])
+                elif (folder / "files-00000001.parquet").exists():   # written before source.json was
+                    paths = fs.read_parquet(folder / "files-00000001.parquet", columns=["path"]).column(0)
+                    roots.append(posixpath.dirname(paths[0].as_py()) if len(paths) else folder.name)
+        return roots
 
     def list_files(self) -> list[FileEntry]:
         return list_files(self.root, self.pattern)
@@ -123,7 +157,9 @@ class FileSource(Source):
             self._seen = self._load_seen(position)
         if self._pending is None:
             # One listing per run (availableNow): files landing during the run wait for the next.
-            self._pending = self._new_files(self.list_files())
+            listed = self.list_files()
+            self.folder_missing = not listed and not fs.exists(self.root)     # a typo'd or moved landing path
+            self._pending = self._new_files(listed)
         max_files = _smallest(self.limits.max_files, limits.max_files)
         max_bytes = _smallest(self.limits.max_bytes, limits.max_bytes)
         now_ns = datetime.now(timezone.utc).timestamp() * 1e9
@@ -176,6 +212,8 @@ class FileSource(Source):
                           "mtime_ns": [e.mtime_ns for e in chosen], "header": headers, "columns": columns},
                          schema=_PLAN_SCHEMA)
         fs.write_parquet(self._part(seq), table)
+        if seq == 1:       # names the folder in errors once the landing path changes (_unknown_files)
+            write_json_atomic(self.state_dir / "source.json", {"root": str(self.root), "format": self.format})
 
     def _header(self, entry: FileEntry) -> str | None:
         """A CSV file's header line, as the engine will see it (its first non-blank line)."""
@@ -199,7 +237,19 @@ class FileSource(Source):
     # --- loading -----------------------------------------------------------------------
 
     def load(self, ctx: LoadContext, plan: Plan):
+        if self._seen is None:        # not planned by this run: a batch an earlier run planned but never committed
+            self._replan_as_now(plan)
         return self.load_files(ctx.engine, *self.planned(plan))
+
+    def _replan_as_now(self, plan: Plan) -> None:
+        """A batch that never committed (an expect_or_fail, a crash) reads its files as they are now, so
+        a bad file fixed in place is read fixed: its plan records them as they are now, so they are not
+        taken for files rewritten after being read (nor read twice with allow_overwrites)."""
+        files, _, _ = self.planned(plan)
+        infos = fs.head_many([f.path for f in files])
+        now = [FileEntry(f.path, i.size, i.mtime_ns) if i is not None else f for f, i in zip(files, infos)]
+        if now != files:
+            self._write_plan(plan.end, now)
 
     def load_files(self, engine, files: list[FileEntry], headers: dict | None = None, columns: dict | None = None,
                    tracked: bool = True):
