@@ -1,8 +1,9 @@
 """assay.yml: what a pipeline is called, where its data lives, what code defines it, and per-target overrides.
 
 Secrets are never written in the file: `${env:NAME}` references are resolved from the
-environment at load time and the resolved values are registered with `assay.secrets` so that
-they are masked wherever Assay prints or logs text.
+environment at load time, for the target in use only (other targets' references may stay
+unset), and the resolved values are registered with `assay.secrets` so that they are masked
+wherever Assay prints or logs text.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ TOP_KEYS = {"name", "catalog", "storage", "landing", "schemas", "default_schema"
             "postgres", "storage_options"}
 TARGET_KEYS = TOP_KEYS - {"name", "targets", "default_target"}
 BATCH_KEYS = {"max_files", "max_bytes", "max_records"}
+POSTGRES_CONF = ("host", "port", "dbname", "user", "sslmode")     # --conf postgres.KEY=VALUE
 # storage_options whose values are credentials: given only as ${env:NAME} references.
 SECRET_OPTION = re.compile(r"(secret|password|token|sas|_key$|access_key|client_secret|credential)", re.I)
 
@@ -124,12 +126,12 @@ def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str
         raise ConfigError(f"{spec_path} must be a mapping of keys (name, storage, libraries, ...)")
     _check_keys(raw, TOP_KEYS, spec_path, "")
     _check_storage_options(raw, spec_path)
-    raw = _resolve_env(raw, spec_path, "")
 
     target = target or os.environ.get("ASSAY_TARGET") or raw.get("default_target")
-    targets = raw.get("targets") or {}
+    targets = raw.pop("targets", None) or {}
     if not isinstance(targets, dict):
         raise ConfigError(f"{spec_path}: 'targets' must map target names to overrides")
+    overrides: dict = {}
     if target is not None:
         if target not in targets:
             known = ", ".join(sorted(targets)) or "none"
@@ -139,6 +141,11 @@ def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str
             raise ConfigError(f"{spec_path}: target '{target}' must be a mapping of overrides")
         _check_keys(overrides, TARGET_KEYS, spec_path, f"targets.{target}.")
         raw = _deep_merge(raw, overrides)
+    # Only the settings in use are resolved: another target's secret (Event Hubs' connection
+    # string on a laptop) need not be set, and is never registered or read.
+    raw = _resolve_env(raw, spec_path, "", overrides, target)
+    conf = dict(conf or {})
+    raw["postgres"] = _postgres_overrides(raw.get("postgres"), conf, spec_path)
 
     root = spec_path.parent
     name = raw.get("name")
@@ -197,7 +204,7 @@ def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str
         batch_max_files=_positive(batch.get("max_files", 1000), "batch.max_files", spec_path),
         batch_max_bytes=_bytes(batch.get("max_bytes", "256MB"), spec_path),
         batch_max_records=_positive(batch.get("max_records"), "batch.max_records", spec_path),
-        target=target, conf_overrides=frozenset(conf or {}), maintenance=raw.get("maintenance") or {},
+        target=target, conf_overrides=frozenset(conf), maintenance=raw.get("maintenance") or {},
         postgres=raw.get("postgres") or {}, storage_options=storage_options)
 
 
@@ -261,11 +268,16 @@ def _check_keys(raw: dict, allowed: set[str], spec_path: Path, prefix: str) -> N
             raise ConfigError(f"{spec_path}: unknown key '{prefix}{key}' (allowed: {', '.join(sorted(allowed))})")
 
 
-def _resolve_env(value: Any, spec_path: Path, where: str) -> Any:
+def _resolve_env(value: Any, spec_path: Path, where: str, override: Any = None, target: str | None = None) -> Any:
+    """${env:NAME} references replaced by their values. `override` is the same place in the target's
+    overrides: a value that came from there is named as `targets.<target>.<key>` in errors."""
+    def inner(key):
+        return override.get(key) if isinstance(override, dict) else None
     if isinstance(value, dict):
-        return {k: _resolve_env(v, spec_path, f"{where}{k}.") for k, v in value.items()}
+        return {k: _resolve_env(v, spec_path, f"{where}{k}.", inner(k), target) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve_env(v, spec_path, f"{where}{i}.") for i, v in enumerate(value)]
+        return [_resolve_env(v, spec_path, f"{where}{i}.", override[i] if isinstance(override, list) else None,
+                             target) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -273,12 +285,35 @@ def _resolve_env(value: Any, spec_path: Path, where: str) -> Any:
         var, default = match.group(1), match.group(2)
         resolved = os.environ.get(var, default)
         if resolved is None:
-            raise ConfigError(f"{spec_path}: '{where.rstrip('.')}' refers to ${{env:{var}}}, "
-                              f"but the environment variable {var} is not set")
+            key = where.rstrip(".")
+            named = f"targets.{target}.{key}" if override is not None else key
+            used = f" (target '{target}' is in use)" if target is not None else ""
+            raise ConfigError(f"{spec_path}: '{named}' refers to ${{env:{var}}}, "
+                              f"but the environment variable {var} is not set{used}")
         secrets.register(var, resolved)
         return resolved
 
     return ENV_REF.sub(substitute, value)
+
+
+def _postgres_overrides(section: Any, conf: dict[str, str], spec_path: Path) -> dict:
+    """`--conf postgres.KEY=VALUE` (taken out of `conf`): where to reach PostgreSQL this run, as
+    Kafka's `--conf kafka.bootstrap_servers` says where the broker is. Connection keys only; the
+    password stays an ${env:…} reference in assay.yml (a command line shows in `ps` and shells' history)."""
+    given = {key.split(".", 1)[1]: conf.pop(key) for key in list(conf) if key.startswith("postgres.")}
+    if not given:
+        return section or {}
+    for key, value in given.items():
+        if key not in POSTGRES_CONF:
+            raise ConfigError(f"--conf postgres.{key}: only {', '.join(f'postgres.{k}' for k in POSTGRES_CONF)} "
+                              "can be given at run time" + ("; the password only as ${env:NAME} in assay.yml"
+                                                            if key == "password" else ""))
+        if key == "port" and not (value.isdigit() and 0 < int(value) < 65536):
+            raise ConfigError(f"--conf postgres.port must be a port number (1-65535), got {value!r}")
+    if not isinstance(section, dict) or not section:
+        raise ConfigError(f"--conf {', '.join(f'postgres.{k}' for k in given)}: {spec_path} has no 'postgres:' "
+                          "section to override")
+    return {**section, **given}
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

@@ -68,3 +68,30 @@ def test_bad_values(tmp_path):
         load_spec(write(tmp_path, "name: 'a b'\n"))
     with pytest.raises(ConfigError, match="schemas.bronze"):
         load_spec(write(tmp_path, "name: x\nschemas: {bronze: '../etc'}\n"))
+
+
+def test_env_references_resolved_for_the_target_in_use_only(tmp_path, monkeypatch):
+    monkeypatch.delenv("ASSAY_PROD_ONLY", raising=False)
+    monkeypatch.setenv("ASSAY_DEV_SECRET", "dev-secret-value-42")
+    write(tmp_path, "name: x\nconfiguration: {k: '${env:ASSAY_DEV_SECRET}'}\ndefault_target: dev\n"
+                    "targets:\n  dev: {}\n  prod: {configuration: {k: '${env:ASSAY_PROD_ONLY}'}}\n")
+    assert load_spec(tmp_path).configuration["k"] == "dev-secret-value-42"
+    with pytest.raises(ConfigError, match=r"'targets\.prod\.configuration\.k' refers to \$\{env:ASSAY_PROD_ONLY\}, "
+                                          r"but the environment variable ASSAY_PROD_ONLY is not set"):
+        load_spec(tmp_path, target="prod")
+    # a value the target overrides is not needed either
+    monkeypatch.delenv("ASSAY_DEV_SECRET")
+    monkeypatch.setenv("ASSAY_PROD_ONLY", "prod-secret-value-43")
+    assert load_spec(tmp_path, target="prod").configuration["k"] == "prod-secret-value-43"
+
+
+def test_postgres_connection_overridden_with_conf(tmp_path):
+    write(tmp_path, "name: x\npostgres: {host: db.example.com, port: 5432, dbname: analytics, user: u}\n")
+    spec = load_spec(tmp_path, conf={"postgres.host": "127.0.0.1", "postgres.port": "5433", "k": "v"})
+    assert spec.postgres == {"host": "127.0.0.1", "port": "5433", "dbname": "analytics", "user": "u"}
+    assert spec.configuration == {"k": "v"} and spec.conf_overrides == {"k"}
+    with pytest.raises(ConfigError, match="postgres.password"):
+        load_spec(tmp_path, conf={"postgres.password": "secret"})
+    write(tmp_path, "name: x\n")
+    with pytest.raises(ConfigError, match="no 'postgres:' section"):
+        load_spec(tmp_path, conf={"postgres.host": "h"})

@@ -20,10 +20,12 @@ publish covers every version since.
 
 A PostgreSQL failure never touches the Delta side: it is recorded in the event log
 (`publish_failed`), printed, and the run fails at its end naming the table, the version and
-PostgreSQL's own message; the other flows run meanwhile.
+PostgreSQL's own message; the other flows run meanwhile. A later run that loads versions an
+earlier run committed says so ("mirror gold.x caught up from Delta version 3 to 7").
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -106,14 +108,34 @@ class Published:
     seconds: float = 0.0
 
 
+class PublishFailed(FlowError):
+    """A publish that failed, with the Delta version it was bringing PostgreSQL to."""
+
+    def __init__(self, version: int | None, cause: Exception):
+        super().__init__(str(cause))
+        self.version, self.cause = version, cause
+
+
 def publish_table(sink, engine, path, mirror: Mirror, app_prefix: str, staging) -> Published | None:
     """Bring the PostgreSQL mirror of the Delta table at `path` to the table's current version.
-    None when the Delta table does not exist yet. Raises FlowError (from the sink) on failure."""
+    None when the Delta table does not exist yet. Raises PublishFailed (naming the version) on a
+    failure of PostgreSQL, the files or the engine; ConfigError and GraphError as they are."""
     started = time.monotonic()
-    table = open_table(path)
-    if table is None:
-        return None
-    version = table.version()
+    version = None
+    try:
+        table = open_table(path)
+        if table is None:
+            return None
+        version = table.version()
+        return _publish(sink, engine, path, table, version, mirror, app_prefix, staging, started)
+    except (ConfigError, GraphError):
+        raise
+    except Exception as exc:
+        raise PublishFailed(version, exc) from exc
+
+
+def _publish(sink, engine, path, table, version: int, mirror: Mirror, app_prefix: str, staging,
+             started: float) -> Published:
     schema = arrow_schema(table)
     app_id = f"{app_prefix}:{mirror.dataset}:{table.metadata().id}"
     sink.ensure_table(mirror.table, schema, mirror.keys)
@@ -180,6 +202,20 @@ def _parquet(folder) -> list[str]:
     return sorted(str(p) for p in folder.rglob("*.parquet")) if folder.exists() else []
 
 
+def _committed_before(path, version: int, moment: float) -> bool:
+    """Whether Delta `version` of the table at `path` was committed before `moment` (epoch seconds).
+    A version whose log entry was cleaned up is older than any run."""
+    try:
+        text = fs.read_bytes(fs.as_path(path) / "_delta_log" / f"{version:020d}.json").decode("utf-8")
+    except FileNotFoundError:
+        return True
+    for line in text.splitlines():
+        info = json.loads(line).get("commitInfo") if line.strip() else None
+        if info and "timestamp" in info:
+            return info["timestamp"] / 1000 < moment
+    return False
+
+
 class Publisher:
     """The runtime's side: after a flow's commit, its target's mirror is brought up to date."""
 
@@ -187,6 +223,17 @@ class Publisher:
         self.runner = runner
         self.sink = None
         self.failed: dict[str, str] = {}          # dataset → message, this run
+        self.on_notice = lambda message: None     # a line for the run's output (the CLI prints it)
+        self._run_id: str | None = None
+        self._last_call = time.time()
+        self.run_started = self._last_call        # versions committed before it are earlier runs'
+
+    def _follow_run(self) -> None:
+        """A new run (a new Runner, or the next round of --continuous, even after a failed one):
+        forget the last run's failures, and date its start from the last run's last commit."""
+        if self.runner.events.run_id != self._run_id:
+            self._run_id, self.failed, self.run_started = self.runner.events.run_id, {}, self._last_call
+        self._last_call = time.time()
 
     def mirror(self, graph, dataset: str) -> Mirror | None:
         ds = graph.dataset(dataset)
@@ -194,6 +241,7 @@ class Publisher:
 
     def after_commit(self, graph, flow_name: str) -> None:
         """Publish the flow's target if it is mirrored (a no-op when PostgreSQL is up to date)."""
+        self._follow_run()
         flow = graph.registry.flows[flow_name]
         mirror = self.mirror(graph, flow.target)
         if mirror is None or flow.target in self.failed:
@@ -204,16 +252,17 @@ class Publisher:
         staging = spec.system_dir / "staging" / "publish" / flow.target
         events = self.runner.events
         batch = self.runner.summaries[flow_name].batch if flow_name in self.runner.summaries else None
+        path = graph.table_path(flow.target)
         try:
-            done = publish_table(self.sink, self.runner.engine, graph.table_path(flow.target), mirror,
-                                 f"assay:{spec.name}", staging)
-        except (ConfigError, GraphError):
-            raise                                 # the declaration or assay.yml is wrong: stop here
-        except Exception as exc:                  # PostgreSQL, the files, the engine: Delta stays as committed
-            where = f" (flow batch {batch})" if batch is not None else ""
-            first = (str(exc).strip().splitlines() or [""])[0][:500]
-            cause = str(exc) if isinstance(exc, FlowError) else f"{type(exc).__name__}: {first}"
-            message = secrets.redact(f"publishing '{flow.target}'{where} to PostgreSQL failed: {cause}. The Delta "
+            done = publish_table(self.sink, self.runner.engine, path, mirror, f"assay:{spec.name}", staging)
+        except PublishFailed as exc:              # PostgreSQL, the files, the engine: Delta stays as committed
+            where = ", ".join(w for w in (f"Delta version {exc.version}" if exc.version is not None else "",
+                                          f"flow batch {batch}" if batch is not None else "") if w)
+            cause = exc.cause
+            first = (str(cause).strip().splitlines() or [""])[0][:500]
+            reason = str(cause) if isinstance(cause, FlowError) else f"{type(cause).__name__}: {first}"
+            where = f" ({where})" if where else ""
+            message = secrets.redact(f"publishing '{flow.target}'{where} to PostgreSQL failed: {reason}. The Delta "
                                      "table keeps its commits; the next run catches PostgreSQL up.")
             self.failed[flow.target] = message
             self.runner.on_warning(message)
@@ -222,10 +271,17 @@ class Publisher:
             return
         if done is None or done.how == "current":
             return
+        first = 0 if done.previous is None or done.previous > done.version else done.previous + 1
+        caught_up = _committed_before(path, first, self.run_started)
+        if caught_up:                             # versions an earlier run committed but could not mirror
+            held = f"from Delta version {done.previous}" if done.previous is not None else "from nothing"
+            self.on_notice(f"mirror {done.table} caught up {held} to {done.version} "
+                           f"({done.rows:,} rows loaded, {done.deleted:,} deleted)")
         events.record(Event(PUBLISHED, flow=flow_name, target=flow.target, batch_id=batch, rows_written=done.rows,
                             duration_s=done.seconds, status="ok", outputs=[f"postgres:{done.table}"],
                             metrics={"delta_version": done.version, "previous_version": done.previous,
-                                     "how": done.how, "rows_upserted": done.rows, "rows_deleted": done.deleted}))
+                                     "how": done.how, "rows_upserted": done.rows, "rows_deleted": done.deleted,
+                                     "caught_up": caught_up}))
 
     def finish(self) -> None:
         """End of a run: fail it, naming every table that could not be published."""

@@ -16,9 +16,13 @@ postgres_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL mirror of 
 console = Console()
 
 
-def _spec(project: str, target: Optional[str], storage: Optional[str] = None):
-    from ..spec import load_spec
-    return load_spec(project, target=target, storage=storage)
+ConfOpt = typer.Option(None, "--conf", help="postgres.host=…, postgres.port=…, postgres.dbname=… (repeatable): "
+                                            "where PostgreSQL is this time, instead of assay.yml's.")
+
+
+def _spec(project: str, target: Optional[str], storage: Optional[str] = None, conf: Optional[list[str]] = None):
+    from ..cli import _spec as load
+    return load(project, target, storage, None, conf)
 
 
 @postgres_app.command("apply-roles")
@@ -35,10 +39,11 @@ def apply_roles_command(
                                           "held by ENV_VAR (repeatable)."),
         create_login: bool = typer.Option(True, "--create-login/--no-create-login",
                                           help="Create the pipeline's login (postgres.user) with postgres.password "
-                                               "when it does not exist.")):
+                                               "when it does not exist."),
+        conf: Optional[list[str]] = ConfOpt):
     """Create the owner, writer and analyst roles of assay.yml's postgres.roles, with least-privilege grants."""
     from .postgres import apply_roles
-    spec = _spec(project, target)
+    spec = _spec(project, target, conf=conf)
     if not spec.postgres:
         raise ConfigError(f"{spec.root / 'assay.yml'} has no 'postgres:' section")
     passwords = {}
@@ -61,11 +66,11 @@ def apply_roles_command(
 @postgres_app.command("status")
 def status_command(project: str = typer.Option(".", "--project", "-p"),
                    target: Optional[str] = typer.Option(None, "--target", "-t"),
-                   storage: Optional[str] = typer.Option(None, "--storage")):
+                   storage: Optional[str] = typer.Option(None, "--storage"), conf: Optional[list[str]] = ConfOpt):
     """Each published table: its Delta version and the version PostgreSQL holds."""
     from ..delta.table import open_table
     from ..runtime.publish import mirrors, sink_for
-    spec = _spec(project, target, storage)
+    spec = _spec(project, target, storage, conf)
     found = mirrors(spec)
     if not found:
         console.print("no published table (run the pipeline first, or declare publish=dp.postgres(...))")

@@ -21,6 +21,7 @@ Design (docs/postgres.md has the long form):
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -55,6 +56,18 @@ STAGE = "_assay_stage"
 WRITER_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE, TRUNCATE"
 TABLE_PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"}
 _CSV = pa_csv.WriteOptions(include_header=False, quoting_style="needed")   # strings always quoted: "" ≠ NULL
+
+
+class _QuietCopyExit(logging.Filter):
+    """psycopg logs `error ignored terminating <psycopg.Copy [BAD]>` when a COPY interrupted by an
+    error (a lost server, an unreadable file) cannot be ended either. That first error is the one
+    the sink reports, naming the table; the second is noise, which Python printed raw to stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error ignored terminating")
+
+
+logging.getLogger("psycopg").addFilter(_QuietCopyExit())
 
 
 # ------------------------------------------------------------------------------------ type map
@@ -278,11 +291,20 @@ class PostgresConfig:
         kwargs.update({k: v for k, v in defaults.items() if k not in given})
         return kwargs
 
-    def describe(self) -> str:
-        """host:port/dbname as user, without any secret."""
+    def _parts(self) -> dict[str, Any]:
         parts = dict(psycopg.conninfo.conninfo_to_dict(self.dsn)) if self.dsn else {}
         parts.update(self.connect_kwargs())
-        text = f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
+        return parts
+
+    def address(self) -> str:
+        """host:port, as libpq will try it."""
+        parts = self._parts()
+        return secrets.redact(f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}")
+
+    def describe(self) -> str:
+        """host:port/dbname as user, without any secret."""
+        parts = self._parts()
+        text = f"{self.address()}/{parts.get('dbname', '')}"
         return secrets.redact(text + (f" as {parts['user']}" if parts.get("user") else ""))
 
 
@@ -322,6 +344,27 @@ def _message(exc: BaseException) -> str:
     if diag.message_hint:
         text += f"; hint: {diag.message_hint}"
     return text
+
+
+class NoConnection(FlowError):
+    """PostgreSQL could not be reached: no statement ran, so none is said to have failed."""
+
+
+def _connect(config: PostgresConfig) -> psycopg.Connection:
+    """A connection, or NoConnection saying which server did not take it and what to check."""
+    try:
+        return psycopg.connect(config.dsn or "", autocommit=True, **config.connect_kwargs())
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip()
+        if "Connection refused" in reason:
+            message = (f"PostgreSQL at {config.address()} refused the connection (nothing listens there): check that the "
+                       "server is running, and postgres.host / postgres.port (assay.yml, or --conf postgres.host=… "
+                       "--conf postgres.port=…)")
+        else:       # libpq's reason: timeout, authentication, unknown host or database, TLS
+            reason = reason.splitlines()[0].rsplit(" failed: ", 1)[-1]
+            message = (f"cannot connect to PostgreSQL at {config.describe()}: {reason}; check postgres.host, "
+                       "port, dbname, user and the password's ${env:…} variable")
+        raise NoConnection(secrets.redact(message)) from exc
 
 
 def _aux_name(name: str, suffix: str) -> str:
@@ -397,7 +440,7 @@ class PostgresSink:
         if self._conn is not None and (self._conn.closed or self._conn.broken):
             self.close()
         if self._conn is None:
-            self._conn = psycopg.connect(self.config.dsn or "", autocommit=True, **self.config.connect_kwargs())
+            self._conn = _connect(self.config)
         return self._conn
 
     @contextmanager
@@ -405,6 +448,8 @@ class PostgresSink:
         """Any database or file error → FlowError naming the table, the batch and the cause."""
         try:
             yield
+        except NoConnection as exc:
+            raise NoConnection(f"{table}{batch}: {exc}") from exc.__cause__
         except FlowError:
             raise
         except psycopg.Error as exc:
@@ -919,7 +964,7 @@ def apply_roles(config: PostgresConfig | Mapping[str, Any], *, admin: PostgresCo
     gold, state = I(cfg.schema), I(cfg.state_schema)
     bookkeeping = sql.SQL("{}.{}").format(state, I(BOOKKEEPING_TABLE))
     try:
-        with psycopg.connect(admin_cfg.dsn or "", autocommit=True, **admin_cfg.connect_kwargs()) as conn:
+        with _connect(admin_cfg) as conn:
             with conn.transaction():
                 superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
                 for kind, role in roles.items():
