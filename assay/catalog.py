@@ -72,6 +72,33 @@ def register_views(spark, spec: PipelineSpec) -> list[TableRef]:
     return refs
 
 
+def bind_qualified(spark, spec: PipelineSpec, refs: list[TableRef], sql: str) -> str:
+    """`sql` with tables named as in the pipeline's code (`silver.orders`: a layer of assay.yml or a
+    literal schema, `catalog.silver.orders` too) read from their own table, whatever bare names
+    collide; bare names are register_views'. A query sqlglot cannot read is left to the engine."""
+    from .sql import SqlSyntaxError, _quote, _read_query, _stream_parens
+    text = _stream_parens(sql)
+    try:
+        found, qualifiers = _read_query(text)
+    except SqlSyntaxError:
+        return sql
+    by_schema = {(ref.schema, ref.name): ref for ref in refs}
+    edits = {}
+    for read in found:
+        parts = read.parts[1:] if len(read.parts) == 3 and read.parts[0] == spec.catalog else read.parts
+        ref = by_schema.get((spec.schema_for(parts[0]), parts[1])) if len(parts) == 2 and not read.stream else None
+        if ref is None:
+            continue          # a bare name, or not a table of this storage: the engine resolves it
+        view = f"assay_{ref.schema}__{ref.name}"
+        spark.read.format("delta").load(str(ref.path)).createOrReplaceTempView(view)
+        edits[(read.start, read.end)] = _quote(view) + ("" if read.aliased else f" AS {_quote(ref.name)}")
+        edits.update({(start, end): _quote(ref.name) for names, start, end in qualifiers
+                      if names in (read.parts, parts)})
+    for (start, end), replacement in sorted(edits.items(), reverse=True):
+        text = text[:start] + replacement + text[end:]
+    return text if edits else sql
+
+
 def row_count(ref: TableRef) -> int:
     table = storage.open_table(ref.path)
     if table is None:

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import secrets
+from . import native_stderr, secrets
 from .errors import AssayError, ConfigError, ExpectationFailed, FlowError
 from .units import parse_bytes, parse_seconds
 
@@ -192,7 +192,8 @@ def _query(spec, sql: str, fmt: str, limit: int | None = None):
     from . import catalog
     from .engines import create_engine
     with create_engine(spec.engine, spec.engine_conf) as engine:
-        catalog.register_views(engine.spark, spec)
+        refs = catalog.register_views(engine.spark, spec)
+        sql = catalog.bind_qualified(engine.spark, spec, refs, sql)     # silver.orders, as the code names it
         try:
             df = engine.spark.sql(sql)
             if limit:
@@ -247,9 +248,15 @@ def history(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storag
             engine: Optional[str] = EngineOpt, remote: Optional[str] = RemoteOpt):
     """Recent runs with their duration and rows, from the event log."""
     spec = _spec(project, target, storage, None, None, engine, remote)
+    from .runtime.lock import held
+    # A run without an end event was killed (interrupted), unless it is the newest and still holds the lock.
+    live = "TRUE" if held(spec.system_dir) else "FALSE"
     sql = f"""
       SELECT run_id, MIN(timestamp) AS started,
-             MAX(CASE WHEN event_type IN ('run_completed','run_failed') THEN event_type END) AS outcome,
+             COALESCE(MAX(CASE WHEN event_type IN ('run_completed','run_failed') THEN event_type END),
+                      CASE WHEN {live} AND MIN(timestamp) = (SELECT MAX(timestamp) FROM event_log
+                                                              WHERE event_type = 'run_started')
+                           THEN 'running' ELSE 'interrupted' END) AS outcome,
              ROUND(MAX(CASE WHEN event_type IN ('run_completed','run_failed') THEN duration_s END), 2) AS seconds,
              SUM(CASE WHEN event_type = 'flow_progress' THEN rows_written ELSE 0 END) AS rows_written,
              SUM(CASE WHEN event_type = 'flow_progress' THEN rows_quarantined ELSE 0 END) AS quarantined,
@@ -399,6 +406,7 @@ def _exit(code: int) -> None:
     active exception") in about half the exits of a process that read a table with
     to_pyarrow_table(). Engines are already stopped by the commands themselves."""
     sys.stdout.flush()
+    native_stderr.flush()
     sys.stderr.flush()
     os._exit(code)
 
@@ -406,6 +414,7 @@ def _exit(code: int) -> None:
 def main() -> None:
     warnings.filterwarnings("ignore", message=".*No Partition Defined for Window.*")
     os.environ.setdefault("RUST_LOG", "error")
+    native_stderr.hide_panics()      # a Rust panic's report and backtrace are not the user's business
     try:
         # An int when Typer turned an exit into a code: --help (0), Ctrl-C during a command (130).
         code = app(standalone_mode=False, prog_name="assay")
@@ -432,7 +441,7 @@ def main() -> None:
         else:
             err.print(f"[red]error:[/] {exc.format_message()}", highlight=False)
         _exit(exc.exit_code)
-    except Exception as exc:  # anything unexpected: one paragraph, no traceback unless asked for
+    except BaseException as exc:  # anything unexpected (a Rust panic too): one paragraph, no traceback unless asked for
         if os.environ.get("ASSAY_DEBUG"):
             sys.stderr.write(secrets.redact("".join(traceback.format_exception(exc))))
             _exit(1)

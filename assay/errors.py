@@ -41,3 +41,42 @@ class PipelineLocked(AssayError):
 class SchemaChanged(AssayError):
     """New columns appeared in a source; they are recorded and picked up on the next run."""
     exit_code = 7
+
+
+class StorageUnwritable(AssayError):
+    """The storage root cannot be written: read-only, no permission, or full."""
+    exit_code = 8
+
+
+_UNWRITABLE = {  # errno: what it means for the storage root, and what to do
+    30: ("is read-only", "mount it writable, or point --storage / ASSAY_STORAGE at a writable folder"),
+    13: ("cannot be written by this user (permission denied)",
+         "give this user write access, or point --storage / ASSAY_STORAGE at a folder it can write"),
+    1: ("cannot be written by this user (operation not permitted)",
+        "give this user write access, or point --storage / ASSAY_STORAGE at a folder it can write"),
+    28: ("is full (no space left on device)", "free some space (`assay vacuum` deletes unreferenced files)"),
+    122: ("is over its disk quota", "free some space (`assay vacuum` deletes unreferenced files)"),
+}
+
+
+def storage_unwritable(exc: BaseException, root) -> StorageUnwritable | None:
+    """`exc` in Assay's words when it (or what caused it) is the storage refusing writes: an OSError's
+    errno, or the `(os error N)` that Rust libraries (delta-rs, the engine) put in their messages."""
+    import re
+    seen = exc
+    while seen is not None:
+        code = seen.errno if isinstance(seen, OSError) else None
+        found = re.search(r"\(os error (\d+)\)", str(seen))
+        code = code if code in _UNWRITABLE else int(found.group(1)) if found else None
+        if code in _UNWRITABLE:
+            what, todo = _UNWRITABLE[code]
+            path = getattr(seen, "filename", None)
+            if path and not str(path).startswith(str(root)):      # not the storage: a landing file, say
+                return StorageUnwritable(f"{path} {what.replace('be written', 'be used')}: {seen.strerror}")
+            at = f" (writing {path})" if path and str(path) != str(root) else ""
+            cause = (seen.strerror if isinstance(seen, OSError) and seen.errno else None) or \
+                " ".join(line.strip(" ↳") for line in re.sub(r"\x1b\[[0-9;]*m", "", str(seen)).strip().splitlines())
+            return StorageUnwritable(f"the storage at {root} {what}{at}: {cause}. {todo[0].upper()}{todo[1:]}, "
+                                     "then run again: an interrupted batch is repaired by the next run.")
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -50,9 +50,13 @@ class RunDisplay:
         self.flows[summary.flow] = summary
         if self.live:
             return
-        # Without a terminal: one line per change of state or batch.
-        seen = (summary.status, summary.batches, summary.batch)
-        if summary.status in ("running", "done", "failed", "stopped") and self._printed.get(summary.flow) != seen:
+        # Without a terminal: one line per flow event, a batch starting (batches= counts those committed)
+        # or the flow ending; the heartbeat shows a long batch is alive.
+        if summary.status == "running":
+            seen = ("running", summary.batch) if summary.batch is not None else None
+        else:
+            seen = (summary.status,) if summary.status in ("done", "failed", "stopped") else None
+        if seen is not None and self._printed.get(summary.flow) != seen:
             self._printed[summary.flow] = seen
             self.console.print(self._line(summary), highlight=False, soft_wrap=True)
 
@@ -63,6 +67,8 @@ class RunDisplay:
         extra += f" quarantined={s.rows_quarantined}" if s.rows_quarantined else ""
         extra += f" late={s.rows_late}" if s.rows_late else ""
         extra += f" duplicates={s.rows_duplicate}" if s.rows_duplicate else ""
+        if s.status == "done" and s.batches == 0:       # its sources held nothing new (a view: inputs unchanged)
+            return f"{s.status:>8}  {s.flow:<40} nothing new {s.elapsed:.1f}s"
         return (f"{s.status:>8}  {s.flow:<40} batches={s.batches} read={s.rows_read} "
                 f"inserted={s.rows_inserted}{extra} {s.elapsed:.1f}s")
 
@@ -75,7 +81,8 @@ class RunDisplay:
         for s in self.flows.values():
             style = _STYLE.get(s.status, "")
             batch = f"{s.batch} ({s.batches} done)" if s.status == "running" and s.batch is not None else str(s.batches)
-            table.add_row(s.flow, s.kind.replace("_", " "), f"[{style}]{s.status}[/]", batch,
+            state = "nothing new" if s.status == "done" and s.batches == 0 else s.status
+            table.add_row(s.flow, s.kind.replace("_", " "), f"[{style}]{state}[/]", batch,
                           f"{s.rows_read:,}", f"{s.rows_inserted:,}", f"{s.rows_replaced:,}", f"{s.rows_dropped:,}",
                           f"{s.rows_quarantined:,}", f"{s.rows_late:,}", f"{s.rows_duplicate:,}", f"{s.elapsed:.1f}")
         return table

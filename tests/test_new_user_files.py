@@ -1,17 +1,24 @@
-"""What a new user hit with landing folders (issue 18, points 2 and 4): a missing or moved landing
-folder, and a bad file fixed in place after expect_or_fail."""
+"""What a new user hit with landing folders, storage and the run's output (issue 18, points 2, 4, 12):
+a missing or moved landing folder, a bad file fixed after expect_or_fail, new JSON fields under a
+given schema, qualified names in `assay query`, a read-only or full storage root, killed runs in
+history, and progress without a terminal."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from assay.errors import ExpectationFailed, FlowError
-from tests.conftest import table, write_project
+from assay.errors import ExpectationFailed, FlowError, SchemaChanged, StorageUnwritable
+from tests.conftest import ROOT, cli, table, write_project
 
 BRONZE_SILVER = """
 from assay import pipelines as dp
@@ -146,3 +153,184 @@ def test_with_allow_overwrites_a_fixed_file_is_read_once(tmp_path, engine):
     assert run(engine, folder)["events"].batches == 1
     assert run(engine, folder)["events"].batches == 0                     # the fixed file is not new again
     assert [(r["id"], r["n"]) for r in table(folder, "01_bronze", "events")] == [("a", 5)]
+
+
+# --- point 12 -----------------------------------------------------------------------------------
+
+def test_new_json_fields_under_a_given_schema_stop_with_exit_7_as_the_readme_says(tmp_path, engine):
+    folder = pipeline(tmp_path / "proj")
+    land(folder, "a.json", [{"id": "a", "n": 1, "note": "new"}])
+    with pytest.raises(SchemaChanged) as raised:
+        run(engine, folder)
+    assert raised.value.exit_code == 7
+    run(engine, folder)
+    assert table(folder, "01_bronze", "events")[0]["note"] == "new"          # addNewColumns, schema given or not
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "6 storage locked by another run, 7 new columns in a landing folder" in readme
+    assert "8 storage not writable" in readme
+    assert ("Schema evolution: `addNewColumns` is the default, with or without `schema=` (Auto Loader defaults "
+            "to `none` when a schema is given)") in readme
+
+
+def test_readme_verify_example_names_the_project():
+    lines = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("assay verify ")]
+    assert lines and all(" -p pipelines/" in line for line in lines)
+
+
+def test_query_reads_tables_by_the_names_the_code_gives_them(tmp_path, engine):
+    from assay import catalog
+    from assay.spec import load_spec
+    folder = pipeline(tmp_path / "proj")
+    land(folder, "a.json", [{"id": "a", "n": 1}, {"id": "b", "n": 2}])
+    run(engine, folder)
+    spec = load_spec(folder)
+    refs = catalog.register_views(engine.spark, spec)
+
+    def query(sql: str) -> list[dict]:
+        return engine.spark.sql(catalog.bind_qualified(engine.spark, spec, refs, sql)).toArrow().to_pylist()
+    assert query("SELECT COUNT(*) AS n FROM silver.copies") == [{"n": 2}]
+    assert query("SELECT silver.copies.id FROM t.silver.copies WHERE copies.n = 2") == [{"id": "b"}]
+    assert query("SELECT c.id FROM silver.copies c JOIN `01_bronze`.events e ON c.id = e.id ORDER BY 1") == \
+        [{"id": "a"}, {"id": "b"}]
+    assert query("SELECT COUNT(*) AS n FROM _system.event_log WHERE event_type = 'run_started'") == [{"n": 1}]
+    assert query("SELECT COUNT(*) AS n FROM copies") == [{"n": 2}]          # bare names as before
+    result = cli("query", "SELECT n FROM silver.copies WHERE id = 'b'", "-p", str(folder), "--format", "json",
+                 cwd=ROOT)
+    assert result.returncode == 0 and json.loads(result.stdout) == [{"n": 2}], result.stderr
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """Mount a tmpfs (root only), unmounted at the end."""
+    mounts = []
+
+    def mount(name: str, options: str) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                                               capture_output=True).returncode != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        mounts.append(point)
+        return point
+    yield mount
+    for point in mounts:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_a_read_only_storage_root_is_named_with_its_cause(tmp_path, engine, mounted):
+    folder = pipeline(tmp_path / "proj")
+    land(folder, "a.json", [{"id": "a", "n": 1}])
+    storage = mounted("ro", "ro,size=1m") / "storage"
+    with pytest.raises(StorageUnwritable) as raised:
+        run(engine, folder, storage=str(storage))
+    assert raised.value.exit_code == 8
+    assert str(raised.value) == (
+        f"the storage at {storage} is read-only: Read-only file system. Mount it writable, or "
+        "point --storage / ASSAY_STORAGE at a writable folder, then run again: an interrupted batch is repaired by "
+        "the next run.")
+
+
+def test_a_full_storage_root_is_said_in_words_without_a_rust_panic(tmp_path, mounted):
+    folder = pipeline(tmp_path / "proj")
+    land(folder, "a.json", [{"id": f"e{i}", "n": i} for i in range(20_000)])
+    storage = mounted("full", "size=1m")
+    free = os.statvfs(storage)
+    with open(storage / "filler", "wb") as handle:                         # leave no block free
+        handle.write(b"\0" * (free.f_bavail * free.f_frsize))
+    result = cli("run", "-p", str(folder), "--storage", str(storage / "storage"), cwd=ROOT,
+                 env={"RUST_BACKTRACE": "1"})
+    assert result.returncode == 8, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: the storage at {storage}/storage is full (no space left on device)")
+    assert "panicked" not in result.stderr and "RUST_BACKTRACE" not in result.stderr, result.stderr
+
+
+def test_native_panic_reports_are_kept_off_stderr(tmp_path):
+    """The filter of descriptor 2, on the report object_store printed near a full disk."""
+    code = """
+import os, sys
+from assay import native_stderr
+native_stderr.hide_panics()
+os.write(2, b"engine says hello\\n\\nthread 'tokio-rt-worker' (11567) panicked at /home/runner/.cargo/registry/src/"
+            b"object_store-0.13.2/src/buffered.rs:369:41:\\nAlready shut down\\nstack backtrace:\\n   0: rust_begin\\n"
+            b"             at /rustc/library/std/src/panicking.rs:697:5\\nnote: Some details are omitted, run with "
+            b"`RUST_BACKTRACE=full` for a verbose backtrace.\\nengine says bye\\n")
+print("error: the storage is full", file=sys.stderr)
+native_stderr.flush()
+os._exit(0)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                            env={**os.environ, "ASSAY_DEBUG": ""})
+    assert sorted(result.stderr.splitlines()) == ["engine says bye", "engine says hello", "error: the storage is full"]
+
+
+def test_a_failed_run_is_in_history_whatever_failed(tmp_path, engine):
+    folder = pipeline(tmp_path / "proj")
+    land(folder, "a.json", [{"id": "a", "n": 1}])
+    (folder / "storage/_system/catalog.json").mkdir(parents=True)           # not an AssayError: an OSError
+    with pytest.raises(OSError):
+        run(engine, folder)
+    failed = events_of(folder, "run_failed")
+    assert len(failed) == 1 and failed[0]["message"].startswith("IsADirectoryError: ")
+
+
+SLOW = """
+import time
+import pandas as pd
+from pyspark.sql import functions as F
+from assay import pipelines as dp
+
+@F.pandas_udf("int")
+def slow_n(n: pd.Series) -> pd.Series:
+    time.sleep(60)
+    return n
+
+@dp.table(name="bronze.events")
+def events():
+    return dp.read_files("events", "json", schema="id STRING, n INT").withColumn("n", slow_n("n"))
+"""
+
+
+def test_history_shows_a_killed_run_as_interrupted_and_a_live_one_as_running(tmp_path):
+    folder = pipeline(tmp_path / "proj", SLOW)
+    land(folder, "a.json", [{"id": "a", "n": 1}])
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "assay.cli", "run", "-p", str(folder)], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 120
+    while "batch=0" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    from assay.runtime.eventlog import RUN_STARTED, Event, EventLog
+    from assay.runtime.lock import PipelineLock
+    with PipelineLock(folder / "storage/_system"):                            # a run in progress holds the lock
+        EventLog(folder / "storage/_system/event_log", "t").record(Event(RUN_STARTED))
+        result = cli("history", "-p", str(folder), "--format", "json", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert [r["outcome"] for r in json.loads(result.stdout)] == ["running", "interrupted"]
+    result = cli("history", "-p", str(folder), "--format", "json", cwd=ROOT)
+    assert [r["outcome"] for r in json.loads(result.stdout)] == ["interrupted", "interrupted"]
+
+
+def test_progress_without_a_terminal_is_one_line_per_flow_event(tmp_path, engine):
+    from rich.console import Console
+    from assay.progress import RunDisplay
+    from assay.runtime.runner import RunOptions, Runner
+    from assay.spec import load_spec
+    folder = pipeline(tmp_path / "proj", options=", max_files_per_batch=1")
+    land(folder, "a.json", [{"id": "a", "n": 1}], age_s=600)
+    land(folder, "b.json", [{"id": "b", "n": 2}], age_s=300)
+
+    def lines() -> list[str]:
+        out = io.StringIO()
+        with RunDisplay(Console(file=out, width=200)) as display:
+            Runner(load_spec(folder), RunOptions(), engine=engine, on_progress=display.update).run()
+        return [re.sub(r" [\d.]+s$", "", line).split() for line in out.getvalue().splitlines()]
+    assert lines() == [
+        ["running", "events", "batches=0", "read=0", "inserted=0", "batch=0"],
+        ["running", "events", "batches=1", "read=1", "inserted=1", "batch=1"],
+        ["done", "events", "batches=2", "read=2", "inserted=2"],
+        ["running", "copies", "batches=0", "read=0", "inserted=0", "batch=0"],
+        ["done", "copies", "batches=1", "read=2", "inserted=2"]]
+    assert lines() == [["done", "events", "nothing", "new"], ["done", "copies", "nothing", "new"]]

@@ -214,6 +214,31 @@ class _Lease:
                 pass
 
 
+def held(folder) -> bool:
+    """Whether a live process holds the lock of this storage now (`assay history` tells a run in
+    progress from one that was killed)."""
+    folder = fs.as_path(folder)
+    path = folder / "pipeline.lock"
+    if folder.is_local:
+        try:
+            handle = open(str(path))
+        except FileNotFoundError:
+            return False
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+    current = fs.get_with_etag(path)
+    try:
+        info = json.loads(current[0] or b"{}") if current else {}
+    except ValueError:
+        return False
+    return bool(info) and info.get("state") != "released" and not _Lease(path, DEFAULT_TTL_S)._stale(info)
+
+
 def _boot_id() -> str | None:
     try:
         with open("/proc/sys/kernel/random/boot_id") as handle:

@@ -7,6 +7,7 @@ checkpoint and committed after its tables, so a crash at any instant is repaired
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -16,7 +17,7 @@ from ..definitions import MATERIALIZED_VIEW, STREAMING_TABLE
 from ..delta.commit import landed
 from ..delta.table import current_version, open_table, write_small
 from ..engines import create_engine
-from ..errors import AssayError, FlowError
+from ..errors import AssayError, FlowError, storage_unwritable
 from ..graph import Graph
 from ..loader import load_registry
 from ..sources.base import BatchLimits, LoadContext, Plan
@@ -87,10 +88,10 @@ class Runner:
     # --- the run ------------------------------------------------------------------------
 
     def run(self) -> list[FlowSummary]:
-        with PipelineLock(self.spec.system_dir):
+        with _storage_in_words(self.spec.storage), PipelineLock(self.spec.system_dir):
             started = time.monotonic()
-            self.events.record(Event(RUN_STARTED, metrics={"engine": self.engine.name, "target": self.spec.target}))
             try:
+                self.events.record(Event(RUN_STARTED, metrics={"engine": self.engine.name, "target": self.spec.target}))
                 graph = build_graph(self.spec, self.engine)
                 from ..catalog import record_datasets
                 record_datasets(self.spec, graph)
@@ -109,11 +110,13 @@ class Runner:
                             break
                         self._run_flow(graph, name)
                 self.publisher.finish()               # fails the run naming tables PostgreSQL refused
-            except AssayError as exc:
+            except BaseException as exc:         # any failure is in history (an engine panic, a full disk)
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise                        # not a failure: history shows the run as interrupted
                 not_run = [s.flow for s in self.summaries.values() if s.status == "queued"]
-                self.events.record(Event(RUN_FAILED, status="failed", message=str(exc),
-                                         duration_s=time.monotonic() - started,
-                                         metrics={"flows_not_run": not_run} if not_run else None))
+                _record_quietly(self.events, Event(RUN_FAILED, status="failed", message=_run_failure(exc, self.spec),
+                                                   duration_s=time.monotonic() - started,
+                                                   metrics={"flows_not_run": not_run} if not_run else None))
                 raise
             stopped = [s.flow for s in self.summaries.values() if s.status in ("queued", "stopped")]
             for name in stopped:
@@ -403,6 +406,32 @@ class Runner:
                      "rows_replaced": result.rows_replaced},
             status="ok"))
         self.publisher.after_commit(graph, name)
+
+
+@contextmanager
+def _storage_in_words(root):
+    """A read-only, forbidden or full storage root in Assay's words (naming it), not an OSError."""
+    try:
+        yield
+    except Exception as exc:
+        said = None if isinstance(exc, AssayError) else storage_unwritable(exc, root)
+        if said is None:
+            raise
+        raise said from exc
+
+
+def _run_failure(exc: BaseException, spec) -> str:
+    if isinstance(exc, AssayError):
+        return str(exc)
+    said = storage_unwritable(exc, spec.storage)
+    return str(said) if said is not None else f"{type(exc).__name__}: {exc}"
+
+
+def _record_quietly(events: EventLog, event: Event) -> None:
+    try:
+        events.record(event)
+    except Exception:
+        pass        # the event log cannot be written either (a full disk): the run's own error still reaches the user
 
 
 def _failure_message(exc: Exception, name: str, location, batch: int | None) -> str:
