@@ -98,6 +98,7 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
     upkeep = Policy.from_spec(spec)              # assay.yml maintenance: applied between continuous rounds
     runner = Runner(spec, options)
     runner.on_warning = lambda message: err.print(f"[yellow]warning:[/] {message}", highlight=False)
+    runner.publisher.on_notice = lambda message: console.print(message, highlight=False, soft_wrap=True)
     try:
         rounds = 0
         while True:
@@ -382,13 +383,14 @@ def verify(pipeline: str = typer.Argument(..., help="The pipeline the truth was 
            truth: str = typer.Option(..., "--truth", help="The truth folder written by `assay generate`"),
            project: Optional[str] = typer.Option(None, "--project", "-p",
                                                  help="Pipeline folder (default: pipelines/PIPELINE or .)"),
-           target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt):
+           target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt,
+           conf: Optional[list[str]] = ConfOpt):
     """Compare the pipeline's tables with a truth manifest, row for row; print a clear diff."""
     from .truth import check_metrics, table_reader
     from .verify import verify as compare_all
     if project is None:
         project = f"pipelines/{pipeline}" if Path(f"pipelines/{pipeline}/assay.yml").exists() else "."
-    spec = _spec(project, target, storage, None, None)
+    spec = _spec(project, target, storage, None, conf)      # --conf postgres.port=… reaches the mirrors
     report = compare_all(truth, table_reader(spec))
     from .sinks.commands import verify_mirrors
     report.tables += verify_mirrors(spec, truth)         # published tables: their PostgreSQL mirrors too
