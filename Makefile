@@ -7,7 +7,12 @@ STAMP  := $(VENV)/.installed
 .PHONY: install lock demo test test-all bench kafka-fetch clean
 
 # Every package at the version of constraints.txt (the lock): a fresh machine gets the tested set.
-$(STAMP): pyproject.toml constraints.txt
+# The UI's graph libraries first: the package ships them (`assay ui`, `assay report`).
+VENDORED := assay/ui/static/vendor/.vendored
+$(VENDORED): scripts/ui-vendor.sh
+	PYTHON=$(PYTHON) bash scripts/ui-vendor.sh --force
+
+$(STAMP): pyproject.toml constraints.txt $(VENDORED)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip -c constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
