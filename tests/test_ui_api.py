@@ -22,7 +22,7 @@ from assay.ui.app import create_app
 from assay.ui.events import EventLogReader
 from assay.ui.report import render
 from assay.ui.sqlbox import RejectedQuery, check_query, wrap
-from tests.ui_support import (TOKEN, TOKEN_VAR, flow_totals, land, rule_counts, run_ids, run_outcome,
+from tests.ui_support import (DROPS, TOKEN, TOKEN_VAR, events, flow_totals, land, rule_counts, run_ids, run_outcome,
                               write_project, write_wide_project)
 
 MASK = f"***{TOKEN_VAR}***"
@@ -180,6 +180,56 @@ def test_data_quality_per_rule_and_run_matches_the_event_log(client, shop):
     assert len(everything["rows"]) == len(quarantine)
     late = get(client, "/api/tables/orders_late/rows", limit=100)
     assert [r[late["columns"].index("order_id")] for r in late["rows"]] == ["o14"]
+
+
+def test_the_failed_run_shows_the_rule_that_stopped_it_and_the_flows_it_skipped(client, shop):
+    storage = shop / "storage"
+    failed = run_ids(storage)[-1]
+    absurd = len(DROPS[4])                      # drop 4's rows, every one of them over sane_amount's limit
+    # the event log itself (delta-rs) has the failing batch's counts and the flows left unrun
+    logged = [e for e in events(storage) if e["run_id"] == failed]
+    stopped = next(e for e in logged if e["event_type"] == "flow_failed")
+    assert (stopped["flow"], stopped["rows_read"], stopped["rows_written"]) == ("orders", absurd, None)
+    assert {r["name"]: (r["passed"], r["failed"]) for r in json.loads(stopped["expectations"])}["sane_amount"] == \
+        (0, absurd)
+    run_end = next(e for e in logged if e["event_type"] == "run_failed")
+    assert sorted(json.loads(run_end["metrics"])["flows_not_run"]) == ["customer_totals", "daily_revenue"]
+
+    doc = get(client, f"/api/runs/{failed}")
+    flows = {f["flow"]: f for f in doc["flows"]}
+    assert {name: f["state"] for name, f in flows.items()} == {
+        "orders_raw": "completed", "orders": "failed", "customer_totals": "skipped", "daily_revenue": "skipped"}
+    assert (flows["orders"]["rows_read"], flows["orders"]["rows_written"]) == (absurd, 0)
+    [batch] = flows["orders"]["batches"]
+    assert batch["status"] == "failed" and batch["rows_read"] == absurd and "sane_amount" in batch["message"]
+    assert {"name": "sane_amount", "action": "fail", "passed": 0, "failed": absurd} in batch["expectations"]
+    assert flows["daily_revenue"]["batches"] == [] and flows["daily_revenue"]["defined_at"].endswith("gold.sql:2")
+    assert doc["run"]["rows_read"] == sum(f["rows_read"] for f in flow_totals(storage, failed).values())
+
+    orders = next(t for t in get(client, "/api/quality", last=20)["tables"] if t["table"] == "orders")
+    sane = next(r for r in orders["rules"] if r["name"] == "sane_amount")
+    assert sane["last"] == {"passed": 0, "failed": absurd} and sane["total_failed"] == absurd
+
+
+def test_long_values_are_cut_on_the_server_saying_how_long_they_are(tmp_path, engine):
+    import pyarrow as pa
+    from deltalake import write_deltalake
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "assay.yml").write_text("name: notes\nstorage: ./storage\nlanding: ./landing\n")
+    big = "x" * 10_000_000
+    write_deltalake(str(folder / "storage" / "01_bronze" / "notes"),
+                    pa.table({"id": [1, 2], "body": [big, "short"], "blob": [b"\x01" * 3_000_000, b"ab"]}))
+    with TestClient(create_app(Lake(load_spec(folder), engine_factory=lambda: engine)),
+                    base_url="http://127.0.0.1:8765") as notes:
+        response = notes.get("/api/tables/notes", params={"preview": 20})
+        assert response.status_code == 200 and len(response.content) < 20_000
+        rows = response.json()["preview"]["rows"]
+        assert rows[0][1] == "x" * 2000 + "… [truncated: 10,000,000 characters in all]"
+        assert rows[0][2].endswith("… [truncated: 3,000,000 bytes in all]") and len(rows[0][2]) < 2100
+        assert rows[1][1:] == ["short", "base64:YWI="]
+        found = notes.post("/api/sql", json={"sql": "SELECT body FROM notes WHERE id = 1"}).json()
+        assert found["rows"] == [["x" * 2000 + "… [truncated: 10,000,000 characters in all]"]]
 
 
 def test_tables_size_partitioning_clustering_history_preview(client, shop):

@@ -18,7 +18,7 @@ import pytest
 from assay.runtime.runner import RunOptions, Runner
 from assay.spec import load_spec
 from tests.conftest import ROOT
-from tests.ui_support import (TOKEN, TOKEN_VAR, flow_totals, land, rule_counts, run_ids, run_outcome,
+from tests.ui_support import (DROPS, TOKEN, TOKEN_VAR, flow_totals, land, rule_counts, run_ids, run_outcome,
                               write_project, write_wide_project)
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,9 +32,10 @@ def _num(value: int) -> str:
 
 
 class Site:
-    def __init__(self, folder: Path, url: str, page, shots: Path, env: dict):
+    def __init__(self, folder: Path, url: str, page, shots: Path, env: dict, browser):
         self.folder, self.url, self.page, self.shots, self.env = folder, url, page, shots, env
         self.storage = folder / "storage"
+        self.browser = browser
 
     def open(self, route: str, page_name: str | None = None):
         """Go to a view and wait until it has rendered; no page may ever show the secret."""
@@ -113,7 +114,7 @@ def site(tmp_path_factory, engine):
         page = browser.new_page(viewport={"width": 1400, "height": 860})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield Site(folder, url, page, shots, env)
+        yield Site(folder, url, page, shots, env, browser)
         assert not errors, errors
         print(f"screenshots: {shots}")
     finally:
@@ -293,12 +294,119 @@ def test_a_failed_run_is_red_with_its_error_and_file_line(site):
     assert nodes["orders"]["state"] == "failed" and nodes["orders"]["stroke"] == "#d64545", \
         {k: nodes["orders"].get(k) for k in ("state", "stroke", "fill", "message", "rows_read")}
     assert nodes["customer_totals"]["state"] == "skipped"
+    legend = page.evaluate("() => ['skipped', 'never'].map(s => getComputedStyle("
+                           "document.querySelector('.legend .dot.' + s)).backgroundColor)")
+    assert legend[0] != legend[1] and legend[0] == _rgb(nodes["customer_totals"]["stroke"])   # as drawn
     site.shot("graph-failed")
     page = site.open(f"runs/{failed}", "run")
     assert "sane_amount" in page.inner_text("#run-error")
     location = page.inner_text("tr[data-flow-batches='orders'] .error-location")
     assert re.fullmatch(r".*transformations/shop\.py:\d+", location)
+    # the failing flow read drop 4's rows, and its batch shows the rule's count
+    read = flow_totals(site.storage, failed)["orders"]["rows_read"]
+    assert read == len(DROPS[4])
+    cells = [c.inner_text() for c in page.query_selector_all("#flows-table tr[data-flow='orders'] td")]
+    assert cells[1:4] == ["failed", "1", _num(read)]
+    batches = page.inner_text("tr[data-flow-batches='orders']")
+    assert f"sane_amount: {_num(read)} failed" in batches and "No batch" not in batches
+    # the flows it never reached are listed as skipped, saying why
+    for name in ("customer_totals", "daily_revenue"):
+        assert page.inner_text(f"#flows-table tr[data-flow='{name}'] .badge") == "skipped"
+        page.click(f"#flows-table tr[data-flow='{name}']")
+        assert "Not run: the run stopped when orders failed" in page.inner_text(f"tr[data-flow-batches='{name}']")
     site.shot("run-failed")
+    page = site.open("quality")
+    sane = page.wait_for_selector("section[data-table='orders'] tr[data-rule='sane_amount']")
+    assert sane.query_selector("td.failed").inner_text() == _num(read)
+    site.shot("quality-failed")
+
+
+def _rgb(color: str) -> str:
+    return "rgb({}, {}, {})".format(*(int(color[i:i + 2], 16) for i in (1, 3, 5)))
+
+
+@pytest.fixture(scope="module")
+def zenith(site, engine, tmp_path_factory):
+    """Zenith Online over 200 000 generated events (counts as wide as a real day's), and its report."""
+    from assay.generator import generate, land_drop
+    base = tmp_path_factory.mktemp("ui_zenith")
+    generate("zenith", base / "generated", rows=200_000, seed=3, drops=1, truth=False)
+    land_drop(base / "generated", base / "landing", 0)
+    pipeline = ROOT / "pipelines" / "zenith"
+    paths = ("--storage", str(base / "storage"), "--landing", str(base / "landing"))
+    Runner(load_spec(pipeline, storage=paths[1], landing=paths[3]), RunOptions(), engine=engine).run()
+    result = site.assay("report", "-o", str(base / "zenith.html"), "-p", str(pipeline), *paths)
+    assert result.returncode == 0, result.stderr
+    return base
+
+
+# Per node at the first view: label size on screen, whether the label stays inside the node, and the
+# widest piece of text that must not be broken (a count line, or a word of the name between the
+# places where it may wrap: spaces and the zero-width spaces after underscores).
+NODE_TEXT = r"""() => { const cy = window.assayUI.cy(), ctx = document.createElement('canvas').getContext('2d');
+  const labelOnly = {includeNodes: false, includeEdges: false, includeLabels: true, includeMainLabels: true,
+                     includeSourceLabels: false, includeTargetLabels: false, includeOverlays: false, includeUnderlays: false};
+  return cy.nodes(':childless').map(n => {
+    ctx.font = n.style('font-size') + ' ' + n.style('font-family');
+    const label = n.boundingBox(labelOnly), body = n.boundingBox({includeLabels: false, includeOverlays: false});
+    const [name, ...counts] = n.data('display').split('\n');
+    const pieces = name.split(/[\s\u200b]+/).concat(counts);
+    return {id: n.id(), px: parseFloat(n.style('font-size')) * cy.zoom(),
+            inside: label.x1 >= body.x1 && label.x2 <= body.x2 && label.y1 >= body.y1 && label.y2 <= body.y2,
+            widest: Math.max(...pieces.map(t => ctx.measureText(t).width)), room: parseFloat(n.style('text-max-width'))};
+  }); }"""
+
+
+@pytest.mark.parametrize("width,height", [(1280, 800), (1920, 1080)])
+def test_the_zenith_graph_is_readable_at_its_first_view(site, zenith, width, height):
+    run = run_ids(zenith / "storage")[-1]
+    late = flow_totals(zenith / "storage", run)["silver_sessionized_activity"]["rows_late"]
+    page = site.browser.new_page(viewport={"width": width, "height": height})
+    try:
+        page.goto((zenith / "zenith.html").as_uri() + "#/graph")
+        page.wait_for_selector("body[data-page='graph'][data-ready='1']", state="attached")
+        page.screenshot(path=str(site.shots / f"zenith-{width}.png"))
+        nodes = {n["id"]: n for n in page.evaluate(NODE_TEXT)}
+        assert len(nodes) == 11 and min(n["px"] for n in nodes.values()) >= 11, nodes
+        assert [i for i, n in nodes.items() if not n["inside"] or n["widest"] > n["room"]] == [], nodes
+        canvas = page.evaluate("() => window.assayUI.cy().width()")
+        assert canvas >= 0.75 * width                     # the canvas gets the room until a node is chosen
+        # the three silver_sessionized_activity… tables are told apart in the list: whole names, none clipped
+        names = page.evaluate("""() => [...document.querySelectorAll('#graph-list li[data-id]')].map(li => {
+            const el = li.querySelector('.name'); return [li.dataset.id, el.innerText, el.scrollWidth > el.clientWidth]; })""")
+        silver = [n for n in names if n[0].startswith("silver_sessionized_activity")]
+        assert sorted(silver) == [[i, i, False] for i in ("silver_sessionized_activity", "silver_sessionized_activity_late",
+                                                          "silver_sessionized_activity_quarantine")]
+        # the list view shows every column, the late rows included, without scrolling sideways
+        page.click("#view-list")
+        row = page.wait_for_selector("tr[data-node='silver_sessionized_activity']")
+        assert [c.inner_text() for c in row.query_selector_all("td")][7] == _num(late)
+        assert page.evaluate("() => { const wrap = document.getElementById('graph-table'); "
+                             "return wrap.scrollWidth <= wrap.clientWidth; }")
+        page.screenshot(path=str(site.shots / f"zenith-list-{width}.png"))
+    finally:
+        page.close()
+
+
+def test_a_huge_value_is_cut_before_it_reaches_the_page(site, tmp_path):
+    import pyarrow as pa
+    from deltalake import write_deltalake
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "assay.yml").write_text("name: notes\nstorage: ./storage\nlanding: ./landing\n")
+    write_deltalake(str(folder / "storage" / "01_bronze" / "notes"),
+                    pa.table({"id": [1, 2], "body": ["x" * 10_000_000, "short"]}))
+    out = tmp_path / "notes.html"
+    result = site.assay("report", "-o", str(out), "-p", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size < 1_000_000
+    page = site.page
+    page.goto(out.as_uri() + "#/tables/notes")
+    page.wait_for_selector("body[data-page='table'][data-ready='1']", state="attached")
+    cell = page.wait_for_selector(".scroll tbody tr:first-child td:nth-child(2)")
+    assert cell.inner_text() == "x" * 2000 + "… [truncated: 10,000,000 characters in all]"
+    assert page.evaluate("() => { const box = document.querySelector('.scroll'); return box.scrollWidth <= box.clientWidth; }")
+    site.shot("table-long-value")
 
 
 def test_reports_are_self_contained_and_open_large_graphs_on_a_selection(site, tmp_path):

@@ -143,26 +143,30 @@ def run_ids(storage: Path) -> list[str]:
     return seen
 
 
+def batches(storage: Path, run_id: str) -> list[dict]:
+    """The batch events of one run: flow_progress, and the flow_failed event of a batch that an
+    expect_or_fail rule stopped (it carries the rows read and every rule's counts)."""
+    return [row for row in events(storage) if row["run_id"] == run_id and (
+        row["event_type"] == "flow_progress" or (row["event_type"] == "flow_failed" and row["expectations"]))]
+
+
 def flow_totals(storage: Path, run_id: str) -> dict[str, dict[str, int]]:
-    """rows_* summed over each target's flow_progress events of one run."""
+    """rows_* summed over each target's batches of one run."""
     totals: dict[str, dict[str, int]] = {}
-    for row in events(storage):
-        if row["run_id"] == run_id and row["event_type"] == "flow_progress":
-            entry = totals.setdefault(row["target"], {})
-            for key in ("rows_read", "rows_written", "rows_dropped", "rows_quarantined", "rows_late",
-                        "rows_duplicate"):
-                entry[key] = entry.get(key, 0) + (row[key] or 0)
+    for row in batches(storage, run_id):
+        entry = totals.setdefault(row["target"], {})
+        for key in ("rows_read", "rows_written", "rows_dropped", "rows_quarantined", "rows_late", "rows_duplicate"):
+            entry[key] = entry.get(key, 0) + (row[key] or 0)
     return totals
 
 
 def rule_counts(storage: Path, run_id: str) -> dict[tuple[str, str], tuple[int, int]]:
     """(target, rule) → (passed, failed) in one run."""
     counts: dict[tuple[str, str], tuple[int, int]] = {}
-    for row in events(storage):
-        if row["run_id"] == run_id and row["event_type"] == "flow_progress" and row["expectations"]:
-            for rule in json.loads(row["expectations"]):
-                passed, failed = counts.get((row["target"], rule["name"]), (0, 0))
-                counts[(row["target"], rule["name"])] = (passed + rule["passed"], failed + rule["failed"])
+    for row in batches(storage, run_id):
+        for rule in json.loads(row["expectations"] or "[]"):
+            passed, failed = counts.get((row["target"], rule["name"]), (0, 0))
+            counts[(row["target"], rule["name"])] = (passed + rule["passed"], failed + rule["failed"])
     return counts
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 from .. import catalog, secrets
 from ..errors import AssayError
 from ..spec import PipelineSpec
-from .events import EventLogReader, Run, iso, lock_holder_alive
+from .events import EventLogReader, Run, iso, lock_holder_alive, zero_counts
 from .graph import assemble, declared_graph, graph_from_events
 from .sqlbox import SqlBox
 from .tables import LATE_SUFFIX, QUARANTINE_SUFFIX, Tables, layer_of
@@ -197,6 +197,7 @@ class Lake:
             snap = self.events.snapshot()
             decl, _, _ = self.model(snap.ordered())
             defined = {f["flow"]: f.get("defined_at") for f in decl.get("flows", [])}
+            targets = {f["flow"]: f.get("target") for f in decl.get("flows", [])}
             run = snap.runs.get(run_id)
             if run is None:
                 raise NotFound(f"no run {run_id} in the event log")
@@ -223,6 +224,13 @@ class Lake:
                               **fr.counts, "batches": batches, "message": fr.message,
                               "error_location": location, "defined_at": defined.get(fr.flow),
                               "inputs": fr.inputs, "outputs": fr.outputs})
+            # flows the run had queued but never started, because a flow before them failed
+            for name in run.end_metrics.get("flows_not_run") or []:
+                if name not in run.flows:
+                    flows.append({"flow": name, "target": targets.get(name), "state": "skipped", "started": None,
+                                  "ended": None, "duration_s": None, **zero_counts(), "batches": [],
+                                  "message": None, "error_location": None, "defined_at": defined.get(name),
+                                  "inputs": [], "outputs": []})
             run_location = None
             if run.message:
                 found = LOCATION.search(run.message)

@@ -45,6 +45,13 @@ def _parse(value):
         return value
 
 
+def is_batch(event: dict) -> bool:
+    """A batch of a flow: a flow_progress event, or the failure event of a batch that an
+    expect_or_fail rule stopped (it records the rows read and each rule's counts; none written)."""
+    kind = event["event_type"]
+    return kind == FLOW_PROGRESS or (kind == "flow_failed" and event.get("expectations") is not None)
+
+
 def zero_counts() -> dict[str, int]:
     return {name: 0 for name in COUNTS}
 
@@ -81,10 +88,10 @@ class FlowRun:
         if event.get("outputs"):
             self.outputs = event["outputs"]
         kind = event["event_type"]
-        if kind == FLOW_PROGRESS:
+        if is_batch(event):
             self.batches.append(event)
             add_counts(self.counts, event)
-        elif kind in FLOW_END:
+        if kind in FLOW_END:
             self.end_state = FLOW_END[kind]
             self.duration_s = event.get("duration_s")
             self.message = event.get("message")
@@ -142,7 +149,7 @@ class Run:
             if flow is None:
                 flow = self.flows[event["flow"]] = FlowRun(event["flow"], event.get("target"))
             flow.add(event)
-            if kind == FLOW_PROGRESS:
+            if is_batch(event):
                 add_counts(self.counts, event)
 
     @property

@@ -14,17 +14,28 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import catalog
+from .. import catalog, secrets
 from ..spec import PipelineSpec
 
 QUARANTINE_SUFFIX, LATE_SUFFIX = "_quarantine", "_late"
 FAILED_RULES = "_failed_rules"
+MAX_TEXT = 2000         # characters of one text value sent to the page; the rest is cut, with a marker
+
+
+def shortened(text: str) -> str:
+    """Text longer than MAX_TEXT: its start and how long the whole value is. Secrets are masked
+    before the cut, which could otherwise leave part of one unmasked."""
+    if len(text) <= MAX_TEXT:
+        return text
+    return f"{secrets.redact(text)[:MAX_TEXT]}… [truncated: {len(text):,} characters in all]"
 
 
 def jsonable(value):
-    """A value of a row as JSON can carry it (no NaN, no bytes, no Decimal)."""
-    if value is None or isinstance(value, (bool, int, str)):
+    """A value of a row as JSON can carry it (no NaN, no bytes, no Decimal), long text cut."""
+    if value is None or isinstance(value, (bool, int)):
         return value
+    if isinstance(value, str):
+        return shortened(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, dt.datetime):
@@ -39,7 +50,10 @@ def jsonable(value):
     if isinstance(value, decimal.Decimal):
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return "base64:" + base64.b64encode(bytes(value)).decode()
+        data, cut = bytes(value), MAX_TEXT * 3 // 4
+        if len(data) > cut:
+            return f"base64:{base64.b64encode(data[:cut]).decode()}… [truncated: {len(data):,} bytes in all]"
+        return "base64:" + base64.b64encode(data).decode()
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

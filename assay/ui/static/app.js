@@ -12,11 +12,16 @@
   const POLL_MS = 2000;
   const PAGE = 50;
   const STATES = ['completed', 'failed', 'running', 'interrupted', 'queued', 'skipped', 'never'];
+  // [fill, border] of graph nodes; style.css gives the dots and badges the same border colours
   const COLORS = {
     completed: ['#e6f6ec', '#2f9e5b'], failed: ['#fdeaea', '#d64545'], running: ['#e6f0fc', '#2f7fd8'],
-    interrupted: ['#fdf1e4', '#d9822b'], queued: ['#f2f4f7', '#98a2b3'], skipped: ['#f2f4f7', '#b8c0cc'],
-    never: ['#ffffff', '#b8c0cc'], view: ['#ffffff', '#98a2b3'], source: ['#f1edff', '#7a5af8'],
+    interrupted: ['#fdf1e4', '#d9822b'], queued: ['#f2f4f7', '#98a2b3'], skipped: ['#fbf3d5', '#a47f00'],
+    never: ['#ffffff', '#c5cbd5'], view: ['#ffffff', '#98a2b3'], source: ['#f1edff', '#7a5af8'],
   };
+  // Graph text: nodes are sized to their labels, and the first view never draws labels smaller
+  // than READABLE_PX (a larger graph opens zoomed in on its selection; pan or zoom out to see all).
+  const NODE_W = 170, FONT_PX = 12, READABLE_PX = 11, MAX_FIT_ZOOM = 1.5;
+  const FONT_FAMILY = 'DejaVu Sans, sans-serif';
 
   const S = {
     version: null, route: null, refresh: null, cy: null, graph: null, graphRun: '', selection: null,
@@ -191,17 +196,28 @@
 
   // ------------------------------------------------------------------ graph
 
+  const measure = document.createElement('canvas').getContext('2d');
+  function textWidth(text) { measure.font = FONT_PX + 'px ' + FONT_FAMILY; return measure.measureText(text).width; }
+  // items joined by ' · ' into lines that fit a node, so that no count is ever broken across lines
+  function packed(items) {
+    const lines = [];
+    items.forEach(item => {
+      const joined = lines.length ? lines[lines.length - 1] + ' · ' + item : null;
+      if (joined !== null && textWidth(joined) <= NODE_W - 14) lines[lines.length - 1] = joined; else lines.push(item);
+    });
+    return lines;
+  }
+  // a name may wrap after its underscores (a zero-width space), never inside a word
+  function breakable(name) { return String(name).replace(/_/g, '_\u200b'); }
   function nodeText(n) {
-    const parts = [n.label];
-    if (n.type === 'source') return n.kind + ': ' + n.label;
+    if (n.type === 'source') return n.kind + ': ' + breakable(n.label);
+    const parts = [breakable(n.label)];
     if (n.state === 'never' || n.state === 'view') return parts.concat(n.state === 'view' ? 'temporary view' : 'not run yet').join('\n');
-    parts.push(num(n.rows_written) + ' written');
-    const extra = [];
-    if (n.rows_dropped) extra.push(num(n.rows_dropped) + ' dropped');
-    if (n.rows_quarantined) extra.push(num(n.rows_quarantined) + ' quar.');
-    if (n.rows_late) extra.push(num(n.rows_late) + ' late');
-    if (extra.length) parts.push(extra.join(' · '));
-    return parts.join('\n');
+    const counts = [num(n.rows_written) + ' written'];
+    if (n.rows_dropped) counts.push(num(n.rows_dropped) + ' dropped');
+    if (n.rows_quarantined) counts.push(num(n.rows_quarantined) + ' quar.');
+    if (n.rows_late) counts.push(num(n.rows_late) + ' late');
+    return parts.concat(packed(counts)).join('\n');
   }
 
   function neighbourhood(doc, ids, hops) {
@@ -256,18 +272,19 @@
   }
 
   const CY_STYLE = [
-    { selector: 'node', style: { shape: 'round-rectangle', width: 200, height: 58, 'background-color': 'data(fill)',
-      'border-width': 2, 'border-color': 'data(stroke)', label: 'data(display)', 'text-wrap': 'wrap', 'text-max-width': 192, 'text-overflow-wrap': 'anywhere',
-      'text-valign': 'center', 'text-halign': 'center', 'font-size': 11, color: '#1d2433', 'font-family': 'DejaVu Sans, sans-serif' } },
-    { selector: 'node.side', style: { width: 200, height: 44, 'border-style': 'dashed' } },
-    { selector: 'node.source', style: { shape: 'tag', height: 36 } },
-    { selector: 'node.flow', style: { shape: 'diamond', width: 120, height: 50, 'font-size': 9 } },
+    { selector: 'node', style: { shape: 'round-rectangle', width: NODE_W, height: 40, 'background-color': 'data(fill)',
+      'border-width': 2, 'border-color': 'data(stroke)', label: 'data(display)', 'text-wrap': 'wrap', 'text-max-width': NODE_W - 14,
+      'text-valign': 'center', 'text-halign': 'center', 'font-size': FONT_PX, 'line-height': 1.25, color: '#1d2433', 'font-family': FONT_FAMILY } },
+    { selector: 'node.side', style: { 'border-style': 'dashed' } },
+    { selector: 'node.never', style: { 'border-style': 'dotted' } },
+    { selector: 'node.source', style: { shape: 'tag', height: 34, 'text-max-width': NODE_W - 40 } },
+    { selector: 'node.flow', style: { shape: 'round-diamond', width: 130, 'text-max-width': 90 } },
     { selector: 'node.temporary_view', style: { 'border-style': 'dashed' } },
     { selector: 'node.running', style: { 'border-width': 4 } },
     { selector: 'node.failed', style: { 'border-width': 3 } },
     { selector: 'node.layer', style: { shape: 'round-rectangle', 'background-color': '#eef1f6', 'background-opacity': 0.55,
       'border-width': 1, 'border-color': '#d5dae3', label: 'data(label)', 'text-valign': 'top', 'text-halign': 'center',
-      'font-size': 13, 'font-weight': 'bold', color: '#667085', padding: 14, 'text-margin-y': -4 } },
+      'font-size': 13, 'font-weight': 'bold', color: '#667085', padding: 10, 'text-margin-y': -4 } },
     { selector: 'node:selected', style: { 'border-color': '#3b5bdb', 'border-width': 4, 'overlay-opacity': 0 } },
     { selector: 'edge', style: { width: 1.5, 'line-color': '#9aa4b5', 'target-arrow-color': '#9aa4b5',
       'target-arrow-shape': 'triangle', 'curve-style': 'bezier', 'arrow-scale': 0.9 } },
@@ -284,18 +301,21 @@
     const key = els.map(e => e.data.id).sort().join('|');
     if (S.cy && S.cyKey === key) {          // same nodes: update states and counts in place
       els.forEach(e => { const el = S.cy.getElementById(e.data.id); if (el.nonempty()) { el.data(e.data); el.classes(e.classes || ''); } });
+      fitNodesToLabels(S.cy);
       return;
     }
     if (S.cy) S.cy.destroy();
     S.cyKey = key;
     S.cy = cytoscape({ container, elements: els, style: CY_STYLE, minZoom: 0.05, maxZoom: 3,
       boxSelectionEnabled: false, autoungrabify: false });
-    S.cy.layout({ name: 'dagre', rankDir: 'LR', nodeSep: 18, rankSep: 70, edgeSep: 10, fit: true, padding: 24,
+    fitNodesToLabels(S.cy);
+    S.cy.layout({ name: 'dagre', rankDir: 'LR', nodeSep: 16, rankSep: 48, edgeSep: 10, fit: true, padding: 16,
       animate: false }).run();
-    // a whole large graph fits only as specks: stay readable around the selection instead
-    if (doc.nodes.length > LARGE_GRAPH && S.showAll && S.cy.zoom() < 0.5) {
+    if (S.cy.zoom() > MAX_FIT_ZOOM) { S.cy.zoom(MAX_FIT_ZOOM); S.cy.center(); }
+    // a graph that fits only with unreadable labels: stay readable around the selection instead
+    if (S.cy.zoom() * FONT_PX < READABLE_PX) {
       const focus = S.cy.getElementById(S.selection || defaultFocus(doc)[0] || '');
-      S.cy.zoom(0.7);
+      S.cy.zoom(READABLE_PX / FONT_PX);
       if (focus.nonempty()) S.cy.center(focus); else S.cy.center();
     }
     S.cy.on('tap', 'node', ev => { const n = ev.target; if (!n.hasClass('layer')) selectNode(n.id(), false); });
@@ -304,15 +324,35 @@
     document.body.dataset.graphNodes = String(S.cy.nodes(':childless').length);
   }
 
+  // each node as tall (and, for a long word, as wide) as its label, plus a margin
+  function fitNodesToLabels(cy) {
+    const labelOnly = { includeNodes: false, includeEdges: false, includeLabels: true, includeMainLabels: true,
+      includeSourceLabels: false, includeTargetLabels: false, includeOverlays: false, includeUnderlays: false };
+    cy.nodes(':childless').forEach(n => {
+      const box = n.boundingBox(labelOnly);
+      const wide = n.hasClass('flow') ? 130 : NODE_W;
+      n.style({ width: Math.max(wide, box.w + 16), height: Math.max(n.hasClass('source') ? 34 : 40, box.h + (n.hasClass('flow') ? 30 : 14)) });
+    });
+  }
+
   function selectNode(id, refocus) {
     S.selection = id;
     if (refocus) S.showAll = false;
     const doc = S.graph;
     if (!doc) return;
     if (refocus || (doc.nodes.length > LARGE_GRAPH && !S.showAll && S.cy && S.cy.getElementById(id).empty())) drawGraph(doc);
-    if (S.cy) { S.cy.$(':selected').unselect(); const n = S.cy.getElementById(id); if (n.nonempty()) { n.select(); } }
     renderList(doc);
     renderDetail(doc);
+    if (S.cy) {                           // the details took room from the canvas: keep the node in view
+      S.cy.resize();
+      S.cy.$(':selected').unselect();
+      const n = S.cy.getElementById(id), e = S.cy.extent();
+      if (n.nonempty()) {
+        n.select();
+        const p = n.position();
+        if (p.x < e.x1 || p.x > e.x2 || p.y < e.y1 || p.y > e.y2) S.cy.center(n);
+      }
+    }
   }
 
   function matches(n) {
@@ -325,23 +365,30 @@
     if (!list) return;
     const items = doc.nodes.filter(n => n.type !== 'source' || S.search).filter(matches)
       .sort((a, b) => doc.layers.indexOf(a.layer) - doc.layers.indexOf(b.layer) || a.id.localeCompare(b.id));
-    list.replaceChildren(...items.slice(0, 400).map(n => h('li', { dataset: { id: n.id }, class: n.id === S.selection ? 'selected' : '',
-      onclick: () => selectNode(n.id, true), title: n.id },
-      h('span', { class: 'dot ' + (n.type === 'source' ? 'source' : n.state) }), h('span', { class: 'name', text: n.label }),
-      h('span', { class: 'layer', text: n.layer }), h('span', { class: 'n', text: n.type === 'source' ? '' : num(n.rows_written) }))));
+    const rows = [];                      // under a heading per layer
+    items.slice(0, 400).forEach((n, i, shown) => {
+      if (!i || shown[i - 1].layer !== n.layer) rows.push(h('li', { class: 'layer', text: n.layer }));
+      rows.push(h('li', { dataset: { id: n.id }, class: n.id === S.selection ? 'selected' : '', onclick: () => selectNode(n.id, true), title: n.id },
+        h('span', { class: 'dot ' + (n.type === 'source' ? 'source' : n.state) }), h('span', { class: 'name' }, wrappable(n.label)),
+        h('span', { class: 'n', text: n.type === 'source' ? '' : num(n.rows_written) })));
+    });
+    list.replaceChildren(...rows);
     const count = document.getElementById('graph-count');
     if (count) count.textContent = items.length + ' of ' + doc.nodes.length + ' nodes' + (items.length > 400 ? ' (first 400 listed)' : '');
+  }
+
+  // a long name as text that may wrap after each underscore (<wbr>), never in the middle of a word
+  function wrappable(name) {
+    const parts = String(name).split('_');
+    return parts.flatMap((part, i) => i < parts.length - 1 ? [part + '_', h('wbr')] : [part]);
   }
 
   function renderDetail(doc) {
     const el = document.getElementById('graph-detail');
     if (!el) return;
     const n = doc.nodes.find(x => x.id === S.selection);
-    if (!n) {
-      el.replaceChildren(h('h3', { text: 'Run' }), doc.run ? runBlurb(doc.run) : h('p', { class: 'muted', text: 'No run in the event log yet.' }),
-        h('p', { class: 'muted', text: 'Click a node for its details; double-click to focus on its lineage.' }));
-      return;
-    }
+    el.hidden = !n;                  // the canvas gets the room until a node is chosen
+    if (!n) { el.replaceChildren(); return; }
     const kv = h('dl', { class: 'kv' });
     const add = (k, v) => { if (v !== null && v !== undefined && v !== '') kv.append(h('dt', { text: k }), h('dd', null, v)); };
     add('kind', (n.kind || '').replace(/_/g, ' '));
@@ -355,7 +402,9 @@
     add('flows', (n.flows || []).join(', '));
     add('partitioned by', (n.partition_cols || []).join(', '));
     add('clustered by', (n.cluster_by || []).join(', '));
-    const parts = [h('h3', { text: n.label }), kv];
+    const close = h('button', { class: 'close', title: 'Close', text: '×', onclick: () => {
+      S.selection = null; if (S.cy) S.cy.$(':selected').unselect(); renderList(doc); renderDetail(doc); } });
+    const parts = [close, h('h3', { text: n.label }), kv];
     if (n.comment) parts.push(h('p', { class: 'muted', text: n.comment }));
     if (n.message) parts.push(errorBox(n.message));
     if ((n.expectations || []).length) {
@@ -370,13 +419,19 @@
     el.replaceChildren(...parts);
   }
 
+  function renderRunSummary(doc) {
+    const el = document.getElementById('graph-run-summary');
+    if (el) el.replaceChildren(runBlurb(doc.run), h('div', { class: 'muted', text: 'Click a node for its details; double-click to focus on its lineage.' }));
+    const error = document.getElementById('graph-run-error');
+    if (!error) return;
+    error.hidden = !(doc.run && doc.run.error);
+    error.replaceChildren(error.hidden ? '' : errorBox('Run ' + doc.run.run_id + ' ' + doc.run.outcome + ': ' + doc.run.error));
+  }
+
   function runBlurb(run) {
-    return h('div', null, h('p', null, badge(run.outcome), ' ', h('a', { href: '#/runs/' + encodeURIComponent(run.run_id), text: run.run_id })),
-      h('dl', { class: 'kv' }, h('dt', { text: 'started' }), h('dd', { text: when(run.started) }),
-        h('dt', { text: 'duration' }), h('dd', { text: dur(run.duration_s) }),
-        h('dt', { text: 'rows written' }), h('dd', { text: num(run.rows_written) }),
-        h('dt', { text: 'flows' }), h('dd', { text: num(run.flows) })),
-      run.error ? errorBox(run.error) : null);
+    if (!run) return h('p', { class: 'muted', text: 'No run in the event log yet.' });
+    return h('div', { class: 'run-blurb' }, badge(run.outcome), ' ', h('a', { href: '#/runs/' + encodeURIComponent(run.run_id), text: run.run_id }),
+      h('div', { class: 'muted', text: when(run.started) + ' · ' + dur(run.duration_s) + ' · ' + num(run.rows_written) + ' rows written' }));
   }
 
   function renderGraphTable(doc) {
@@ -386,7 +441,7 @@
       .sort((a, b) => doc.layers.indexOf(a.layer) - doc.layers.indexOf(b.layer) || a.id.localeCompare(b.id))
       .map(n => h('tr', { class: 'clickable' + (n.id === S.selection ? ' selected' : ''), dataset: { node: n.id },
         onclick: () => { S.graphView = 'graph'; S.selection = n.id; S.showAll = false; renderGraph(); } },
-        h('td', null, h('span', { class: 'dot ' + n.state }), n.label), h('td', { text: n.layer }),
+        h('td', { class: 'name' }, h('span', { class: 'dot ' + n.state }), wrappable(n.label)), h('td', { text: n.layer }),
         h('td', { text: (n.kind || '').replace(/_/g, ' ') }), h('td', null, badge(n.state)),
         countCell(n.rows_written), countCell(n.rows_dropped), countCell(n.rows_quarantined, 'failed-count'),
         countCell(n.rows_late), countCell(n.rows_duplicate), h('td', { class: 'num', text: n.type === 'side' ? '' : num(n.batches) })));
@@ -403,7 +458,8 @@
         h('input', { type: 'search', id: 'graph-search', placeholder: 'Search datasets…', value: S.search,
           oninput: ev => { S.search = ev.target.value; renderList(S.graph); if (S.graphView === 'list') renderGraphTable(S.graph); } }),
         h('div', { class: 'muted', id: 'graph-count' })),
-      h('ul', { class: 'graph-list', id: 'graph-list' }));
+      h('ul', { class: 'graph-list', id: 'graph-list' }),
+      h('div', { class: 'tools', id: 'graph-run-summary' }));
     const runSelect = h('select', { id: 'graph-run', onchange: ev => { S.graphRun = ev.target.value; renderGraph(); } },
       h('option', { value: '', text: 'latest run' }),
       (doc.recent_runs || []).map(r => h('option', { value: r.run_id, selected: r.run_id === S.graphRun ? true : null,
@@ -422,6 +478,7 @@
         h('span', null, h('span', { class: 'dot ' + st }), st === 'never' ? 'not run' : st))));
     const banners = [];
     if (doc.graph_error) banners.push(h('div', { class: 'banner' }, 'The pipeline code could not be loaded, so the graph comes from the event log: ', doc.graph_error));
+    banners.push(h('div', { class: 'banner run-error', id: 'graph-run-error', hidden: true }));
     if (large && !S.showAll && S.graphView === 'graph') {
       const focus = S.selection ? [S.selection] : defaultFocus(doc);
       banners.push(h('div', { class: 'banner', id: 'selection-banner' }, doc.nodes.length + ' nodes: showing the lineage of ' +
@@ -429,17 +486,18 @@
     }
     const center = h('section', { class: 'graph-center' }, toolbar, banners,
       S.graphView === 'graph' ? h('div', { class: 'graph-canvas' }, h('div', { id: 'cy' })) : h('div', { class: 'graph-table-wrap', id: 'graph-table' }));
-    el.append(side, center, h('aside', { class: 'graph-detail', id: 'graph-detail' }));
+    el.append(side, center, h('aside', { class: 'graph-detail', id: 'graph-detail', hidden: true }));
     S.cyKey = null;
+    renderDetail(doc);                    // first: the canvas takes the room the details leave
+    renderRunSummary(doc);
     if (S.graphView === 'graph') drawGraph(doc); else renderGraphTable(doc);
     renderList(doc);
-    renderDetail(doc);
     S.refresh = async () => {
       if (S.graphRun) return;             // a past run does not change
       const fresh = await api('/api/graph', { run: S.graphRun });
       S.graph = fresh;
       if (S.graphView === 'graph') drawGraph(fresh); else renderGraphTable(fresh);
-      renderList(fresh); renderDetail(fresh);
+      renderList(fresh); renderDetail(fresh); renderRunSummary(fresh);
     };
   }
 
@@ -522,11 +580,14 @@
     const el = main(false);
     const run = doc.run;
     const rows = [];
+    const failedFlows = doc.flows.filter(f => f.state === 'failed').map(f => f.flow).join(', ');
     doc.flows.forEach(f => {
       const detail = h('tr', { class: 'batches', dataset: { flowBatches: f.flow }, style: 'display:none' },
         h('td', { colspan: 11 }, f.message ? errorBox(f.message) : null,
           f.error_location ? h('p', null, 'defined at ', h('span', { class: 'error-location', text: f.error_location })) : null,
-          f.batches.length ? batchesTable(f) : h('p', { class: 'muted', text: 'No batch: nothing new for this flow in this run.' }),
+          f.batches.length ? batchesTable(f) : h('p', { class: 'muted', text: f.state === 'skipped'
+            ? 'Not run: the run stopped when ' + (failedFlows || 'an earlier step') + ' failed; the next run processes it.'
+            : 'No batch: nothing new for this flow in this run.' }),
           h('p', { class: 'muted', text: 'inputs: ' + ((f.inputs || []).join(', ') || '—') + ' · outputs: ' + ((f.outputs || []).join(', ') || '—') })));
       rows.push(h('tr', { class: 'clickable', dataset: { flow: f.flow }, onclick: () => { detail.style.display = detail.style.display === 'none' ? '' : 'none'; } },
         h('td', null, h('span', { class: 'dot ' + f.state }), f.flow), h('td', null, badge(f.state)), h('td', { class: 'num', text: num(f.batches.length) }),
@@ -543,7 +604,7 @@
           num(run.rows_quarantined) + ' quarantined, ' + num(run.rows_late) + ' late, ' + num(run.rows_duplicate) + ' duplicates' })),
         run.error ? h('div', { id: 'run-error' }, errorBox(run.error)) : null,
         doc.error_location ? h('p', null, 'at ', h('span', { class: 'error-location', text: doc.error_location })) : null),
-      doc.flows.length ? h('div', { class: 'card' }, h('h3', { text: 'Flows over time' }), ganttChart(run, doc.flows)) : null,
+      doc.flows.length ? h('div', { class: 'card' }, h('h3', { text: 'Flows over time' }), ganttChart(run, doc.flows.filter(f => f.started))) : null,
       h('h2', { text: 'Flows (click one for its batches, offsets and errors)' }),
       table(['flow', 'state', { t: 'batches', cls: 'num' }, { t: 'read', cls: 'num' }, { t: 'written', cls: 'num' }, { t: 'dropped', cls: 'num' },
         { t: 'quarantined', cls: 'num' }, { t: 'late', cls: 'num' }, { t: 'duplicates', cls: 'num' }, { t: 'duration', cls: 'num' }, 'defined at'],
