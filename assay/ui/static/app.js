@@ -21,6 +21,8 @@
   // Graph text: nodes are sized to their labels, and the first view never draws labels smaller
   // than READABLE_PX (a larger graph opens zoomed in on its selection; pan or zoom out to see all).
   const NODE_W = 170, FONT_PX = 12, READABLE_PX = 11, MAX_FIT_ZOOM = 1.5;
+  const LEGEND = { queued: 'waiting for its turn in the running run',
+    skipped: 'not run in this run: an earlier flow failed, or --refresh chose other tables', never: 'never run' };
   const FONT_FAMILY = 'DejaVu Sans, sans-serif';
 
   const S = {
@@ -474,8 +476,8 @@
       large ? h('button', { id: 'graph-all', class: S.showAll ? 'on' : '', onclick: () => { S.showAll = !S.showAll; renderGraph(); },
         text: S.showAll ? 'Show selection' : 'Show all ' + doc.nodes.length + ' nodes' }) : null,
       h('span', { class: 'spacer' }),
-      h('span', { class: 'legend' }, ['completed', 'running', 'failed', 'interrupted', 'skipped', 'never'].map(st =>
-        h('span', null, h('span', { class: 'dot ' + st }), st === 'never' ? 'not run' : st))));
+      h('span', { class: 'legend' }, ['completed', 'running', 'queued', 'failed', 'interrupted', 'skipped', 'never'].map(st =>
+        h('span', { title: LEGEND[st] || '' }, h('span', { class: 'dot ' + st }), st === 'never' ? 'not run' : st))));
     const banners = [];
     if (doc.graph_error) banners.push(h('div', { class: 'banner' }, 'The pipeline code could not be loaded, so the graph comes from the event log: ', doc.graph_error));
     banners.push(h('div', { class: 'banner run-error', id: 'graph-run-error', hidden: true }));
