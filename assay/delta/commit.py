@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction
@@ -20,14 +21,8 @@ from ..errors import FlowError
 from .table import arrow_schema, open_table, retry
 
 
-# Checks run before every commit (the pipeline lock on object storage adds its fence here: a run
-# that may have lost its lease must not commit).
-BEFORE_COMMIT: list = []
-
-
-def fence() -> None:
-    for check in list(BEFORE_COMMIT):
-        check()
+def no_fence() -> None:
+    """The fence of a writer that holds its lock for sure (a local flock): nothing to check."""
 
 
 @dataclass(frozen=True)
@@ -41,13 +36,24 @@ class BatchMark:
                                 custom_metadata={k: str(v) for k, v in (metadata or {}).items()})
 
 
+@dataclass(frozen=True)
+class TableState:
+    """A table as a batch finds it, its log read once: the table (None when there is none yet)
+    and whether the batch already landed there. A batch's tables have one writer under the
+    pipeline lock, so the state holds until the batch commits."""
+    table: DeltaTable | None
+    landed: bool
+
+    @classmethod
+    def read(cls, path: str | Path, mark: BatchMark) -> "TableState":
+        table = open_table(path)
+        done = None if table is None else table.transaction_version(mark.app_id)
+        return cls(table, done is not None and done >= mark.version)
+
+
 def landed(path: str | Path, mark: BatchMark) -> bool:
     """True when the batch `mark` (or a later one of the same writer) is already in the table."""
-    table = open_table(path)
-    if table is None:
-        return False
-    done = table.transaction_version(mark.app_id)
-    return done is not None and done >= mark.version
+    return TableState.read(path, mark).landed
 
 
 def nullable(schema: pa.Schema) -> pa.Schema:
@@ -69,12 +75,15 @@ class TableCommit:
     description: str | None = None
     metadata: dict = field(default_factory=dict)
 
-    def execute(self) -> bool:
-        """Commit, unless this batch already landed; True when a commit was made."""
-        if landed(self.path, self.mark):
+    def execute(self, fence: Callable[[], None] = no_fence, state: TableState | None = None) -> bool:
+        """Commit, unless this batch already landed; True when a commit was made. `state`: the
+        table as the batch read it (read here when not given); `fence` raises when the writer
+        may have lost its lock."""
+        state = state or TableState.read(self.path, self.mark)
+        if state.landed:
             return False
         fence()
-        table = open_table(self.path)
+        table = state.table
         props = self.mark.commit_properties(self.metadata)
         if table is None:
             create_table_with_add_actions(

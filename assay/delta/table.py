@@ -1,6 +1,7 @@
 """Opening Delta tables and the small writes of the control plane (event log, empty tables)."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from .. import fs
 from ..errors import FlowError
+from .log import DataFile
 
 # zstd everywhere: smaller than snappy for the same speed class, and what the activity-log seeds ask for.
 WRITER = WriterProperties(compression="ZSTD", compression_level=3)
@@ -81,3 +83,12 @@ def arrow_schema(table: DeltaTable) -> pa.Schema:
 def add_actions(table: DeltaTable) -> list[dict]:
     """The table's current data files (path, size_bytes, num_records, partition.*, min.*, max.*)."""
     return pa.table(table.get_add_actions(flatten=True)).to_pylist()
+
+
+def data_files(root, table: DeltaTable, actions: list[dict] | None = None) -> list[DataFile]:
+    """The table's data files (or those of some of its add actions) as an engine reads them:
+    absolute paths under `root`, partition values from the log."""
+    parts = table.metadata().partition_columns
+    return [DataFile(os.path.join(str(root), a["path"]), {p: a.get(f"partition.{p}") for p in parts},
+                     int(a.get("size_bytes") or 0), a.get("num_records"))
+            for a in (add_actions(table) if actions is None else actions)]

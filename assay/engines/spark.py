@@ -154,8 +154,7 @@ class SparkEngine(Engine):
         with 2-4 Spark jobs per read (0.5-3.7 s per silver batch on 2 cores); listing the files
         costs milliseconds. Tables with features that change how files are read (deletion vectors,
         column mapping), and large ones, are read by delta-spark."""
-        from ..delta.log import DataFile
-        from ..delta.table import add_actions, arrow_schema, open_table
+        from ..delta.table import add_actions, arrow_schema, data_files, open_table
 
         table = open_table(path)
         if table is None or not _plain_files(table):
@@ -163,11 +162,8 @@ class SparkEngine(Engine):
         actions = add_actions(table)
         if len(actions) > LISTED_READ_MAX_FILES:
             return super().read_table(path)
-        parts = table.metadata().partition_columns
-        root = str(path)
-        files = [DataFile(os.path.join(root, a["path"]), {p: a.get(f"partition.{p}") for p in parts},
-                          int(a.get("size_bytes") or 0), a.get("num_records")) for a in actions]
-        return self.read_delta_files(files, arrow_schema(table), parts)
+        return self.read_delta_files(data_files(path, table, actions), arrow_schema(table),
+                                     table.metadata().partition_columns)
 
     def read_lines(self, files):
         """One text scan of every file, each line given its file's columns through the path Spark

@@ -51,7 +51,7 @@ from .. import fs
 from ..atomic import read_json, write_json_atomic
 from ..definitions import AutoCdc, Flow
 from ..delta import stats
-from ..delta.commit import TableCommit, landed, remove_action
+from ..delta.commit import TableCommit, no_fence, remove_action
 from ..delta.table import add_actions, current_version, open_table
 from ..errors import FlowError, GraphError
 from . import keyed
@@ -255,8 +255,8 @@ def flow_label(flow: Flow) -> str:
 class AutoCdcRun(BatchRun):
     """One batch of an AUTO CDC flow: the source's new rows applied to the target by key."""
 
-    def __init__(self, graph, dataset, flow: Flow, generation: str, batch: int):
-        super().__init__(graph, dataset, flow.name, generation, batch, "append")
+    def __init__(self, graph, dataset, flow: Flow, generation: str, batch: int, fence=no_fence):
+        super().__init__(graph, dataset, flow.name, generation, batch, "append", fence)
         self.flow = flow
         self.cdc = flow.auto_cdc
 
@@ -281,6 +281,7 @@ class AutoCdcRun(BatchRun):
         return versions
 
     def execute(self, df, *, state_version=None, previous_max=None) -> BatchResult:
+        self.read_states()
         self.clean_earlier_attempts()
         versions = self._versions()
         where = flow_label(self.flow)
@@ -318,15 +319,15 @@ class AutoCdcRun(BatchRun):
 
         target_commit, counts = self._target_commit(cols, events, touched, key_bounds, everything)
         log_commit = TableCommit(self.changes_path(), self.mark("changes"), _arrow_schema(batch))
-        if landed(self.changes_path(), log_commit.mark):
+        if self.states["changes"].landed:
             fs.delete_tree(log_folder)
         else:
             columns = set(log_commit.schema.names)
             for path in files:
                 relative = f"{self.attempt}/{path.relative_to(log_folder).as_posix()}"
                 log_commit.adds.append(stats.add_action(self.changes_path(), relative, (), columns)[0])
-        log_commit.execute()
-        if target_commit is not None and not target_commit.execute():
+        log_commit.execute(self.fence, self.states["changes"])
+        if target_commit is not None and not target_commit.execute(self.fence, self.states["target"]):
             fs.delete_tree(self.path() / self.attempt)
 
         written, kept, removed = counts
@@ -404,11 +405,11 @@ class AutoCdcRun(BatchRun):
         """The target's commit (None when this batch already landed there) and (rows written for
         the touched keys, rows kept from the rewritten files, rows of the removed files)."""
         ds = self.dataset
-        if landed(self.path(), self.mark("target")):
+        if self.states["target"].landed:
             return None, (0, 0, 0)
         keys = list(cols.keys)
         rows = target_rows(events, self.cdc, cols)
-        table = open_table(self.path())      # not landed: its rows are those before the batch
+        table = self.states["target"].table      # not landed: its rows are those before the batch
         affected = []
         if table is not None:
             affected = add_actions(table) if everything else \
@@ -442,12 +443,13 @@ class AutoCdcRun(BatchRun):
 
     def _create_empty_target(self) -> None:
         """A batch without changes still leaves the target existing (readers downstream need it)."""
-        if open_table(self.path()) is not None:
+        if self.states["target"].table is not None:
             return
         schema = self.graph.schema_of(self.dataset.name)
         from pyspark.sql.pandas.types import to_arrow_schema
         TableCommit(self.path(), self.mark("target"), to_arrow_schema(schema, timezone="UTC"),
-                    partition_by=self.dataset.partition_cols, description=self.dataset.comment).execute()
+                    partition_by=self.dataset.partition_cols,
+                    description=self.dataset.comment).execute(self.fence, self.states["target"])
 
 
 # --- snapshots -----------------------------------------------------------------------------------
@@ -502,7 +504,7 @@ def run_snapshots(runner, graph, name: str) -> bool:
     cdc = flow.auto_cdc
     dataset = graph.dataset(flow.target)
     where = flow_label(flow)
-    ckpt = Checkpoint(graph.checkpoint_dir(name))
+    ckpt = Checkpoint(graph.checkpoint_dir(name), runner.fence)
 
     def next_snapshot(last):
         ctx = FlowContext(graph=graph, flow=flow, spark=graph.spark, analysing=False)
@@ -557,7 +559,7 @@ def run_snapshots(runner, graph, name: str) -> bool:
             ckpt.write_plan(batch, {"batch": batch, "version": version})
         runner._batch_started(name, batch)
         rows = snapshot_rows(graph, flow, df, version, where)
-        result = BatchRun(graph, dataset, name, ckpt.generation, batch, "overwrite").execute(rows)
+        result = BatchRun(graph, dataset, name, ckpt.generation, batch, "overwrite", runner.fence).execute(rows)
         result.metrics["snapshot_version"] = version
         ckpt.write_commit(batch, {"batch": batch, "version": version, "rows": result.rows_written})
         runner._progress(graph, name, batch, result, {"snapshot": {"version": version}},

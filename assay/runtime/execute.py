@@ -14,7 +14,6 @@ of the batch left in the other tables.
 """
 from __future__ import annotations
 
-import os
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
@@ -27,8 +26,8 @@ import pyarrow.parquet as pq
 from .. import fs
 from ..definitions import Dataset
 from ..delta import stats
-from ..delta.commit import BatchMark, TableCommit, landed, remove_action
-from ..delta.table import add_actions, arrow_schema, open_table
+from ..delta.commit import BatchMark, TableCommit, TableState, no_fence, remove_action
+from ..delta.table import arrow_schema, data_files, open_table
 from ..errors import ExpectationFailed
 from . import faults, keyed, routing
 from .dedupe import resolve as resolve_dedupe
@@ -90,8 +89,10 @@ class BatchRun:
     """Runs one batch of `flow_name` into `dataset` (mode append: a streaming batch; overwrite:
     a materialized view's refresh)."""
 
-    def __init__(self, graph, dataset: Dataset, flow_name: str, generation: str, batch: int, mode: str):
+    def __init__(self, graph, dataset: Dataset, flow_name: str, generation: str, batch: int, mode: str,
+                 fence=no_fence):
         self.graph = graph
+        self.fence = fence          # the pipeline lock's check, before each commit
         self.engine = graph.engine
         self.dataset = dataset
         self.flow_name = flow_name
@@ -101,6 +102,7 @@ class BatchRun:
         # One folder per attempt, named by batch and flow (several flows may append to one table).
         self.attempt = f"{self._attempt_prefix()}{uuid.uuid4().hex[:6]}"
         self.dedupe = dataset.dedupe if mode == "append" else None
+        self.states: dict[str, TableState] = {}
 
     # --- tables and marks --------------------------------------------------------------
 
@@ -126,11 +128,16 @@ class BatchRun:
     def _staging(self) -> Path:
         return self.graph.spec.system_dir / "staging" / self.flow_name / self.attempt
 
+    def read_states(self) -> None:
+        """Each table's log read once per batch: what it holds and whether this batch landed there
+        (a rerun after a crash skips those tables)."""
+        self.states = {role: TableState.read(path, self.mark(role)) for role, path in self._tables().items()}
+
     def clean_earlier_attempts(self) -> None:
         """Files of earlier attempts of this batch that never committed are nobody's: remove them."""
         prefix = self._attempt_prefix()
         for role, path in self._tables().items():
-            if not path.exists() or landed(path, self.mark(role)):
+            if self.states[role].landed or not path.exists():
                 continue
             for child in path.iterdir():
                 if child.name.startswith(prefix):
@@ -145,6 +152,7 @@ class BatchRun:
 
     def execute(self, df, *, state_version: int | None = None, previous_max: datetime | None = None) -> BatchResult:
         ds = self.dataset
+        self.read_states()
         self.clean_earlier_attempts()
         columns = list(df.columns)
         verdicted = routing.with_verdicts(df, ds.expectations, f"'{ds.name}' (at {ds.location})")
@@ -176,21 +184,15 @@ class BatchRun:
             staged = self.engine.spark.createDataFrame([], verdicted.schema)
         state = None
         if state_version is not None and state_version >= 0:
-            table = open_table(self.path(), version=state_version)
+            table = self.states["target"].table
+            if table is None or table.version() != state_version:     # the target moved since the plan
+                table = open_table(self.path(), version=state_version)
             if table is not None:
-                state = self.engine.read_delta_files(self._files_of(table), arrow_schema(table),
+                state = self.engine.read_delta_files(data_files(self.path(), table), arrow_schema(table),
                                                      table.metadata().partition_columns)
                 state = state.select(*plan.keys, *[c for c in plan.order if c not in plan.keys])
         inputs = routing.dedupe_inputs(staged, plan, state, previous_max)
         return routing.dedupe_routes(staged, columns, self.dataset.expectations, self.dataset.quarantine, inputs)
-
-    def _files_of(self, table):
-        from ..delta.log import DataFile
-        actions = add_actions(table)
-        root = str(self.path())
-        parts = table.metadata().partition_columns
-        return [DataFile(os.path.join(root, a["path"]), {p: a.get(f"partition.{p}") for p in parts},
-                         int(a.get("size_bytes") or 0), a.get("num_records")) for a in actions]
 
     # --- what the engine wrote ------------------------------------------------------------
 
@@ -251,13 +253,14 @@ class BatchRun:
         schema = _arrow_schema(routed)
         target_schema = pa.schema([f for f in schema if f.name not in (routing.ROUTE, routing.FAILED_RULES)])
         tables = self._tables()
-        commits: list[TableCommit] = []
+        commits: list[tuple[TableCommit, TableState]] = []
         if "quarantine" in tables:
             q_schema = target_schema.append(pa.field(routing.FAILED_RULES, pa.list_(pa.string())))
-            commits.append(self._side_commit("quarantine", tables["quarantine"], q_schema, written, folder,
-                                             (routing.QUARANTINE,)))
+            commits.append((self._side_commit("quarantine", tables["quarantine"], q_schema, written, folder,
+                                              (routing.QUARANTINE,)), self.states["quarantine"]))
         if "late" in tables:
-            commits.append(self._side_commit("late", tables["late"], target_schema, written, folder, (routing.LATE,)))
+            commits.append((self._side_commit("late", tables["late"], target_schema, written, folder,
+                                              (routing.LATE,)), self.states["late"]))
         for w in written:
             if w.kind in (routing.DROPPED, routing.DUPLICATE):
                 fs.delete(folder / w.relative)
@@ -269,16 +272,16 @@ class BatchRun:
             if w.kind in routing.INTO_TARGET:
                 relative = f"{self.attempt}/{w.relative}"
                 target.adds.append(stats.add_action(self.path(), relative, ds.partition_cols, columns)[0])
-        if result.rows_replaced and not landed(self.path(), target.mark):
+        if result.rows_replaced and not self.states["target"].landed:
             self._replace(written, folder, target)
-        commits.append(target)
+        commits.append((target, self.states["target"]))
         target_made = False
-        for commit in commits:
-            if commit.mode == "append" and not commit.adds and not commit.removes and open_table(commit.path):
+        for commit, state in commits:
+            if commit.mode == "append" and not commit.adds and not commit.removes and state.table is not None:
                 continue        # nothing to add to an existing table
             if commit is target:
                 faults.crash_point(faults.BETWEEN_COMMITS)
-            done = commit.execute()
+            done = commit.execute(self.fence, state)
             target_made = done if commit is target else target_made
         if not target_made:
             fs.delete_tree(folder)   # empty, or recomputed a batch that had landed
@@ -287,7 +290,7 @@ class BatchRun:
                      kinds: tuple[str, ...]) -> TableCommit:
         """Move this attempt's files of `kinds` into the side table's folder and describe its commit."""
         commit = TableCommit(path, self.mark(role), schema, partition_by=self.dataset.partition_cols)
-        if landed(path, commit.mark):
+        if self.states[role].landed:
             for w in written:
                 if w.kind in kinds:
                     fs.delete(folder / w.relative)
@@ -307,7 +310,7 @@ class BatchRun:
         keys = list(self.dedupe.keys)
         files = [folder / w.relative for w in written if w.kind == routing.REPLACE]
         replaced = pa.concat_tables([fs.read_parquet(p, columns=keys) for p in files])
-        table = open_table(self.path())
+        table = self.states["target"].table
         if table is None:
             return
         keys_df = self.engine.spark.createDataFrame(replaced)

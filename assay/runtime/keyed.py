@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..delta.log import DataFile
-from ..delta.table import add_actions, arrow_schema
+from ..delta.table import add_actions, arrow_schema, data_files
 
 
 def bounds(values) -> tuple | None:
@@ -44,12 +43,6 @@ def candidate_files(table, keys: list[str], key_bounds: tuple | None) -> list[di
             pass
         out.append(a)
     return out
-
-
-def data_files(root: str | Path, table, actions: list[dict]) -> list[DataFile]:
-    parts = table.metadata().partition_columns
-    return [DataFile(os.path.join(str(root), a["path"]), {p: a.get(f"partition.{p}") for p in parts},
-                     int(a.get("size_bytes") or 0), a.get("num_records")) for a in actions]
 
 
 def read_files(engine, root: str | Path, table, actions: list[dict]):

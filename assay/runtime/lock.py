@@ -37,7 +37,6 @@ import uuid
 
 from .. import fs
 from .. import processes
-from ..delta import commit as delta_commit
 from ..errors import PipelineLocked
 
 DEFAULT_TTL_S = float(os.environ.get("ASSAY_LOCK_TTL", "60"))
@@ -54,6 +53,13 @@ class PipelineLock:
 
     def release(self) -> None:
         self._impl.release()
+
+    def fence(self) -> None:
+        """Raise unless this run may still commit (BatchRun and Checkpoint call it before each
+        commit and record): a lease on object storage may be lost; a local flock cannot be."""
+        check = getattr(self._impl, "check", None)
+        if check is not None:
+            check()
 
     def __enter__(self):
         self.acquire()
@@ -159,7 +165,6 @@ class _Lease:
         self._renewed = written
         self._thread = threading.Thread(target=self._keep, name="assay-lease", daemon=True)
         self._thread.start()
-        delta_commit.BEFORE_COMMIT.append(self.check)
 
     def _stale(self, info: dict) -> bool:
         if info.get("boot") and info.get("boot") == _boot_id():
@@ -203,8 +208,6 @@ class _Lease:
         self._stop.set()
         self._thread.join(timeout=10)
         self._thread = None
-        if self.check in delta_commit.BEFORE_COMMIT:
-            delta_commit.BEFORE_COMMIT.remove(self.check)
         with self._mutex:
             if self._lost or self._etag is None:
                 return

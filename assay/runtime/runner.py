@@ -14,7 +14,7 @@ from typing import Callable
 
 from .. import fs, secrets
 from ..definitions import MATERIALIZED_VIEW, STREAMING_TABLE
-from ..delta.commit import landed
+from ..delta.commit import landed, no_fence
 from ..delta.table import current_version, open_table, write_small
 from ..engines import create_engine
 from ..errors import AssayError, FlowError, storage_unwritable
@@ -84,11 +84,13 @@ class Runner:
         self.events = EventLog(spec.system_dir / "event_log", spec.name)
         self.summaries: dict[str, FlowSummary] = {}
         self.publisher = Publisher(self)          # mirrors into PostgreSQL (dp.postgres), after commits
+        self.fence = no_fence                     # the pipeline lock's, while a run holds it
 
     # --- the run ------------------------------------------------------------------------
 
     def run(self) -> list[FlowSummary]:
-        with _storage_in_words(self.spec.storage), PipelineLock(self.spec.system_dir):
+        with _storage_in_words(self.spec.storage), PipelineLock(self.spec.system_dir) as lock:
+            self.fence = lock.fence        # checked before every commit and checkpoint record
             started = time.monotonic()
             try:
                 self.events.record(Event(RUN_STARTED, metrics={"engine": self.engine.name, "target": self.spec.target}))
@@ -152,7 +154,7 @@ class Runner:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
             for flow in graph.registry.flows_into(target):
-                Checkpoint(graph.checkpoint_dir(flow.name)).reset()
+                Checkpoint(graph.checkpoint_dir(flow.name), self.fence).reset()
             for suffix in ("", QUARANTINE_SUFFIX, LATE_SUFFIX):
                 path = graph.table_path(target, suffix)
                 table = open_table(path)
@@ -223,7 +225,7 @@ class Runner:
     def _refresh_view(self, graph: Graph, name: str) -> None:
         flow = graph.registry.flows[name]
         dataset = graph.dataset(flow.target)
-        ckpt = Checkpoint(graph.checkpoint_dir(name))
+        ckpt = Checkpoint(graph.checkpoint_dir(name), self.fence)
         last = self._settle_interrupted_refresh(graph, name, ckpt)
         batch = 0 if last is None else last[0] + 1
         fingerprint = graph.input_fingerprint(name)
@@ -238,7 +240,7 @@ class Runner:
         ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=False)
         started = time.monotonic()
         df = graph.run_query(flow, ctx)
-        result = BatchRun(graph, dataset, name, ckpt.generation, batch, "overwrite").execute(df)
+        result = BatchRun(graph, dataset, name, ckpt.generation, batch, "overwrite", self.fence).execute(df)
         faults.crash_point(faults.REFRESHED)
         # The fingerprint taken before the query: a change racing the refresh makes the next run refresh.
         ckpt.write_commit(batch, {"batch": batch, "rows": result.rows_written, "inputs": fingerprint})
@@ -266,7 +268,7 @@ class Runner:
             return run_snapshots(self, graph, name)
         dataset = graph.dataset(flow.target)
         analysis = graph.analyses[name]
-        ckpt = Checkpoint(graph.checkpoint_dir(name))
+        ckpt = Checkpoint(graph.checkpoint_dir(name), self.fence)
         generation = ckpt.generation
         sources = [self._make_source(graph, flow, spec) for spec in analysis.sources]
         limits = BatchLimits(max_files=self.options.max_files or self.spec.batch_max_files,
@@ -317,8 +319,8 @@ class Runner:
                         loaded[index] = src.load(LoadContext(self.engine.spark, str(folder), self.engine), plan)
                 ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=False, loaded=loaded)
                 df = graph.run_query(flow, ctx)
-                run = (AutoCdcRun(graph, dataset, flow, generation, batch) if flow.auto_cdc is not None
-                       else BatchRun(graph, dataset, name, generation, batch, "append"))
+                run = (AutoCdcRun(graph, dataset, flow, generation, batch, self.fence) if flow.auto_cdc is not None
+                       else BatchRun(graph, dataset, name, generation, batch, "append", self.fence))
                 return run.execute(df, state_version=record.get("state_version"), previous_max=previous_max), ctx
             try:
                 result, ctx = attempt()
