@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lock demo test test-all bench kafka-fetch clean
+.PHONY: install lock demo check test test-all bench kafka-fetch clean
 
 # Every package at the version of constraints.txt (the lock): a fresh machine gets the tested set.
 # The UI's graph libraries first: the package ships them (`assay ui`, `assay report`).
@@ -68,6 +68,11 @@ object-stores:
 
 test: install kafka-fetch spark-fetch postgres-install ui-vendor browser object-stores
 	$(BIN)/python -m pytest -q
+
+# The fast tier for the inner loop: no JVM, broker, database, object store or browser, nothing marked
+# slow (tests/conftest.py). `make test` is the whole suite, and what CI runs.
+check: install
+	$(BIN)/python -m pytest -q -m "not service and not slow"
 
 # Soak and scale runs too (long).
 test-all: install kafka-fetch spark-fetch postgres-install ui-vendor browser object-stores

@@ -15,6 +15,21 @@ os.environ.setdefault("RUST_LOG", "error")
 ROOT = Path(__file__).resolve().parent.parent
 ASSAY = [sys.executable, "-m", "assay.cli"]
 
+# The fast tier (`make check`) leaves out what starts a server of its own (a JVM, a broker, a
+# database, an object store, a browser) and the tests marked slow; `make test` runs everything.
+SERVICE_FIXTURES = {"kafka_broker", "spark_server", "s3_store", "azure_store", "postgres_server", "browser"}
+SERVICE_MODULES = {"test_ui_browser", "test_spark_server", "test_spark_exactly_once", "test_engine_parity",
+                   "test_baseline_smoke", "test_bench_smoke", "test_object_storage", "test_customers_stream",
+                   "test_postgres_sink", "test_publish", "test_kafka_pipeline", "test_kafka_source"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if (SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) or module in SERVICE_MODULES
+                or item.get_closest_marker("kafka")):
+            item.add_marker(pytest.mark.service)
+
 
 @pytest.fixture(scope="session")
 def engine():

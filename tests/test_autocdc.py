@@ -414,6 +414,7 @@ def split(changes: list[dict], parts: int) -> list[list[dict]]:
     return [changes[i:i + size] for i in range(0, len(changes), size)]
 
 
+@pytest.mark.slow
 def test_random_streams_run_per_drop_equal_in_order_processing(tmp_path, run_pipeline):
     changes = random_changes(seed=11)
     folder = write_project(tmp_path / "random", {"transformations/p.py": RANDOM})
@@ -426,6 +427,7 @@ def test_random_streams_run_per_drop_equal_in_order_processing(tmp_path, run_pip
 
 # --- kill -9 --------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_kill_9_mid_run_loses_and_duplicates_no_history_row(tmp_path):
     from tests.pipeline_support import finish_run, kill_when, start_run
     kills_wanted = int(os.environ.get("ASSAY_CDC_KILLS", "12"))

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import ROOT, cli
 
 
@@ -15,6 +17,7 @@ def init_project(tmp_path):
     return tmp_path / "shop"
 
 
+@pytest.mark.slow
 def test_init_run_query_history_status_graph(tmp_path):
     shop = init_project(tmp_path)
     run = cli("run", cwd=shop, check=True)
@@ -52,6 +55,7 @@ def test_init_run_query_history_status_graph(tmp_path):
     assert flows["customer_totals"] == (["orders"], ["customer_totals"])
 
 
+@pytest.mark.slow
 def test_errors_are_one_paragraph_with_exit_codes(tmp_path):
     shop = init_project(tmp_path)
     yml = shop / "assay.yml"
@@ -78,6 +82,7 @@ def test_errors_are_one_paragraph_with_exit_codes(tmp_path):
     assert result.returncode == 1 and "query failed" in result.stderr
 
 
+@pytest.mark.slow
 def test_secret_from_environment_never_printed(tmp_path):
     shop = init_project(tmp_path)
     yml = shop / "assay.yml"
@@ -93,6 +98,7 @@ def test_secret_from_environment_never_printed(tmp_path):
     assert "tok-very-secret-42" not in log.stdout and "***SHOP_TOKEN***" in log.stdout
 
 
+@pytest.mark.slow
 def test_second_run_on_same_storage_stops_at_once(tmp_path):
     shop = init_project(tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", (
@@ -114,6 +120,7 @@ def test_second_run_on_same_storage_stops_at_once(tmp_path):
     assert cli("run", cwd=shop).returncode == 0
 
 
+@pytest.mark.slow
 def test_continuous_stops_cleanly_on_sigterm(tmp_path):
     shop = init_project(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "assay.cli", "run", "--continuous", "--interval", "1s"],
@@ -135,6 +142,7 @@ def test_continuous_stops_cleanly_on_sigterm(tmp_path):
     assert rows.stdout.splitlines()[1] == "201"
 
 
+@pytest.mark.slow
 def test_usage_errors_print_typers_message_and_exit_2(tmp_path):
     result = cli("run", "--no-such-flag", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
@@ -149,6 +157,7 @@ def test_usage_errors_print_typers_message_and_exit_2(tmp_path):
     assert not (tmp_path / "g").exists()
 
 
+@pytest.mark.slow
 def test_unexpected_error_is_one_paragraph_unless_debugging(tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
     args = ("generate", "zenith", "--out", str(tmp_path / "a-file" / "out"), "--rows", "10")

@@ -153,6 +153,7 @@ def test_raw_identifiers_never_reach_silver_or_gold(generated, one_run):
     assert all(k.startswith("v1:") and len(k) == 67 for k in silver["user_key"].to_pylist() if k is not None)
 
 
+@pytest.mark.slow
 def test_one_run_per_file_gives_the_same_tables(engine, generated, one_run, tmp_path):
     out, manifest = generated
     landing, store = tmp_path / "landing", tmp_path / "storage"
@@ -170,6 +171,7 @@ def test_one_run_per_file_gives_the_same_tables(engine, generated, one_run, tmp_
     support.assert_same_tables(once, per_file)
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_rerun_matches_the_truth(generated, tmp_path):
     plan = [(1, r"running\s+bronze_clickstream\s+batches=1", "bronze, 2nd file of drop 1"),
             (None, r"running\s+silver_clickstream\s+batches=1", "silver, 2nd file of drop 1"),
@@ -372,6 +374,7 @@ def test_apache_spark_gives_the_same_tables(spark_server, fixture_storage, tmp_p
     support.assert_same_tables(sail, on_spark)
 
 
+@pytest.mark.slow
 def test_landing_and_storage_come_from_the_environment(tmp_path):
     land_tree(FIXTURES / "run1", tmp_path / "env_landing")
     env = {"ASSAY_LANDING": "env_landing", "ASSAY_STORAGE": "env_storage"}
@@ -381,6 +384,7 @@ def test_landing_and_storage_come_from_the_environment(tmp_path):
     assert missing.returncode != 0 and "CLICKSTREAM_PII_KEY" in missing.stderr
 
 
+@pytest.mark.slow
 def test_rotating_the_key_rekeys_silver_and_gold_from_bronze(tmp_path):
     """A new key under a new variable and version, then a full refresh of the keyed tables: every key
     is rebuilt from the raw values bronze kept, under the new key and with its prefix."""

@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT, cli
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_and_its_tables_match_the_truth(tmp_path):
     env = {**os.environ, "ASSAY_DEMO_ROWS": "20000", "ASSAY_DEMO_DIR": str(tmp_path / "demo")}
     result = subprocess.run([sys.executable, "-m", "assay.demo"], cwd=ROOT, env=env, capture_output=True, text=True,

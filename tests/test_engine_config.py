@@ -61,6 +61,7 @@ def test_run_time_engine_and_remote(tmp_path):
         load_spec(folder, engine="duck")
 
 
+@pytest.mark.slow
 def test_cli_engine_flags(tmp_path):
     folder = write(tmp_path, "")
     result = cli("dry-run", "-p", str(folder), "--engine", "duck", cwd=ROOT)

@@ -12,6 +12,8 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, table, write_project
 
 KILLS = int(os.environ.get("ASSAY_KILLS", "25"))
@@ -121,6 +123,7 @@ def running_flow(log: Path) -> str | None:
     return lines[-1][1] if lines else None
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_instants_loses_and_duplicates_nothing(tmp_path):
     folder = write_project(tmp_path / "proj", {"transformations/p.py": PIPELINE})
     files = make_files()
@@ -180,6 +183,7 @@ def test_kill_9_at_random_instants_loses_and_duplicates_nothing(tmp_path):
     assert gold == {u: (totals[u], counts[u]) for u in counts}
 
 
+@pytest.mark.slow
 def test_kill_9_at_each_instant_of_the_commit_protocol(tmp_path):
     """Aimed kills: right after the engine wrote a batch's files (nothing committed), between the
     commits of one batch's tables (quarantine/late committed, target not), after every commit

@@ -51,6 +51,7 @@ def land(folder: Path, name: str, rows: list, mtime: float | None = None) -> Pat
     return path
 
 
+@pytest.mark.slow
 def test_reads_upstream_past_its_delta_checkpoint(project, run_pipeline):
     """delta-rs writes a checkpoint every 100 commits; the embedded engine refuses versions behind
     it. Silver reads in bounded batches that start before the checkpoint, and still gets all."""
@@ -92,6 +93,7 @@ def test_a_run_processes_what_was_there_when_it_started(project, engine):
     assert again["events"].batches == 1 and again["copies"].rows_written == 1
 
 
+@pytest.mark.slow
 def test_sigterm_names_the_flows_that_did_not_complete(tmp_path):
     slow = slowed(BRONZE_SILVER.replace('schema="id STRING, n INT", max_files_per_batch=1)',
                                         'schema="id STRING, n INT", max_files_per_batch=1).select(\n'
@@ -137,6 +139,7 @@ def test_unknown_batch_key_stops_with_its_name(tmp_path):
     assert result.returncode == ConfigError.exit_code and "max_filez" in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_progress_without_a_terminal_shows_the_batch_and_elapsed_time(tmp_path):
     slow = slowed(BRONZE_SILVER.replace('return dp.read_stream("events").select("id", "n")',
                                         'return dp.read_stream("events").select("id", slow_n("n").alias("n"))'),
@@ -278,6 +281,7 @@ def test_a_landing_file_with_invalid_utf8_is_read_with_replacement_characters(pr
     assert {r["_source_file"] for r in table(folder, "01_bronze", "events")} == {str(good), str(bad)}
 
 
+@pytest.mark.slow
 def test_continuous_outlives_a_failed_round(tmp_path):
     failing = BRONZE_SILVER.replace('@dp.table(name="bronze.events")', '@dp.table(name="bronze.events")\n'
                                     '@dp.expect_or_fail("small", "n < 100")')

@@ -182,6 +182,7 @@ def storage_bytes(root: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
 
 
+@pytest.mark.slow
 def test_the_key_never_appears_in_output_event_log_or_errors(tmp_path):
     folder = write_project(tmp_path / "proj", {"transformations/p.py": LEAK_PIPELINE,
                                                "transformations/g.sql": LEAK_SQL})

@@ -16,6 +16,8 @@ import sysconfig
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 VENDOR = Path("assay/ui/static/vendor")
@@ -46,6 +48,7 @@ def venv_with_our_packages(checkout: Path, links: Path) -> None:
     (site / "our_packages.pth").write_text(f"{links}\n")
 
 
+@pytest.mark.slow
 def test_make_demo_on_a_fresh_checkout_installs_what_assay_ui_and_assay_report_need(tmp_path):
     checkout = fresh_checkout(tmp_path / "checkout")
     assert not (checkout / VENDOR).exists()                    # git-ignored: a clone has none

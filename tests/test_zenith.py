@@ -123,6 +123,7 @@ def test_one_run_over_every_drop_matches_the_truth(generated, one_run):
     verify_cli(PIPELINE, out / "truth", one_run)                    # the same through the command a user runs
 
 
+@pytest.mark.slow
 def test_one_run_per_drop_gives_the_same_tables(engine, generated, one_run, tmp_path):
     out, manifest = generated
     landing, store = tmp_path / "landing", tmp_path / "storage"
@@ -147,6 +148,7 @@ def test_one_run_per_drop_gives_the_same_tables(engine, generated, one_run, tmp_
 # ---------------------------------------------------------------- kill -9 in the middle of a drop
 
 
+@pytest.mark.slow
 def test_kill_9_in_the_middle_of_a_drop_then_rerun_matches_the_truth(generated, tmp_path):
     out, manifest = generated
     # (drop landed before the attempt, progress line to wait for, where the kill lands)
@@ -359,6 +361,7 @@ def test_fixture_top_customers_are_customers(fixture_storage):
 
 # ---------------------------------------------------------------- where the data lives
 
+@pytest.mark.slow
 def test_landing_and_storage_come_from_assay_yml_and_are_overridable(tmp_path, monkeypatch):
     for var in ("ASSAY_LANDING", "ASSAY_STORAGE", "ASSAY_TARGET"):
         monkeypatch.delenv(var, raising=False)
