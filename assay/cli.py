@@ -82,13 +82,18 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
 
     def request_stop(signum, frame):
         if stop.is_set():
-            raise KeyboardInterrupt
+            abort()
         stop.set()
         err.print("[yellow]stopping after the current batch (again to abort)[/]")
 
-    signal.signal(signal.SIGTERM, request_stop)
-    if continuous:
-        signal.signal(signal.SIGINT, request_stop)
+    def abort(signum=None, frame=None):
+        """Ctrl-C (or a second SIGTERM): stop now; the batch in progress is not committed."""
+        runner.engine.interrupt()                    # the engine's calls are tried once from now on
+        deadline = threading.Timer(ABORT_S, _leave_interrupted)   # however long the engine takes to let go
+        deadline.daemon = True
+        deadline.start()
+        raise Interrupted()
+
     options = RunOptions(full_refresh=_names(full_refresh), full_refresh_all=full_refresh_all,
                          refresh=_names(refresh) or None, max_files=max_files,
                          max_bytes=parse_bytes(max_bytes) if max_bytes else None, max_records=max_records,
@@ -99,6 +104,8 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
     runner = Runner(spec, options)
     runner.on_warning = lambda message: err.print(f"[yellow]warning:[/] {message}", highlight=False)
     runner.publisher.on_notice = lambda message: console.print(message, highlight=False, soft_wrap=True)
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop if continuous else abort)
     try:
         rounds = 0
         while True:
@@ -403,6 +410,30 @@ def verify(pipeline: str = typer.Argument(..., help="The pipeline the truth was 
     console.print(f"[green]{pipeline}: every table matches the truth[/]")
 
 
+INTERRUPTED = "[yellow]interrupted[/]: the current batch was not committed; the next run resumes it."
+ABORT_S = 5.0         # after Ctrl-C, the longest wait for the engine to let go before leaving anyway
+
+
+class Interrupted(SystemExit):
+    """Ctrl-C in `assay run`. Not a KeyboardInterrupt: PySpark's client answers that by asking the
+    server to cancel the query, a call that waits while the server is busy or gone (the embedded
+    one stops on it) and then raises its own error in place of the interrupt."""
+
+    def __init__(self):
+        super().__init__(130)
+
+
+_leaving = threading.Lock()
+
+
+def _leave_interrupted() -> None:
+    """Say the run was interrupted and exit 130, once: the main thread and the Ctrl-C deadline race."""
+    if _leaving.acquire(blocking=False):
+        err.print(INTERRUPTED)
+        _exit(130)
+    threading.Event().wait()      # the other one is leaving
+
+
 def _exit(code: int) -> None:
     """Leave without interpreter teardown: delta-rs 1.6.6 aborts ("terminate called without an
     active exception") in about half the exits of a process that read a table with
@@ -421,14 +452,16 @@ def main() -> None:
         # An int when Typer turned an exit into a code: --help (0), Ctrl-C during a command (130).
         code = app(standalone_mode=False, prog_name="assay")
         if code == 130:
-            err.print("[yellow]interrupted[/]: the current batch was not committed; the next run resumes it.")
+            err.print(INTERRUPTED)
         _exit(code if isinstance(code, int) else 0)
     except AssayError as exc:
         err.print(f"[red]error:[/] {secrets.redact(str(exc))}", highlight=False)
         _exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: the current batch was not committed; the next run resumes it.")
+        err.print(INTERRUPTED)
         _exit(130)
+    except Interrupted:
+        _leave_interrupted()
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         if code is not None and not isinstance(code, int):

@@ -50,8 +50,19 @@ class Engine(ABC):
             activate(self._spark)
         return self._spark
 
+    def interrupt(self) -> None:
+        """The run is being abandoned (Ctrl-C): every later call to the server is tried once. The
+        client retries an unreachable server for minutes, and the embedded server is gone or busy
+        after an interrupt: releasing the session hung for 2+ minutes."""
+        if self._spark is not None:
+            try:
+                self._spark.client.set_retry_policies([])
+            except Exception as exc:   # another client version: its retries stay
+                log.debug("could not drop the Spark Connect client's retries: %s", exc)
+
     def stop(self) -> None:
         if self._spark is not None:
+            self.interrupt()          # releasing the session is a courtesy: one try, never minutes
             try:
                 self._spark.stop()
             except Exception as exc:  # the server may already be gone; nothing to save
