@@ -2,8 +2,8 @@
 # A local Apache Spark 4.2 Spark Connect server (with Delta Lake) on the loopback interface, for
 # Assay's Spark engine, its tests and benchmarks. Needs Java 17+ and Maven: the jars come from
 # Maven Central. The logic lives in assay/engines/spark_server.py (an installed Assay can start a
-# server without this script); this wrapper runs it with the repository's virtualenv and keeps the
-# jars in .cache/spark.
+# server without this script); this wrapper runs it with the repository's virtualenv. From a
+# checkout the jars live in its .cache/spark, where `assay run --engine spark` looks too.
 #
 #   bash scripts/spark.sh fetch              resolve the jars into .cache/spark/jars (idempotent)
 #   bash scripts/spark.sh start [PORT]       start a server on 127.0.0.1:PORT, print sc://127.0.0.1:PORT
@@ -13,7 +13,7 @@
 #
 # PORT defaults to 15002 (ASSAY_SPARK_PORT; the Spark engine reuses a server running there).
 # `start` also takes `--conf key=value` (repeatable). Environment:
-#   ASSAY_SPARK_CACHE               jars and run folders (default .cache/spark in the repository)
+#   ASSAY_SPARK_CACHE               jars and run folders (default .cache/spark in the repository, for the engine too)
 #   ASSAY_SPARK_RUN_DIR             run folder: log, pid, settings (default <cache>/run-PORT)
 #   ASSAY_SPARK_MEMORY              JVM heap (default 2g)
 #   ASSAY_SPARK_CORES               local[N] threads (default *)
@@ -27,7 +27,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 [[ -x "$PY" ]] || { echo "spark.sh: $PY not found: run 'make install' first (or set PYTHON)" >&2; exit 1; }
-export ASSAY_SPARK_CACHE="${ASSAY_SPARK_CACHE:-$ROOT/.cache/spark}"
 
 case "${1:-}" in
   fetch|start|stop|status|log)

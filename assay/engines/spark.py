@@ -6,11 +6,13 @@ Engine options (in the engine's ``conf``; every other key is a Spark session set
   server. Nothing is started locally; stopping the engine only closes the session.
 - ``server.<spark key>``: a Spark setting for a local server this engine starts (ignored when
   connecting to a remote server or reusing a running one), e.g. ``server.spark.sql.shuffle.partitions``.
+- ``connect_timeout``: seconds to wait for the server to accept a connection (default 30, or
+  ``ASSAY_SPARK_CONNECT_TIMEOUT``); then the command stops naming the address.
 
 Without ``remote``, a local server already started by ``python -m assay.engines.spark_server start``
 (``scripts/spark.sh start``) on the default port (15002, or ``ASSAY_SPARK_PORT``) is reused and
-left running; otherwise the engine starts its own on a free port (stopped with the engine, or when
-this process dies).
+left running; otherwise the engine starts its own on a free port, saying so on stderr (stopped with
+the engine, or when this process dies).
 
 What differs from the embedded engine, and nothing else (README, "Engine notes"):
 
@@ -33,10 +35,11 @@ import logging
 import os
 import re
 import shutil
-import tempfile
-from pathlib import Path
+import sys
+import time
 
 from .. import fs
+from ..errors import AssayError, ConfigError
 from .base import Engine, EngineCaps
 from . import spark_server
 
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 
 REMOTE_KEYS = ("remote", "spark.remote")
 SERVER_PREFIX = "server."
+CONNECT_TIMEOUT_S = 30.0       # a server that accepts no connection by then is reported, by address
 
 # Above this many data files a whole-table read goes through delta-spark: its snapshot cost is
 # then small next to the read, and a plan listing every file would grow large.
@@ -97,6 +101,9 @@ class SparkEngine(Engine):
             value = conf.pop(key, None)
             remote = remote or (value.strip() if isinstance(value, str) and value.strip() else None)
         self.remote = remote
+        timeout = conf.pop("connect_timeout", None)
+        self.connect_timeout = _seconds(timeout if timeout is not None else
+                                        os.environ.get("ASSAY_SPARK_CONNECT_TIMEOUT") or CONNECT_TIMEOUT_S)
         self.server_conf = {k[len(SERVER_PREFIX):]: v for k, v in conf.items() if k.startswith(SERVER_PREFIX)}
         super().__init__({k: v for k, v in conf.items() if not k.startswith(SERVER_PREFIX)})
         self._server: spark_server.SparkServer | None = None   # set only for a server this engine owns
@@ -105,11 +112,13 @@ class SparkEngine(Engine):
         from pyspark.sql.connect.session import SparkSession
 
         remote = self.remote or self._local_server()
+        channel = _channel(remote)
+        _wait_until_answering(channel, self.connect_timeout)
         # create(), not getOrCreate(): another session in this process must never be handed ours.
-        session = SparkSession.builder.channelBuilder(_channel(remote)).create()
+        session = SparkSession.builder.channelBuilder(channel).create()
+        _bound_retries(session)                             # before any call: the default retries last 10 min
         for key, value in fs.hadoop_settings().items():     # object stores through hadoop-aws / hadoop-azure
             session.conf.set(key, value)
-        _bound_retries(session)
         for key, value in TIDY_WRITES.items():
             if key in self.conf:
                 continue
@@ -123,17 +132,22 @@ class SparkEngine(Engine):
         port = spark_server.default_port()
         if spark_server.launched_server(port) is not None and spark_server.port_open(port):
             remote = f"sc://{spark_server.HOST}:{port}"
-            log.info("reusing the local Spark Connect server at %s", remote)
+            _say(f"using the local Spark Connect server at {remote}")
             return remote
-        run_dir = Path(tempfile.mkdtemp(prefix="assay-spark-"))
-        server = spark_server.SparkServer(port=spark_server.free_port(), run_dir=run_dir,
+        server = spark_server.SparkServer(port=spark_server.free_port(), run_dir=spark_server.own_run_dir(),
                                           conf=self.server_conf)
         self._server = server
+        # A JVM takes 5-15 s to listen: say what the wait is, and how to avoid it.
+        _say(f"starting a local Spark Connect server for this run (5-15 s; one started with "
+             f"`python -m assay.engines.spark_server start` on port {port} would be used instead)")
+        started = time.monotonic()
         try:
-            return server.start(watch_pid=os.getpid())
+            remote = server.start(watch_pid=os.getpid())
         except BaseException:
-            self._stop_session(keep_run_dir=True)
+            self._stop_session(keep_run_dir=True)      # its log stays until a later start removes it
             raise
+        _say(f"local Spark Connect server ready at {remote} in {time.monotonic() - started:.1f} s")
+        return remote
 
     def _stop_session(self, keep_run_dir: bool = False) -> None:
         server, self._server = self._server, None
@@ -228,6 +242,38 @@ def _spark_file_path(path: str) -> str | None:
     if fs.is_uri(path):
         return path
     return "file:" + path if path.startswith("/") and ":" not in path else None
+
+
+def _say(line: str) -> None:
+    print(f"spark: {line}", file=sys.stderr, flush=True)
+
+
+def _seconds(value) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not seconds > 0:
+        raise ConfigError(f"the Spark engine's connect_timeout (or ASSAY_SPARK_CONNECT_TIMEOUT) is a number of "
+                          f"seconds above 0, got {value!r}")
+    return seconds
+
+
+def _wait_until_answering(channel, timeout_s: float) -> None:
+    """Wait at most `timeout_s` for the server to accept a gRPC connection. Unbounded, a wrong
+    address was silent for 10 minutes (the client's retries), then a raw gRPC error."""
+    import grpc
+    probe = channel.toChannel()
+    try:
+        grpc.channel_ready_future(probe).result(timeout=timeout_s)
+    except grpc.FutureTimeoutError:
+        raise AssayError(
+            f"no Spark Connect server answered at {channel.endpoint} within {timeout_s:g} s (a gRPC "
+            f"{'TLS ' if channel.secure else ''}connection was tried until then). Check that the server runs and "
+            f"that the host and port are right (--remote, or the spark engine's remote in assay.yml); "
+            f"ASSAY_SPARK_CONNECT_TIMEOUT or the engine option connect_timeout waits longer") from None
+    finally:
+        probe.close()
 
 
 def _channel(remote: str):

@@ -19,7 +19,9 @@ Command line (``scripts/spark.sh`` is a thin wrapper that keeps the cache in the
 
     ASSAY_SPARK_PORT              the default PORT, and the port the Spark engine looks at for a
                                   running server to reuse (default 15002, Spark Connect's own)
-    ASSAY_SPARK_CACHE             where jars/ and run folders live (default ~/.cache/assay/spark)
+    ASSAY_SPARK_CACHE             where jars/ and run folders live (default: a source checkout's
+                                  .cache/spark, which ``make spark-fetch`` fills; else
+                                  ~/.cache/assay/spark)
     ASSAY_SPARK_RUN_DIR           run folder (log, pid, settings); default <cache>/run-PORT
     ASSAY_SPARK_MEMORY            JVM heap, e.g. 4g (default 2g)
     ASSAY_SPARK_CORES             local[N] worker threads (default: every core, ``*``)
@@ -44,12 +46,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from .. import processes
+from ..errors import AssayError
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 DEFAULT_PORT = 15002                 # Spark Connect's own default port
@@ -84,14 +88,21 @@ DELTA_PROTOCOL_DEFAULTS = {
 }
 
 
-class SparkServerError(RuntimeError):
-    """The local Spark Connect server could not be fetched, started or stopped."""
+class SparkServerError(AssayError):
+    """The local Spark Connect server could not be fetched, started or stopped: a message saying
+    what to do, never an "unexpected error"."""
 
 
 # ------------------------------------------------------------------------------------ locations
 def cache_dir() -> Path:
+    """The one jar cache that `make spark-fetch` (scripts/spark.sh) fills and the Spark engine
+    reads: ASSAY_SPARK_CACHE; else, when Assay runs from a source checkout, its .cache/spark;
+    else ~/.cache/assay/spark."""
     if os.environ.get("ASSAY_SPARK_CACHE"):
         return Path(os.environ["ASSAY_SPARK_CACHE"]).expanduser().resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "scripts" / "spark.sh").is_file():
+        return checkout / ".cache" / "spark"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser().resolve() / "assay" / "spark"
 
@@ -122,10 +133,10 @@ def default_port() -> int:
     return _env_int("ASSAY_SPARK_PORT", DEFAULT_PORT)
 
 
-def _need(tool: str, why: str) -> str:
+def _need(tool: str, why: str, todo: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        raise SparkServerError(f"{tool} is required ({why}) and is not on PATH")
+        raise SparkServerError(f"{tool} is not on PATH; {why}. {todo}")
     return path
 
 
@@ -133,7 +144,9 @@ def java_executable() -> str:
     home = os.environ.get("JAVA_HOME")
     if home and (Path(home) / "bin" / "java").is_file():
         return str(Path(home) / "bin" / "java")
-    return _need("java", "the Spark Connect server is a Java program")
+    return _need("java", "the local Spark Connect server is a Java program",
+                 "Install Java 17 or newer (apt-get install openjdk-17-jre-headless) or set JAVA_HOME, or "
+                 "give the Spark engine a running server (--remote sc://host:port)")
 
 
 def java_major(java: str) -> int:
@@ -188,7 +201,11 @@ def fetch(cache: Path | None = None, quiet: bool = False) -> Path:
     cache = cache or cache_dir()
     if fetched(cache):
         return jars_dir(cache)
-    mvn = _need("mvn", "Maven resolves the Spark jars from Maven Central")
+    mvn = _need("mvn", f"the Spark Connect server's jars are not in {jars_dir(cache)} and Maven fetches them "
+                       "from Maven Central",
+                "Install Maven (apt-get install maven), then run `make spark-fetch` in the Assay checkout "
+                "or `python -m assay.engines.spark_server fetch`; or set ASSAY_SPARK_CACHE to the folder "
+                "whose jars/ a fetch filled")
     java_executable()
     with _FileLock(cache / ".fetch.lock", FETCH_LOCK_TIMEOUT_S):
         if fetched(cache):
@@ -263,6 +280,39 @@ def launched_server(port: int) -> int | None:
         if SERVER_CLASS in cmd and MARKER in cmd and needle in cmd and processes.alive(int(entry.name)):
             return int(entry.name)
     return None
+
+
+# A server the Spark engine starts for one process runs in <tmp>/assay-spark-<owner pid>-<random>.
+# A killed run cannot remove its folder (45 were left after 46 kills): the next start does, once
+# the owner is gone and the server in it has stopped.
+RUN_DIR_PREFIX = "assay-spark-"
+LEGACY_RUN_DIR_AGE_S = 3600      # folders named without an owner (older Assay): removed after an hour
+
+
+def own_run_dir() -> Path:
+    """A new run folder owned by this process, after removing those of processes that are gone."""
+    remove_stale_run_dirs()
+    return Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-"))
+
+
+def remove_stale_run_dirs(parent: Path | None = None) -> list[Path]:
+    """Remove the run folders whose owner process has ended and whose server no longer runs."""
+    removed = []
+    for folder in Path(parent or tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}*"):
+        owner, dash, _ = folder.name[len(RUN_DIR_PREFIX):].partition("-")
+        try:
+            if dash and owner.isdigit():
+                if processes.alive(int(owner)):
+                    continue
+            elif time.time() - folder.stat().st_mtime < LEGACY_RUN_DIR_AGE_S:
+                continue
+            if not folder.is_dir() or SparkServer(port=0, run_dir=folder).pid() is not None:
+                continue                  # its server is still stopping (the owner's watcher ends it)
+        except OSError:
+            continue                      # removed meanwhile by another start
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def server_settings(port: int, run_dir: Path, python: str, conf: dict[str, str] | None = None) -> dict[str, str]:
