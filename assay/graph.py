@@ -15,6 +15,7 @@ from .errors import AssayError, GraphError
 from .fs import StoragePath, is_uri
 from .engine_errors import translate
 from .quality import check_sql
+from .sinks.declaration import problems as publish_problems
 from .runtime.context import FlowContext, Pending, SourceSpec
 from .runtime import autocdc
 from .runtime import dedupe as dedupe_rules
@@ -253,6 +254,7 @@ class Graph:
                     errors.append(f"'{ds.name}' (at {ds.location}) declares column(s) {', '.join(missing)} that its "
                                   f"query does not produce")
             errors += _auto_cdc_problems(ds, flows)
+            errors += publish_problems(ds.name, ds.kind, ds.table_properties, str(ds.location), columns)
             for flow in flows:
                 analysis = self.analyses.get(flow.name)
                 if flow.auto_cdc is not None and flow.auto_cdc.snapshot:

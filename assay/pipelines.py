@@ -18,6 +18,7 @@ from .definitions import (DROP, FAIL, MATERIALIZED_VIEW, STREAMING_TABLE, TEMPOR
 from .errors import GraphError
 from .pii import pseudonymize
 from .quality import rule_problem
+from .sinks.declaration import postgres_properties, with_publish
 
 _registry: contextvars.ContextVar[Registry | None] = contextvars.ContextVar("assay_registry", default=None)
 _context: contextvars.ContextVar[Any] = contextvars.ContextVar("assay_flow_context", default=None)
@@ -100,7 +101,7 @@ def table(query_function=None, *, name: str | None = None, comment: str | None =
     `publish=dp.postgres(keys=[...])` mirrors it into PostgreSQL after each commit."""
     return _dataset_decorator(STREAMING_TABLE, query_function, name=name, comment=comment, schema=schema,
                               partition_cols=partition_cols, cluster_by=cluster_by,
-                              table_properties=_published(table_properties, publish, STREAMING_TABLE, name),
+                              table_properties=with_publish(table_properties, publish),
                               private=private, quarantine=quarantine)
 
 
@@ -111,7 +112,7 @@ def materialized_view(query_function=None, *, name: str | None = None, comment: 
     `publish=dp.postgres(keys=[...])` replaces its PostgreSQL mirror after each refresh."""
     return _dataset_decorator(MATERIALIZED_VIEW, query_function, name=name, comment=comment, schema=schema,
                               partition_cols=partition_cols, cluster_by=cluster_by,
-                              table_properties=_published(table_properties, publish), private=private,
+                              table_properties=with_publish(table_properties, publish), private=private,
                               quarantine=quarantine)
 
 
@@ -124,33 +125,7 @@ def postgres(keys=(), *, table: str | None = None, replace: str | None = None) -
     "swap" (default) or "in_place" (docs/postgres.md). Returns table properties (the same keys
     work in SQL: TBLPROPERTIES ('assay.publish' = 'postgres', 'assay.publish.keys' = 'id')).
     """
-    keys = _as_tuple(keys)
-    for key in keys:
-        if not isinstance(key, str) or not key:
-            raise GraphError(f"dp.postgres: keys must be column names, got {key!r}")
-    if replace not in (None, "swap", "in_place"):
-        raise GraphError(f"dp.postgres: replace must be 'swap' or 'in_place', got {replace!r}")
-    props = {"assay.publish": "postgres"}
-    if keys:
-        props["assay.publish.keys"] = ",".join(keys)
-    if table:
-        props["assay.publish.table"] = table
-    if replace:
-        props["assay.publish.replace"] = replace
-    return props
-
-
-def _published(table_properties: dict | None, publish: dict | None, kind: str = MATERIALIZED_VIEW,
-               name: str | None = None) -> dict:
-    if publish is None:
-        return dict(table_properties or {})
-    if not isinstance(publish, dict) or "assay.publish" not in publish:
-        raise GraphError(f"publish= takes dp.postgres(keys=[...]), got {publish!r}")
-    if kind == STREAMING_TABLE and "assay.publish.keys" not in publish:
-        where = f"streaming table '{name or '?'}' (at {_caller_location(3)})"
-        raise GraphError(f"{where} is published to PostgreSQL without keys: its batches are upserted by key, "
-                         "write dp.postgres(keys=[...])")
-    return {**dict(table_properties or {}), **publish}
+    return postgres_properties(_as_tuple(keys), table, replace)
 
 
 def temporary_view(query_function=None, *, name: str | None = None, comment: str | None = None):
@@ -174,7 +149,7 @@ def create_streaming_table(name: str, *, comment: str | None = None, schema=None
     reg.add_dataset(Dataset(
         name=table_name, kind=STREAMING_TABLE, location=location, schema_name=schema_name,
         comment=comment, schema=schema, partition_cols=_as_tuple(partition_cols), cluster_by=_as_tuple(cluster_by),
-        table_properties=_published(table_properties, publish, STREAMING_TABLE, table_name), private=private,
+        table_properties=with_publish(table_properties, publish), private=private,
         quarantine=quarantine, expectations=tuple(expectations), dedupe=dedupe))
 
 

@@ -31,68 +31,14 @@ import time
 from dataclasses import dataclass
 
 from .. import fs, secrets
-from ..definitions import MATERIALIZED_VIEW, STREAMING_TABLE
+from ..definitions import MATERIALIZED_VIEW
 from ..delta.table import add_actions, arrow_schema, open_table
 from ..errors import ConfigError, FlowError, GraphError
+from ..sinks.declaration import Mirror, mirror_of
 from . import keyed
 from .eventlog import Event
 
-PUBLISH, KEYS, TABLE, REPLACE = "assay.publish", "assay.publish.keys", "assay.publish.table", "assay.publish.replace"
 PUBLISHED, PUBLISH_FAILED = "publish", "publish_failed"
-
-
-@dataclass(frozen=True)
-class Mirror:
-    """A dataset mirrored into PostgreSQL, as its table properties declare it (dp.postgres)."""
-    dataset: str
-    table: str                 # the PostgreSQL table, in the configured schema
-    keys: tuple[str, ...]
-    kind: str                  # streaming_table | materialized_view
-    replace: str = "swap"      # how a materialized view is replaced
-
-
-def mirror_of(dataset: str, kind: str, properties: dict, where: str = "") -> Mirror | None:
-    """The mirror a dataset declares, None when it declares none; GraphError when it is wrong."""
-    target = properties.get(PUBLISH)
-    if target is None:
-        return None
-    at = f" (at {where})" if where else ""
-    if target != "postgres":
-        raise GraphError(f"'{dataset}'{at}: assay.publish = {target!r}; the only target is 'postgres'")
-    keys = tuple(k.strip() for k in str(properties.get(KEYS) or "").split(",") if k.strip())
-    if kind == STREAMING_TABLE and not keys:
-        raise GraphError(f"'{dataset}'{at} is published to PostgreSQL without keys: a streaming table is upserted "
-                         "by key, write dp.postgres(keys=[...])")
-    if kind not in (STREAMING_TABLE, MATERIALIZED_VIEW):
-        raise GraphError(f"'{dataset}'{at} is a {kind.replace('_', ' ')}: only tables can be published")
-    replace = str(properties.get(REPLACE) or "swap")
-    if replace not in ("swap", "in_place"):
-        raise GraphError(f"'{dataset}'{at}: assay.publish.replace must be 'swap' or 'in_place', got {replace!r}")
-    return Mirror(dataset, str(properties.get(TABLE) or dataset), keys, kind, replace)
-
-
-def mirrors(spec) -> dict[str, Mirror]:
-    """The published datasets of a pipeline, from what its last run recorded (catalog.json):
-    for commands that do not load the pipeline (verify, status)."""
-    from ..catalog import declared
-    found = {}
-    for name, entry in declared(spec).items():
-        mirror = mirror_of(name, entry.get("kind", ""), entry.get("table_properties") or {})
-        if mirror is not None:
-            found[name] = mirror
-    return found
-
-
-def sink_for(spec):
-    """A PostgresSink on assay.yml's `postgres:` section (its password resolved from the environment)."""
-    from ..sinks.postgres import PostgresSink
-    if not spec.postgres:
-        raise ConfigError(f"pipeline '{spec.name}' publishes tables to PostgreSQL, but assay.yml has no 'postgres:' "
-                          "section (host, port, dbname, user, password: ${env:…}; docs/postgres.md)")
-    try:
-        return PostgresSink(dict(spec.postgres))
-    except ConfigError as exc:
-        raise ConfigError(f"assay.yml: {exc}") from None
 
 
 @dataclass
@@ -247,6 +193,7 @@ class Publisher:
         if mirror is None or flow.target in self.failed:
             return
         if self.sink is None:
+            from ..sinks.postgres import sink_for
             self.sink = sink_for(graph.spec)
         spec = graph.spec
         staging = spec.system_dir / "staging" / "publish" / flow.target

@@ -69,7 +69,8 @@ def status_command(project: str = typer.Option(".", "--project", "-p"),
                    storage: Optional[str] = typer.Option(None, "--storage"), conf: Optional[list[str]] = ConfOpt):
     """Each published table: its Delta version and the version PostgreSQL holds."""
     from ..delta.table import open_table
-    from ..runtime.publish import mirrors, sink_for
+    from .declaration import mirrors
+    from .postgres import sink_for
     spec = _spec(project, target, storage, conf)
     found = mirrors(spec)
     if not found:
@@ -102,7 +103,8 @@ def verify_mirrors(spec, truth_dir) -> list:
 
     import pyarrow.parquet as pq
 
-    from ..runtime.publish import mirrors, sink_for
+    from .declaration import mirrors
+    from .postgres import sink_for
     from ..verify import TableResult, compare
     manifest = json.loads((Path(truth_dir) / "manifest.json").read_text())
     found = {name: m for name, m in mirrors(spec).items() if name in manifest["tables"]}

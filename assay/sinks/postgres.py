@@ -1026,3 +1026,14 @@ def apply_roles(config: PostgresConfig | Mapping[str, Any], *, admin: PostgresCo
     except psycopg.Error as exc:
         raise FlowError(secrets.redact(
             f"PostgreSQL apply_roles on {admin_cfg.describe()} failed: {_message(exc)}")) from exc
+
+
+def sink_for(spec) -> PostgresSink:
+    """The sink of assay.yml's `postgres:` section (its password resolved from the environment)."""
+    if not spec.postgres:
+        raise ConfigError(f"pipeline '{spec.name}' publishes tables to PostgreSQL, but assay.yml has no 'postgres:' "
+                          "section (host, port, dbname, user, password: ${env:…}; docs/postgres.md)")
+    try:
+        return PostgresSink(dict(spec.postgres))
+    except ConfigError as exc:
+        raise ConfigError(f"assay.yml: {exc}") from None
