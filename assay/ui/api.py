@@ -14,6 +14,7 @@ from typing import Callable
 from .. import catalog, secrets
 from ..errors import AssayError
 from ..spec import PipelineSpec
+from .declared import declared_datasets
 from .events import EventLogReader, Run, iso, lock_holder_alive, zero_counts
 from .graph import assemble, declared_graph, graph_from_events
 from .sqlbox import SqlBox
@@ -27,17 +28,6 @@ RECENT_S = 600          # without a readable lock file, a run silent for longer 
 
 class NotFound(AssayError):
     pass
-
-
-def declared_datasets(spec: PipelineSpec) -> dict:
-    """catalog.json: what the last run recorded about each declared table ({} before any run)."""
-    import json
-    path = spec.system_dir / getattr(catalog, "CATALOG_FILE", "catalog.json")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def redact(value):

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from .. import catalog, secrets
 from ..spec import PipelineSpec
+from .declared import declared_datasets
 
 QUARANTINE_SUFFIX, LATE_SUFFIX = "_quarantine", "_late"
 FAILED_RULES = "_failed_rules"
@@ -89,7 +90,6 @@ class Tables:
         self._cache: dict[Path, tuple] = {}
 
     def declared(self) -> dict:
-        from .api import declared_datasets
         return declared_datasets(self.spec)
 
     def refs(self) -> list[catalog.TableRef]:
