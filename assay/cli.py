@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import native_stderr, secrets
-from .errors import AssayError, ConfigError, ExpectationFailed, FlowError
+from .errors import AssayError, ConfigError
 from .units import parse_bytes, parse_seconds
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -75,6 +75,7 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
         engine: Optional[str] = EngineOpt, remote: Optional[str] = RemoteOpt):
     """Process everything available when the run starts, then stop (or keep going with --continuous)."""
     from .progress import RunDisplay
+    from .runtime.continuous import run_rounds
     from .runtime.runner import RunOptions, Runner
 
     spec = _spec(project, target, storage, landing, conf, engine, remote)
@@ -99,58 +100,44 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
                          max_bytes=parse_bytes(max_bytes) if max_bytes else None, max_records=max_records,
                          stop_requested=stop.is_set)
     pause = parse_seconds(interval)
-    from .maintenance import Policy, auto_maintain
-    upkeep = Policy.from_spec(spec)              # assay.yml maintenance: applied between continuous rounds
+    from .maintenance import Policy
+    upkeep = Policy.from_spec(spec)      # assay.yml maintenance: checked now, applied between rounds
     runner = Runner(spec, options)
-    runner.on_warning = lambda message: err.print(f"[yellow]warning:[/] {message}", highlight=False)
-    runner.publisher.on_notice = lambda message: console.print(message, highlight=False, soft_wrap=True)
+    runner.events.on_warning = lambda message: err.print(f"[yellow]warning:[/] {message}", highlight=False)
+    runner.events.on_notice = lambda message: console.print(message, highlight=False, soft_wrap=True)
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop if continuous else abort)
+
+    def run_round() -> None:
+        with RunDisplay(console) as display:
+            runner.events.on_progress = display.update
+            summaries = runner.run()
+        _say_run_ended(runner.events.run_id, summaries, spec.storage)
+
+    def round_failed(exc: Exception) -> None:
+        err.print(f"[red]round failed:[/] {secrets.redact(str(exc))}\n[yellow]retrying in {interval}[/]",
+                  highlight=False)
     try:
-        rounds = 0
-        while True:
-            round_started = time.monotonic()
-            try:
-                with RunDisplay(console) as display:
-                    runner.on_progress = display.update
-                    summaries = runner.run()
-            except (FlowError, ExpectationFailed) as exc:
-                # A continuous pipeline outlives a failed round (a source down, PostgreSQL restarting):
-                # the failure is in the event log, the next round retries the same batch.
-                if not continuous or stop.is_set():
-                    raise
-                err.print(f"[red]round failed:[/] {secrets.redact(str(exc))}\n[yellow]retrying in {interval}[/]",
-                          highlight=False)
-                summaries = None
-            rounds += 1
-            written = sum(s.rows_written for s in summaries or [])
-            stopped = [s.flow for s in summaries or [] if s.status == "stopped"]
-            if summaries is None:
-                pass
-            elif stopped:
-                done = [s.flow for s in summaries if s.status == "done"]
-                console.print(f"[yellow]run {runner.events.run_id} stopped[/]: completed {', '.join(done) or 'none'}; "
-                              f"not completed {', '.join(stopped)} (the next run continues them). "
-                              f"{written:,} rows written. Storage: {spec.storage}", soft_wrap=True)
-            else:
-                console.print(f"[green]run {runner.events.run_id} completed[/]: {len(summaries)} flows, "
-                              f"{written:,} rows written. Storage: {spec.storage}", soft_wrap=True)
-            if not continuous or stop.is_set():
-                break
-            for done in auto_maintain(spec, runner.events, upkeep, warn=runner.on_warning):
-                console.print(done.line(), highlight=False, soft_wrap=True)
-            # A new run id per round, so history shows each round.
-            from .runtime.eventlog import EventLog
-            runner.events = EventLog(spec.system_dir / "event_log", spec.name)
-            options.full_refresh, options.full_refresh_all = set(), False
-            deadline = round_started + pause     # a trigger interval, as Spark's processingTime: a round
-                                                 # longer than it is followed at once
-            while time.monotonic() < deadline and not stop.is_set():
-                time.sleep(min(0.2, pause))
-            if stop.is_set():
-                break
+        if continuous:
+            run_rounds(runner, run_round, upkeep=upkeep, interval_s=pause,
+                       stop_requested=stop.is_set, round_failed=round_failed)
+        else:
+            run_round()
     finally:
         runner.engine.stop()
+
+
+def _say_run_ended(run_id: str, summaries, storage) -> None:
+    written = sum(s.rows_written for s in summaries)
+    stopped = [s.flow for s in summaries if s.status == "stopped"]
+    if stopped:
+        done = [s.flow for s in summaries if s.status == "done"]
+        console.print(f"[yellow]run {run_id} stopped[/]: completed {', '.join(done) or 'none'}; "
+                      f"not completed {', '.join(stopped)} (the next run continues them). "
+                      f"{written:,} rows written. Storage: {storage}", soft_wrap=True)
+    else:
+        console.print(f"[green]run {run_id} completed[/]: {len(summaries)} flows, "
+                      f"{written:,} rows written. Storage: {storage}", soft_wrap=True)
 
 
 @app.command("dry-run")
@@ -208,7 +195,7 @@ def _query(spec, sql: str, fmt: str, limit: int | None = None):
                 df = df.limit(limit)
             result = df.toArrow()
         except Exception as exc:
-            from .quality import first_line
+            from .engine_errors import first_line
             raise AssayError(f"query failed: {first_line(str(exc))}") from None
     print_table(result, fmt)
 

@@ -41,7 +41,7 @@ def main() -> int:
     run_started = time.monotonic()
     try:
         with RunDisplay(console) as display:
-            runner.on_progress = display.update
+            runner.events.on_progress = display.update
             runner.run()
         console.print(f"Pipeline ran in [bold]{time.monotonic() - run_started:.1f}s[/] on the embedded engine.")
         spark = runner.engine.spark

@@ -163,11 +163,11 @@ def test_rewritten_landing_file_is_reported_once(project, engine):
     land(folder, "f.json", [{"id": "e1", "n": 1}, {"id": "e2", "n": 2}], mtime=time.time() - 300)
     warnings = []
     runner = Runner(load_spec(folder), RunOptions(), engine=engine)
-    runner.on_warning = warnings.append
+    runner.events.on_warning = warnings.append
     assert {s.flow: s for s in runner.run()}["events"].batches == 0
     assert len(warnings) == 1 and str(path) in warnings[0] and "allow_overwrites=True" in warnings[0]
     runner = Runner(load_spec(folder), RunOptions(), engine=engine)
-    runner.on_warning = warnings.append
+    runner.events.on_warning = warnings.append
     runner.run()
     assert len(warnings) == 1                           # once per file
     from assay.delta.table import read_arrow
@@ -274,7 +274,7 @@ def test_a_landing_file_with_invalid_utf8_is_read_with_replacement_characters(pr
     os.utime(bad, (time.time() - 500, time.time() - 500))
     warnings = []
     runner = Runner(load_spec(folder), RunOptions(), engine=engine)
-    runner.on_warning = warnings.append
+    runner.events.on_warning = warnings.append
     runner.run()
     assert sorted(r["id"] for r in table(folder, "02_silver", "copies")) == ["caf\ufffd", "e1", "e2", "e4"]
     assert len(warnings) == 1 and str(bad) in warnings[0] and "U+FFFD" in warnings[0]

@@ -61,7 +61,7 @@ def run(engine, folder: Path, warnings: list | None = None, **spec_args):
     from assay.spec import load_spec
     runner = Runner(load_spec(folder, **spec_args), RunOptions(), engine=engine)
     if warnings is not None:
-        runner.on_warning = warnings.append
+        runner.events.on_warning = warnings.append
     return {s.flow: s for s in runner.run()}
 
 

@@ -37,6 +37,7 @@ from ..errors import ConfigError, FlowError, GraphError
 from ..sinks.declaration import Mirror, mirror_of
 from . import keyed
 from .eventlog import Event
+from .reporting import RunEvents
 
 PUBLISHED, PUBLISH_FAILED = "publish", "publish_failed"
 
@@ -165,29 +166,27 @@ def _committed_before(path, version: int, moment: float) -> bool:
 class Publisher:
     """The runtime's side: after a flow's commit, its target's mirror is brought up to date."""
 
-    def __init__(self, runner):
-        self.runner = runner
+    def __init__(self, engine, events: RunEvents):
+        self.engine = engine
+        self.events = events
         self.sink = None
         self.failed: dict[str, str] = {}          # dataset → message, this run
-        self.on_notice = lambda message: None     # a line for the run's output (the CLI prints it)
-        self._run_id: str | None = None
         self._last_call = time.time()
         self.run_started = self._last_call        # versions committed before it are earlier runs'
 
-    def _follow_run(self) -> None:
-        """A new run (a new Runner, or the next round of --continuous, even after a failed one):
-        forget the last run's failures, and date its start from the last run's last commit."""
-        if self.runner.events.run_id != self._run_id:
-            self._run_id, self.failed, self.run_started = self.runner.events.run_id, {}, self._last_call
-        self._last_call = time.time()
+    def start_run(self) -> None:
+        """A new run (or the next round of --continuous, even after a failed one): forget the last
+        run's failures, and date its start from the last run's last publish."""
+        self.failed, self.run_started = {}, self._last_call
 
     def mirror(self, graph, dataset: str) -> Mirror | None:
         ds = graph.dataset(dataset)
         return mirror_of(ds.name, ds.kind, ds.table_properties, str(ds.location))
 
-    def after_commit(self, graph, flow_name: str) -> None:
-        """Publish the flow's target if it is mirrored (a no-op when PostgreSQL is up to date)."""
-        self._follow_run()
+    def after_commit(self, graph, flow_name: str, batch: int | None) -> None:
+        """Publish the flow's target if it is mirrored (a no-op when PostgreSQL is up to date);
+        `batch` is the flow's last batch, named in the event log."""
+        self._last_call = time.time()
         flow = graph.registry.flows[flow_name]
         mirror = self.mirror(graph, flow.target)
         if mirror is None or flow.target in self.failed:
@@ -197,11 +196,9 @@ class Publisher:
             self.sink = sink_for(graph.spec)
         spec = graph.spec
         staging = spec.system_dir / "staging" / "publish" / flow.target
-        events = self.runner.events
-        batch = self.runner.summaries[flow_name].batch if flow_name in self.runner.summaries else None
         path = graph.table_path(flow.target)
         try:
-            done = publish_table(self.sink, self.runner.engine, path, mirror, f"assay:{spec.name}", staging)
+            done = publish_table(self.sink, self.engine, path, mirror, f"assay:{spec.name}", staging)
         except PublishFailed as exc:              # PostgreSQL, the files, the engine: Delta stays as committed
             where = ", ".join(w for w in (f"Delta version {exc.version}" if exc.version is not None else "",
                                           f"flow batch {batch}" if batch is not None else "") if w)
@@ -212,9 +209,8 @@ class Publisher:
             message = secrets.redact(f"publishing '{flow.target}'{where} to PostgreSQL failed: {reason}. The Delta "
                                      "table keeps its commits; the next run catches PostgreSQL up.")
             self.failed[flow.target] = message
-            self.runner.on_warning(message)
-            events.record(Event(PUBLISH_FAILED, flow=flow_name, target=flow.target, batch_id=batch, status="failed",
-                                message=message))
+            self.events.warning(message, Event(PUBLISH_FAILED, flow=flow_name, target=flow.target, batch_id=batch,
+                                               status="failed", message=message))
             return
         if done is None or done.how == "current":
             return
@@ -222,13 +218,14 @@ class Publisher:
         caught_up = _committed_before(path, first, self.run_started)
         if caught_up:                             # versions an earlier run committed but could not mirror
             held = f"from Delta version {done.previous}" if done.previous is not None else "from nothing"
-            self.on_notice(f"mirror {done.table} caught up {held} to {done.version} "
-                           f"({done.rows:,} rows loaded, {done.deleted:,} deleted)")
-        events.record(Event(PUBLISHED, flow=flow_name, target=flow.target, batch_id=batch, rows_written=done.rows,
-                            duration_s=done.seconds, status="ok", outputs=[f"postgres:{done.table}"],
-                            metrics={"delta_version": done.version, "previous_version": done.previous,
-                                     "how": done.how, "rows_upserted": done.rows, "rows_deleted": done.deleted,
-                                     "caught_up": caught_up}))
+            self.events.on_notice(f"mirror {done.table} caught up {held} to {done.version} "
+                                  f"({done.rows:,} rows loaded, {done.deleted:,} deleted)")
+        self.events.record(Event(PUBLISHED, flow=flow_name, target=flow.target, batch_id=batch,
+                                 rows_written=done.rows, duration_s=done.seconds, status="ok",
+                                 outputs=[f"postgres:{done.table}"],
+                                 metrics={"delta_version": done.version, "previous_version": done.previous,
+                                          "how": done.how, "rows_upserted": done.rows, "rows_deleted": done.deleted,
+                                          "caught_up": caught_up}))
 
     def finish(self) -> None:
         """End of a run: fail it, naming every table that could not be published."""

@@ -32,6 +32,7 @@ from .autocdc import AutoCdcRun, run_snapshots
 from .execute import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchRun, RowCounts, batch_mark
 from .lock import PipelineLock
 from .publish import Publisher
+from .reporting import RunEvents
 
 
 @dataclass
@@ -79,11 +80,10 @@ class Runner:
         self.spec = spec
         self.options = options or RunOptions()
         self.engine = engine or create_engine(spec.engine, spec.engine_conf)
-        self.on_progress = on_progress or (lambda summary: None)
-        self.on_warning: Callable[[str], None] = lambda message: None
-        self.events = EventLog(spec.system_dir / "event_log", spec.name)
+        # the event log and the caller's callbacks (display, warnings, notices)
+        self.events = RunEvents(EventLog(spec.system_dir / "event_log", spec.name), on_progress)
         self.summaries: dict[str, FlowSummary] = {}
-        self.publisher = Publisher(self)          # mirrors into PostgreSQL (dp.postgres), after commits
+        self.publisher = Publisher(self.engine, self.events)   # mirrors into PostgreSQL (dp.postgres), after commits
         self.fence = no_fence                     # the pipeline lock's, while a run holds it
 
     # --- the run ------------------------------------------------------------------------
@@ -91,26 +91,15 @@ class Runner:
     def run(self) -> list[FlowSummary]:
         with _storage_in_words(self.spec.storage), PipelineLock(self.spec.system_dir) as lock:
             self.fence = lock.fence        # checked before every commit and checkpoint record
+            self.publisher.start_run()
             started = time.monotonic()
             try:
                 self.events.record(Event(RUN_STARTED, metrics={"engine": self.engine.name, "target": self.spec.target}))
-                graph = build_graph(self.spec, self.engine)
-                from ..catalog import record_datasets
-                record_datasets(self.spec, graph)
-                self.spec.check_configuration_used(graph.config_keys_read)
+                graph = self._analyse()
                 selected = self._select(graph)
-                for name in graph.order:
-                    flow = graph.registry.flows[name]
-                    self.summaries[name] = FlowSummary(flow=name, target=flow.target,
-                                                       kind=graph.dataset(flow.target).kind,
-                                                       status="queued" if name in selected else "skipped")
-                    self.on_progress(self.summaries[name])
+                self._queue(graph, selected)
                 self._full_refresh(graph, selected)
-                for name in graph.order:
-                    if name in selected:
-                        if self.options.stop_requested():
-                            break
-                        self._run_flow(graph, name)
+                self._run_flows(graph, selected)
                 self.publisher.finish()               # fails the run naming tables PostgreSQL refused
             except BaseException as exc:         # any failure is in history (an engine panic, a full disk)
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -120,14 +109,39 @@ class Runner:
                                                    duration_s=time.monotonic() - started,
                                                    metrics={"flows_not_run": not_run} if not_run else None))
                 raise
-            stopped = [s.flow for s in self.summaries.values() if s.status in ("queued", "stopped")]
-            for name in stopped:
-                self.summaries[name].status = "stopped"
-                self.on_progress(self.summaries[name])
-            self.events.record(Event(RUN_COMPLETED, status="stopped" if stopped else "completed",
-                                     duration_s=time.monotonic() - started,
-                                     metrics={name: s.rows_written for name, s in self.summaries.items()}))
-            return list(self.summaries.values())
+            return self._finish(started)
+
+    def _analyse(self) -> Graph:
+        graph = build_graph(self.spec, self.engine)
+        from ..catalog import record_datasets
+        record_datasets(self.spec, graph)
+        self.spec.check_configuration_used(graph.config_keys_read)
+        return graph
+
+    def _queue(self, graph: Graph, selected: set[str]) -> None:
+        for name in graph.order:
+            flow = graph.registry.flows[name]
+            self.summaries[name] = FlowSummary(flow=name, target=flow.target, kind=graph.dataset(flow.target).kind,
+                                               status="queued" if name in selected else "skipped")
+            self.events.on_progress(self.summaries[name])
+
+    def _run_flows(self, graph: Graph, selected: set[str]) -> None:
+        for name in graph.order:
+            if name in selected:
+                if self.options.stop_requested():
+                    break
+                self._run_flow(graph, name)
+
+    def _finish(self, started: float) -> list[FlowSummary]:
+        """Flows a stop request left queued or cut short are "stopped"; the run ends in history."""
+        stopped = [s.flow for s in self.summaries.values() if s.status in ("queued", "stopped")]
+        for name in stopped:
+            self.summaries[name].status = "stopped"
+            self.events.on_progress(self.summaries[name])
+        self.events.record(Event(RUN_COMPLETED, status="stopped" if stopped else "completed",
+                                 duration_s=time.monotonic() - started,
+                                 metrics={name: s.rows_written for name, s in self.summaries.items()}))
+        return list(self.summaries.values())
 
     def _select(self, graph: Graph) -> set[str]:
         names = set(graph.order)
@@ -172,13 +186,13 @@ class Runner:
         dataset = graph.dataset(flow.target)
         summary = self.summaries[name]
         summary.status, summary.started = "running", time.monotonic()
-        self.on_progress(summary)
+        self.events.on_progress(summary)
         analysis = graph.analyses[name]
 
         def failed(message: str, batch: BatchResult | None = None) -> None:
             summary.status, summary.error = "failed", message
             summary.seconds = time.monotonic() - summary.started
-            self.on_progress(summary)
+            self.events.on_progress(summary)
             # a batch stopped by an expect_or_fail rule: what it read and each rule's counts (none written)
             counts = {"rows_read": batch.rows_read, "expectations": [r.__dict__ for r in batch.rules]} if batch else {}
             self.events.record(Event(FLOW_FAILED, flow=name, target=flow.target, batch_id=summary.batch,
@@ -190,7 +204,7 @@ class Runner:
                 self._refresh_view(graph, name)
             elif dataset.kind == STREAMING_TABLE:
                 stopped_early = self._run_stream(graph, name)
-            self.publisher.after_commit(graph, name)  # catches PostgreSQL up even when no batch ran
+            self.publisher.after_commit(graph, name, summary.batch)  # catches PostgreSQL up even when no batch ran
         except AssayError as exc:
             failed(str(exc), getattr(exc, "batch", None))
             raise
@@ -201,7 +215,7 @@ class Runner:
         summary.status = "stopped" if stopped_early else "done"
         summary.seconds = time.monotonic() - summary.started
         summary.batch = None
-        self.on_progress(summary)
+        self.events.on_progress(summary)
         self.events.record(Event(FLOW_COMPLETED, flow=name, target=flow.target, status=summary.status,
                                  **_event_counts(summary), duration_s=summary.seconds, inputs=analysis.inputs,
                                  outputs=self._outputs(dataset, flow.target),
@@ -325,7 +339,7 @@ class Runner:
             try:
                 result, ctx = attempt()
             except Exception as exc:
-                if "utf-8" not in str(exc).lower() or not self._repair_encoding(name, sources, plans):
+                if not self.engine.is_invalid_utf8(exc) or not self._repair_encoding(name, sources, plans):
                     raise
                 result, ctx = attempt()           # once more, reading the repaired copies
             watermark_max = max((t for t in (result.watermark_max, previous_max) if t is not None), default=None)
@@ -342,18 +356,17 @@ class Runner:
         repaired = []
         for src, plan in zip(sources, plans):
             if hasattr(src, "repair_encoding") and not plan.info.get("unchanged"):
-                repaired += src.repair_encoding(self.engine.spark, plan)
+                repaired += src.repair_encoding(self.engine, plan)
         for path in repaired:
             message = (f"{path} is not valid UTF-8: flow '{name}' reads a copy with the invalid bytes replaced "
                        "by U+FFFD (as Spark's text reader does); the file itself is left as it is")
-            self.on_warning(message)
-            self.events.record(Event(SOURCE_WARNING, flow=name, status="warning", message=message))
+            self.events.warning(message, Event(SOURCE_WARNING, flow=name, status="warning", message=message))
         return bool(repaired)
 
     def _batch_started(self, name: str, batch: int) -> None:
         summary = self.summaries[name]
         summary.batch = batch
-        self.on_progress(summary)
+        self.events.on_progress(summary)
 
     def _report_source_warnings(self, name: str, sources) -> None:
         for src in sources:
@@ -362,16 +375,14 @@ class Runner:
                 message = (f"the landing folder {src.root} does not exist: flow '{name}' (table "
                            f"{self.summaries[name].target}) read nothing from it. Check `landing` in assay.yml, "
                            "--landing, ASSAY_LANDING and the path given to read_files")
-                self.on_warning(message)
-                self.events.record(Event(SOURCE_WARNING, flow=name, status="warning", message=message,
-                                         sources={src.key(): {"missing_folder": str(src.root)}}))
+                self.events.warning(message, Event(SOURCE_WARNING, flow=name, status="warning", message=message,
+                                                   sources={src.key(): {"missing_folder": str(src.root)}}))
             for item in getattr(src, "overwritten", [])[:]:
                 message = (f"{item['file']} was rewritten in place after flow '{name}' read it "
                            f"({item['read_size']:,} → {item['size_now']:,} bytes); it is not read again "
                            "(read_files(..., allow_overwrites=True) to read rewritten files)")
-                self.on_warning(message)
-                self.events.record(Event(SOURCE_WARNING, flow=name, status="warning", message=message,
-                                         sources={src.key(): item}))
+                self.events.warning(message, Event(SOURCE_WARNING, flow=name, status="warning", message=message,
+                                                   sources={src.key(): item}))
             if hasattr(src, "overwritten"):
                 src.overwritten.clear()
 
@@ -397,7 +408,7 @@ class Runner:
         flow = graph.registry.flows[name]
         summary = self.summaries[name]
         summary.add(result)
-        self.on_progress(summary)
+        self.events.on_progress(summary)
         self.events.record(Event(
             FLOW_PROGRESS, flow=name, target=flow.target, batch_id=batch, **_event_counts(result),
             duration_s=seconds, sources=offsets or None,
@@ -407,7 +418,7 @@ class Runner:
             metrics={**result.metrics, **ctx.metrics, "rows_inserted": result.rows_inserted,
                      "rows_replaced": result.rows_replaced},
             status="ok"))
-        self.publisher.after_commit(graph, name)
+        self.publisher.after_commit(graph, name, batch)
 
 
 @contextmanager
@@ -429,7 +440,7 @@ def _run_failure(exc: BaseException, spec) -> str:
     return str(said) if said is not None else f"{type(exc).__name__}: {exc}"
 
 
-def _record_quietly(events: EventLog, event: Event) -> None:
+def _record_quietly(events: RunEvents, event: Event) -> None:
     try:
         events.record(event)
     except Exception:
