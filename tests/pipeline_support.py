@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from assay.delta import table as storage
 from assay.runtime.runner import RunOptions, Runner
@@ -154,3 +155,96 @@ def kills_then_truth(pipeline: Path, out: Path, tmp_path: Path, plan: list, seed
     report = verify_storage(pipeline, out / "truth", store)
     assert report.ok, f"after kills at {kills}:\n{report.render()}"
     return store
+
+
+# --- the contract every reference pipeline keeps -----------------------------------------------
+
+def generated_fixture(pipeline: Path, rows: int, drops: int, seed: int):
+    """A module fixture: the pipeline's generated drops and truth, as (folder, manifest)."""
+    from assay.generator import generate
+
+    @pytest.fixture(scope="module")
+    def generated(tmp_path_factory):
+        out = tmp_path_factory.mktemp(f"{pipeline.name}_gen")
+        return out, generate(pipeline.name, out, rows=rows, seed=seed, drops=drops)
+    return generated
+
+
+def one_run_fixture(pipeline: Path, drops: int):
+    """A module fixture: every drop landed, then a single in-process run; the storage root."""
+    from assay.generator import land_drop
+
+    @pytest.fixture(scope="module")
+    def one_run(engine, generated, tmp_path_factory):
+        out, _ = generated
+        base = tmp_path_factory.mktemp(f"{pipeline.name}_one_run")
+        for k in range(drops):
+            land_drop(out, base / "landing", k)
+        run_in_process(pipeline, engine, base / "landing", base / "storage")
+        return base / "storage"
+    return one_run
+
+
+class ReferenceContract:
+    """What every reference pipeline must give on its generated data: the truth after one run over
+    every drop (in process and through `assay verify`), the same tables row for row when each drop
+    (or file) is run on its own, and the truth after kill -9 at several instants. A pipeline's test
+    module subclasses it as `TestReferenceContract`, fills in the class attributes and may add its
+    own checks of the single run in `check_one_run`."""
+    pipeline: Path
+    drops: int
+    layers: tuple[str, ...]
+    volatile: set[str]
+    bronze: str                             # the flow that reads the landing files
+    tables: set[str]                        # layer.table names the run must create (at least)
+    per_drop_options: dict = {}             # run options of the per-drop runs, e.g. max_files=1
+    kill_plan: list                         # [(drop landed first or None, progress pattern, where)]
+    kill_seed: int
+    kill_max_delay: float
+
+    def records_in_drop(self, drop: Path) -> int:
+        """How many records the bronze flow reads from one drop's files."""
+        raise NotImplementedError
+
+    def check_one_run(self, store: Path, manifest: dict) -> None:
+        """The pipeline's own checks of the single run (its metrics, its event log)."""
+
+    def assert_truth(self, out: Path, store: Path):
+        """Every table equals the truth, and the metrics the latest run recorded are the manifest's."""
+        from assay.truth import check_metrics
+        report = verify_storage(self.pipeline, out / "truth", store)
+        assert report.ok, report.render()
+        assert check_metrics(load_spec(self.pipeline, storage=str(store)), out / "truth") == []
+        return report
+
+    def test_one_run_over_every_drop_matches_the_truth(self, generated, one_run):
+        out, manifest = generated
+        report = self.assert_truth(out, one_run)
+        assert {t.name for t in report.tables} == set(manifest["tables"])
+        self.check_one_run(one_run, manifest)
+        verify_cli(self.pipeline, out / "truth", one_run)        # the same through the command a user runs
+
+    @pytest.mark.slow
+    def test_one_run_per_drop_gives_the_same_tables(self, engine, generated, one_run, tmp_path):
+        from assay.generator import land_drop
+        out, _ = generated
+        landing, store = tmp_path / "landing", tmp_path / "storage"
+        for k in range(self.drops):
+            land_drop(out, landing, k)
+            summaries = run_in_process(self.pipeline, engine, landing, store, **self.per_drop_options)
+            drop = out / "drops" / str(k)
+            assert summaries[self.bronze].rows_read == self.records_in_drop(drop)     # only the new drop is read
+            if self.per_drop_options.get("max_files") == 1:
+                assert summaries[self.bronze].batches == sum(1 for f in drop.rglob("*") if f.is_file())
+        self.assert_truth(out, store)
+        # Row for row (floats within verify's tolerance: sums may add in another order).
+        once = tables_under(one_run, self.layers, self.volatile)
+        assert self.tables <= set(once)
+        assert_same_tables(once, tables_under(store, self.layers, self.volatile))
+
+    @pytest.mark.slow
+    def test_kill_9_in_the_middle_of_a_drop_then_rerun_matches_the_truth(self, generated, tmp_path):
+        out, _ = generated
+        store = kills_then_truth(self.pipeline, out, tmp_path, self.kill_plan, seed=self.kill_seed,
+                                 max_delay=self.kill_max_delay)
+        self.assert_truth(out, store)

@@ -14,6 +14,7 @@ import shutil
 import time
 from datetime import date, datetime, timezone
 from functools import partial
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,7 +22,6 @@ import pytest
 
 from assay.generator import generate, land_drop
 from assay.spec import load_spec
-from assay.truth import check_metrics
 from tests import pipeline_support as support
 from tests.conftest import ROOT, cli
 from tests.pipeline_support import land_tree, read, verify_cli
@@ -71,69 +71,32 @@ def expected(tuples: list[tuple]) -> list[tuple]:
 
 # ---------------------------------------------------------------- generated data, with a truth
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("activity_gen")
-    manifest = generate("activity_logs", out, rows=ROWS, seed=SEED, drops=DROPS)
-    return out, manifest
+generated = support.generated_fixture(PIPELINE, ROWS, DROPS, SEED)
+one_run = support.one_run_fixture(PIPELINE, DROPS)
 
 
-@pytest.fixture(scope="module")
-def one_run(engine, generated, tmp_path_factory):
-    """Every drop landed, then a single run. Returns the storage root."""
-    out, _ = generated
-    base = tmp_path_factory.mktemp("activity_one_run")
-    for k in range(DROPS):
-        land_drop(out, base / "landing", k)
-    run_in_process(engine, base / "landing", base / "storage")
-    return base / "storage"
+class TestReferenceContract(support.ReferenceContract):
+    pipeline, drops, layers, volatile = PIPELINE, DROPS, LAYERS, VOLATILE
+    bronze = "bronze_activity_logs"
+    tables = {"bronze.bronze_activity_logs", "bronze.bronze_activity_logs_quarantine", "silver.silver_activity_logs",
+              "gold.gold_user_watch_time", "gold.gold_region_daily_watch_time"}
+    kill_plan = [(1, r"running\s+bronze_activity_logs\s+batches=1", "bronze, 2nd file of drop 1"),
+                 (None, r"running\s+silver_activity_logs\s+batches=1", "silver, 2nd file of drop 1"),
+                 (None, r"running\s+gold_user_watch_time", "gold, drop 1"),
+                 (2, r"running\s+bronze_activity_logs\s+batches=0", "bronze, 1st file of drop 2"),
+                 (None, r"running\s+silver_activity_logs\s+batches=2", "silver, 3rd file of drop 2"),
+                 (None, r"running\s+gold_region_daily_watch_time", "gold, drop 2")]
+    kill_seed, kill_max_delay = 3, 0.3
 
+    def records_in_drop(self, drop: Path) -> int:
+        return sum(len(f.read_bytes().splitlines()) - 1 for f in (drop / "activity_logs").iterdir())  # minus the header
 
-def test_one_run_over_every_drop_matches_the_truth(generated, one_run):
-    out, manifest = generated
-    report = verify_storage(out / "truth", one_run)
-    assert report.ok, report.render()
-    assert check_metrics(load_spec(PIPELINE, storage=str(one_run)), out / "truth") == []
-    assert {t.name for t in report.tables} == set(manifest["tables"])
-    injected = manifest["injected"]
-    # The data exercises what the pipeline is for: conflicting re-sends, BOMs, network edges, no network.
-    assert injected["conflicting_duplicates"] > 0 and injected["bom_files"] > 0
-    assert injected["ip_first_address"] > 0 and injected["ip_last_address"] > 0 and injected["ip_no_network"] > 0
-    assert manifest["metrics"]["quarantined"] > 0 and manifest["metrics"]["duplicates_dropped"] > 0
-    verify_cli(PIPELINE, out / "truth", one_run)                    # the same through the command a user runs
-
-
-@pytest.mark.slow
-def test_one_run_per_drop_gives_the_same_tables(engine, generated, one_run, tmp_path):
-    out, _ = generated
-    landing, store = tmp_path / "landing", tmp_path / "storage"
-    for k in range(DROPS):
-        land_drop(out, landing, k)
-        summaries = run_in_process(engine, landing, store)
-        files = (out / "drops" / str(k) / "activity_logs").iterdir()
-        records = sum(len(f.read_bytes().splitlines()) - 1 for f in files)      # minus the header
-        assert summaries["bronze_activity_logs"].rows_read == records      # only the new drop is read
-    report = verify_storage(out / "truth", store)
-    assert report.ok, report.render()
-
-    once, per_drop = tables_under(one_run), tables_under(store)
-    assert {"bronze.bronze_activity_logs", "bronze.bronze_activity_logs_quarantine", "silver.silver_activity_logs",
-            "gold.gold_user_watch_time", "gold.gold_region_daily_watch_time"} <= set(once)
-    support.assert_same_tables(once, per_drop)
-
-
-# ---------------------------------------------------------------- kill -9 in the middle of a drop
-
-
-@pytest.mark.slow
-def test_kill_9_in_the_middle_of_a_drop_then_rerun_matches_the_truth(generated, tmp_path):
-    plan = [(1, r"running\s+bronze_activity_logs\s+batches=1", "bronze, 2nd file of drop 1"),
-            (None, r"running\s+silver_activity_logs\s+batches=1", "silver, 2nd file of drop 1"),
-            (None, r"running\s+gold_user_watch_time", "gold, drop 1"),
-            (2, r"running\s+bronze_activity_logs\s+batches=0", "bronze, 1st file of drop 2"),
-            (None, r"running\s+silver_activity_logs\s+batches=2", "silver, 3rd file of drop 2"),
-            (None, r"running\s+gold_region_daily_watch_time", "gold, drop 2")]
-    support.kills_then_truth(PIPELINE, generated[0], tmp_path, plan, seed=3, max_delay=0.3)
+    def check_one_run(self, store: Path, manifest: dict) -> None:
+        injected = manifest["injected"]
+        # The data exercises what the pipeline is for: conflicting re-sends, BOMs, network edges, no network.
+        assert injected["conflicting_duplicates"] > 0 and injected["bom_files"] > 0
+        assert injected["ip_first_address"] > 0 and injected["ip_last_address"] > 0 and injected["ip_no_network"] > 0
+        assert manifest["metrics"]["quarantined"] > 0 and manifest["metrics"]["duplicates_dropped"] > 0
 
 
 # ---------------------------------------------------------------- hand-written awkward cases

@@ -24,10 +24,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from assay.generator import generate, land_drop
 from tests import pipeline_support as support
 from tests.conftest import ROOT, cli
-from tests.pipeline_support import land_tree, read, verify_cli
+from tests.pipeline_support import land_tree, read
 
 PIPELINE = ROOT / "pipelines" / "clickstream"
 FIXTURES = ROOT / "tests" / "fixtures" / "clickstream"
@@ -98,44 +97,40 @@ def event_log_sums(store: Path, flow: str) -> dict[str, int]:
 
 # ---------------------------------------------------------------- generated data, with a truth
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("clickstream_gen")
-    manifest = generate("clickstream", out, rows=ROWS, seed=SEED, drops=DROPS)
-    return out, manifest
+generated = support.generated_fixture(PIPELINE, ROWS, DROPS, SEED)
+one_run = support.one_run_fixture(PIPELINE, DROPS)
 
 
-@pytest.fixture(scope="module")
-def one_run(engine, generated, tmp_path_factory):
-    out, _ = generated
-    base = tmp_path_factory.mktemp("clickstream_one_run")
-    for k in range(DROPS):
-        land_drop(out, base / "landing", k)
-    run_in_process(engine, base / "landing", base / "storage")
-    return base / "storage"
+class TestReferenceContract(support.ReferenceContract):
+    pipeline, drops, layers, volatile = PIPELINE, DROPS, LAYERS, VOLATILE
+    bronze = "bronze_clickstream"
+    tables = {"bronze.bronze_clickstream", "silver.silver_clickstream", "gold.dim_users", "gold.fact_page_views_daily"}
+    per_drop_options = {"max_files": 1}                   # one file per batch
+    kill_plan = [(1, r"running\s+bronze_clickstream\s+batches=1", "bronze, 2nd file of drop 1"),
+                 (None, r"running\s+silver_clickstream\s+batches=1", "silver, 2nd file of drop 1"),
+                 (None, r"running\s+dim_users\s+batches=1", "dim_users (AUTO CDC), drop 1"),
+                 (2, r"running\s+silver_clickstream\s+batches=0", "silver, 1st file of drop 2"),
+                 (None, r"running\s+fact_page_views_daily", "gold fact, drop 2"),
+                 (None, r"running\s+dim_users\s+batches=2", "dim_users (AUTO CDC), 3rd file of drop 2")]
+    kill_seed, kill_max_delay = 5, 0.3
 
+    def records_in_drop(self, drop: Path) -> int:
+        return sum(len(f.read_bytes().splitlines()) for f in drop.rglob("*.json"))
 
-def test_one_run_over_every_drop_matches_the_truth(generated, one_run):
-    out, manifest = generated
-    report = verify_storage(out / "truth", one_run)
-    assert report.ok, report.render()
-    assert {t.name for t in report.tables} == {"silver_clickstream", "silver_clickstream_quarantine",
-                                               "silver_clickstream_late", "fact_page_views_daily", "dim_users"}
-    m, injected = manifest["metrics"], manifest["injected"]
-    # The data exercises what the pipeline is for.
-    assert all(v > 0 for v in m["ts_format_lines"].values())
-    assert m["late_events"] > 0 and m["quarantined"] > 0 and m["duplicates_dropped"] > 0
-    assert m["out_of_order_user_events"] > 0 and m["dim_users_rows"] > m["dim_users_current"] > 0
-    for what in ("broken_json", "bad_timestamp", "bad_event_type", "bad_event_id", "extra_fields",
-                 "user_id_as_text", "plan_as_number", "no_user", "email_variants", "unicode_email_users",
-                 "email_changes", "profile_changes"):
-        assert injected[what] > 0, what
-    counts = event_log_sums(one_run, "silver_clickstream")
-    assert counts == {"rows_written": m["silver_rows"], "rows_quarantined": m["quarantined"],
-                      "rows_late": m["late_events"], "rows_duplicate": m["duplicates_dropped"]}
-    bronze = read(one_run, "bronze", "bronze_clickstream")
-    assert bronze.num_rows == m["bronze_rows"]
-    verify_cli(PIPELINE, out / "truth", one_run)
+    def check_one_run(self, store: Path, manifest: dict) -> None:
+        m, injected = manifest["metrics"], manifest["injected"]
+        # The data exercises what the pipeline is for.
+        assert all(v > 0 for v in m["ts_format_lines"].values())
+        assert m["late_events"] > 0 and m["quarantined"] > 0 and m["duplicates_dropped"] > 0
+        assert m["out_of_order_user_events"] > 0 and m["dim_users_rows"] > m["dim_users_current"] > 0
+        for what in ("broken_json", "bad_timestamp", "bad_event_type", "bad_event_id", "extra_fields",
+                     "user_id_as_text", "plan_as_number", "no_user", "email_variants", "unicode_email_users",
+                     "email_changes", "profile_changes"):
+            assert injected[what] > 0, what
+        counts = event_log_sums(store, "silver_clickstream")
+        assert counts == {"rows_written": m["silver_rows"], "rows_quarantined": m["quarantined"],
+                          "rows_late": m["late_events"], "rows_duplicate": m["duplicates_dropped"]}
+        assert read(store, "bronze", "bronze_clickstream").num_rows == m["bronze_rows"]
 
 
 def test_raw_identifiers_never_reach_silver_or_gold(generated, one_run):
@@ -151,35 +146,6 @@ def test_raw_identifiers_never_reach_silver_or_gold(generated, one_run):
         assert not values & raw, f"{name} holds raw identifiers: {sorted(values & raw)[:3]}"
     silver = read(one_run, "silver", "silver_clickstream")
     assert all(k.startswith("v1:") and len(k) == 67 for k in silver["user_key"].to_pylist() if k is not None)
-
-
-@pytest.mark.slow
-def test_one_run_per_file_gives_the_same_tables(engine, generated, one_run, tmp_path):
-    out, manifest = generated
-    landing, store = tmp_path / "landing", tmp_path / "storage"
-    for k in range(DROPS):
-        land_drop(out, landing, k)
-        summaries = run_in_process(engine, landing, store, max_files=1)       # one file per batch
-        lines = sum(len(f.read_bytes().splitlines()) for f in (out / "drops" / str(k)).rglob("*.json"))
-        assert summaries["bronze_clickstream"].rows_read == lines             # only the new drop is read
-        assert summaries["bronze_clickstream"].batches == manifest["knobs"]["files_per_drop"]
-    report = verify_storage(out / "truth", store)
-    assert report.ok, report.render()
-    once, per_file = tables_under(one_run), tables_under(store)
-    assert {"bronze.bronze_clickstream", "silver.silver_clickstream", "gold.dim_users",
-            "gold.fact_page_views_daily"} <= set(once)
-    support.assert_same_tables(once, per_file)
-
-
-@pytest.mark.slow
-def test_kill_9_mid_run_then_rerun_matches_the_truth(generated, tmp_path):
-    plan = [(1, r"running\s+bronze_clickstream\s+batches=1", "bronze, 2nd file of drop 1"),
-            (None, r"running\s+silver_clickstream\s+batches=1", "silver, 2nd file of drop 1"),
-            (None, r"running\s+dim_users\s+batches=1", "dim_users (AUTO CDC), drop 1"),
-            (2, r"running\s+silver_clickstream\s+batches=0", "silver, 1st file of drop 2"),
-            (None, r"running\s+fact_page_views_daily", "gold fact, drop 2"),
-            (None, r"running\s+dim_users\s+batches=2", "dim_users (AUTO CDC), 3rd file of drop 2")]
-    support.kills_then_truth(PIPELINE, generated[0], tmp_path, plan, seed=5, max_delay=0.3)
 
 
 # ---------------------------------------------------------------- hand-written awkward cases

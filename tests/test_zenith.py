@@ -91,75 +91,31 @@ def query(sql_file: Path, store: Path) -> list[dict]:
 
 # ---------------------------------------------------------------- generated data, with a truth
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("zenith_gen")
-    manifest = generate("zenith", out, rows=ROWS, seed=SEED, drops=DROPS)
-    return out, manifest
+generated = support.generated_fixture(PIPELINE, ROWS, DROPS, SEED)
+one_run = support.one_run_fixture(PIPELINE, DROPS)
 
 
-@pytest.fixture(scope="module")
-def one_run(engine, generated, tmp_path_factory):
-    """Every drop landed, then a single run. Returns the storage root."""
-    out, _ = generated
-    base = tmp_path_factory.mktemp("zenith_one_run")
-    for k in range(DROPS):
-        land_drop(out, base / "landing", k)
-    run_in_process(engine, base / "landing", base / "storage")
-    return base / "storage"
+class TestReferenceContract(support.ReferenceContract):
+    pipeline, drops, layers, volatile = PIPELINE, DROPS, LAYERS, VOLATILE
+    bronze = "bronze_user_events"
+    tables = {"02_silver.silver_sessionized_activity", "02_silver.silver_sessionized_activity_late",
+              "02_silver.silver_sessionized_activity_quarantine", "03_gold.gold_daily_product_performance",
+              "03_gold.customer_purchase_summary"}
+    kill_plan = [(1, r"running\s+bronze_user_events\s+batches=1", "bronze, 2nd file of drop 1"),
+                 (None, r"running\s+silver_sessionized_activity\s+batches=1", "silver, 2nd file of drop 1"),
+                 (None, r"running\s+gold_daily_product_performance", "gold, drop 1"),
+                 (2, r"running\s+bronze_user_events\s+batches=0", "bronze, 1st file of drop 2"),
+                 (None, r"running\s+silver_sessionized_activity\s+batches=2", "silver, 3rd file of drop 2"),
+                 (None, r"running\s+customer_purchase_summary", "gold, drop 2")]
+    kill_seed, kill_max_delay = 5, 0.4
 
+    def records_in_drop(self, drop: Path) -> int:
+        return sum(len(f.read_bytes().splitlines()) for f in drop.rglob("*.json"))
 
-def test_one_run_over_every_drop_matches_the_truth(generated, one_run):
-    out, manifest = generated
-    report = verify_storage(out / "truth", one_run)
-    assert report.ok, report.render()
-    problems = check_metrics(load_spec(PIPELINE, storage=str(one_run)), out / "truth")
-    assert problems == [], problems                      # null_region_events in the event log
-    assert {t.name for t in report.tables} == set(manifest["tables"])
-    assert manifest["metrics"]["late_events"] > 0 and manifest["metrics"]["quarantined"] > 0
-    assert manifest["metrics"]["duplicates_dropped"] > 0 and manifest["metrics"]["null_region_events"] > 0
-    assert last_metric(one_run, "null_region_events") == manifest["metrics"]["null_region_events"]
-
-    verify_cli(PIPELINE, out / "truth", one_run)                    # the same through the command a user runs
-
-
-@pytest.mark.slow
-def test_one_run_per_drop_gives_the_same_tables(engine, generated, one_run, tmp_path):
-    out, manifest = generated
-    landing, store = tmp_path / "landing", tmp_path / "storage"
-    for k in range(DROPS):
-        land_drop(out, landing, k)
-        summaries = run_in_process(engine, landing, store)
-        lines = sum(len(f.read_bytes().splitlines()) for f in (out / "drops" / str(k)).rglob("*.json"))
-        assert summaries["bronze_user_events"].rows_read == lines      # only the new drop is read
-    report = verify_storage(out / "truth", store)
-    assert report.ok, report.render()
-    assert last_metric(store, "null_region_events") == manifest["metrics"]["null_region_events"]
-    assert check_metrics(load_spec(PIPELINE, storage=str(store)), out / "truth") == []
-
-    # Row for row (floats within 1e-9 relative: the salted sums may add in another order).
-    once, per_drop = tables_under(one_run), tables_under(store)
-    assert {"02_silver.silver_sessionized_activity", "02_silver.silver_sessionized_activity_late",
-            "02_silver.silver_sessionized_activity_quarantine", "03_gold.gold_daily_product_performance",
-            "03_gold.customer_purchase_summary"} <= set(once)
-    support.assert_same_tables(once, per_drop)
-
-
-# ---------------------------------------------------------------- kill -9 in the middle of a drop
-
-
-@pytest.mark.slow
-def test_kill_9_in_the_middle_of_a_drop_then_rerun_matches_the_truth(generated, tmp_path):
-    out, manifest = generated
-    # (drop landed before the attempt, progress line to wait for, where the kill lands)
-    plan = [(1, r"running\s+bronze_user_events\s+batches=1", "bronze, 2nd file of drop 1"),
-            (None, r"running\s+silver_sessionized_activity\s+batches=1", "silver, 2nd file of drop 1"),
-            (None, r"running\s+gold_daily_product_performance", "gold, drop 1"),
-            (2, r"running\s+bronze_user_events\s+batches=0", "bronze, 1st file of drop 2"),
-            (None, r"running\s+silver_sessionized_activity\s+batches=2", "silver, 3rd file of drop 2"),
-            (None, r"running\s+customer_purchase_summary", "gold, drop 2")]
-    store = support.kills_then_truth(PIPELINE, out, tmp_path, plan, seed=5, max_delay=0.4)
-    assert last_metric(store, "null_region_events") == manifest["metrics"]["null_region_events"]
+    def check_one_run(self, store: Path, manifest: dict) -> None:
+        metrics = manifest["metrics"]
+        assert metrics["late_events"] > 0 and metrics["quarantined"] > 0
+        assert metrics["duplicates_dropped"] > 0 and metrics["null_region_events"] > 0
 
 
 # ---------------------------------------------------------------- the analytics SQL against the manifest
