@@ -6,14 +6,14 @@ A column ... with name `nope` cannot be resolved ...`. `translate` says what is 
 naming the dataset and the file:line that defined it, and keeps the engine's own first line below
 it, so nothing the engine said is lost. Texts it does not recognise are passed on as they are.
 
-The patterns were taken from the messages the engines really print (the unit tests hold them).
+Each engine declares the texts it prints (`Engine.error_patterns`, in its own module: the unit tests
+hold samples of each), naming one of the wordings below; this module knows no engine.
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Callable, Mapping, Sequence
-
-from .quality import first_line
 
 Columns = Mapping[str, Sequence[str]] | Sequence[str] | None
 
@@ -71,7 +71,7 @@ def _unquote(name: str) -> str:
     return ".".join(part.strip("`") for part in re.findall(r"`(?:[^`]|``)*`|[^.`]+", name))
 
 
-# --- the rules: (pattern over the engine's text, wording) ---------------------------------------
+# --- the wordings: an error in Assay's words, from the groups an engine's pattern captured ------
 
 def _missing_column(m: re.Match, columns: Columns) -> str:
     name = m.group("name")
@@ -87,7 +87,7 @@ def _missing_column(m: re.Match, columns: Columns) -> str:
     return said
 
 
-def _ambiguous(m: re.Match, columns: Columns) -> str:
+def _ambiguous_column(m: re.Match, columns: Columns) -> str:
     name = m.group("name")
     if "Identifier(" in name:
         name = ".".join(re.findall(r'Identifier\("((?:[^"\\]|\\.)*)"\)', name))
@@ -106,12 +106,12 @@ def _arithmetic(m: re.Match, columns: Columns) -> str:
     return f"the types do not match: cannot compute {sql_type(left)} {op} {sql_type(right)}; cast one side"
 
 
-def _signature(m: re.Match, columns: Columns) -> str:
+def _function_signature(m: re.Match, columns: Columns) -> str:
     types = ", ".join(sql_type(t) for t in _split_top(m.group("args")))
     return f"function {m.group('fn')}() does not accept ({types}); cast the argument(s)"
 
 
-def _syntax(m: re.Match, columns: Columns) -> str:
+def _syntax_expected(m: re.Match, columns: Columns) -> str:
     found = m.group("found").strip()
     # "',', or ')'", "any, '\', or '''": quoted tokens (a quote, a comma) or words
     items = re.findall(r"'''|'[^']*'|[A-Za-z][A-Za-z ]*", m.group("expected"))
@@ -128,7 +128,7 @@ def _syntax(m: re.Match, columns: Columns) -> str:
     return f"SQL syntax error: {where}, expected {wanted}"
 
 
-def _spark_syntax(m: re.Match, columns: Columns) -> str:
+def _syntax_near(m: re.Match, columns: Columns) -> str:
     near = m.group("near").strip()
     where = "the SQL ends too early" if near == "end of input" else f"unexpected {near}"
     return f"SQL syntax error: {where}"
@@ -138,53 +138,43 @@ def _cast(m: re.Match, columns: Columns) -> str:
     return f"the value {m.group('value')} cannot be cast to {sql_type(m.group('to'))}; use try_cast() to get NULL instead"
 
 
-_RULES: list[tuple[re.Pattern, Callable[[re.Match, Columns], str]]] = [
-    # missing column
-    (re.compile(r"attribute (?P<name>ObjectName\(\[.*?\]\)) is missing from the schema"), _missing_column),
-    (re.compile(r"\[UNRESOLVED_COLUMN\] Cannot find column (?P<name>\S+)"), _missing_column),
-    (re.compile(r"\[UNRESOLVED_COLUMN\.\w+\] A column,? (?:variable,? )?or function parameter with name "
-                r"(?P<name>`(?:[^`]|``)*`(?:\.`(?:[^`]|``)*`)*) cannot be resolved\.?"
-                r"(?: Did you mean one of the following\? \[(?P<suggestions>[^\]]*)\])?"), _missing_column),
-    (re.compile(r"cannot resolve '(?P<name>[^']+)' given input columns: \[(?P<suggestions>[^\]]*)\]"),
-     _missing_column),
-    # ambiguous column
-    (re.compile(r"ambiguous attribute: (?P<name>ObjectName\(\[.*?\]\))"), _ambiguous),
-    (re.compile(r"\[AMBIGUOUS_REFERENCE\] Reference (?P<name>`(?:[^`]|``)*`(?:\.`(?:[^`]|``)*`)*) is ambiguous"
-                r"(?:, could be: \[(?P<candidates>[^\]]*)\])?"), _ambiguous),
-    # type mismatch, impossible casts
-    (re.compile(r"Cannot coerce arithmetic expression (?P<expr>.+?) to valid types"), _arithmetic),
-    (re.compile(r"No function matches the given name and argument types '(?P<fn>\w+)\((?P<args>.*)\)'", re.S),
-     _signature),
-    (re.compile(r"Cannot create filter with non-boolean predicate '.*?' returning (?P<type>.+)$", re.M),
-     lambda m, c: f"a filter condition must be BOOLEAN, this one is {sql_type(m.group('type'))}"),
-    (re.compile(r"Spark `(?P<fn>\w+)` function expects (?P<wants>[^,]+(?:, [^,]+)*?), got (?P<got>.+?)\. "),
-     lambda m, c: f"function {m.group('fn')}() expects {m.group('wants')}, not {sql_type(m.group('got'))}"),
-    (re.compile(r"\[DATATYPE_MISMATCH\.\w+\] Cannot resolve (?P<expr>\".*?\") due to data type mismatch: "
-                r"(?P<why>.*?)(?:\.? SQLSTATE|;|$)", re.M),
-     lambda m, c: f"the types do not match in {m.group('expr')}: {m.group('why').rstrip('.')}"),
-    (re.compile(r"Cannot cast string (?P<value>'.*?') to value of (?P<to>\w+) type"), _cast),
-    (re.compile(r"\[CAST_INVALID_INPUT\] The value (?P<value>'.*?') of the type \"\w+\" cannot be cast to "
-                r"\"(?P<to>[^\"]+)\""), _cast),
-    # bad SQL syntax
-    (re.compile(r"invalid argument: found (?P<found>.+?)(?: at \d+:\d+)? expected (?P<expected>.*)$", re.M),
-     _syntax),
-    (re.compile(r"\[PARSE_SYNTAX_ERROR\] Syntax error at or near (?P<near>end of input|'[^']*'|\S+)"),
-     _spark_syntax),
-    # unknown function, unknown table
-    (re.compile(r"unknown function: (?P<fn>\S+)"),
-     lambda m, c: f"unknown function {m.group('fn')}() (neither a built-in function nor a registered UDF)"),
-    (re.compile(r"\[UNRESOLVED_ROUTINE\] Cannot resolve (?:routine|function) `?(?P<fn>[^`\s]+)`?"),
-     lambda m, c: f"unknown function {m.group('fn')}() (neither a built-in function nor a registered UDF)"),
-    (re.compile(r"Table or view not found: (?P<name>\S+)|\[TABLE_OR_VIEW_NOT_FOUND\] The table or view "
-                r"(?P<spark>`[^ ]+`) cannot be found"),
-     lambda m, c: f"table or view '{_unquote(m.group('name') or m.group('spark'))}' does not exist: it is "
-                  "neither a dataset of this pipeline nor a table of the engine"),
-    # set operations
-    (re.compile(r"UNION queries have different number of columns: left has (?P<l>\d+) columns whereas right "
-                r"has (?P<r>\d+)"),
-     lambda m, c: f"the two sides of a UNION have {m.group('l')} and {m.group('r')} columns; they must have as "
-                  "many"),
-]
+def _unknown_function(m: re.Match, columns: Columns) -> str:
+    return f"unknown function {m.group('fn')}() (neither a built-in function nor a registered UDF)"
+
+
+def _unknown_table(m: re.Match, columns: Columns) -> str:
+    return (f"table or view '{_unquote(m.group('name'))}' does not exist: it is neither a dataset of this "
+            "pipeline nor a table of the engine")
+
+
+# What an engine's pattern may name as its wording; each reads the named groups of the match.
+WORDINGS: dict[str, Callable[[re.Match, Columns], str]] = {
+    "missing_column": _missing_column,                # name, suggestions?
+    "ambiguous_column": _ambiguous_column,            # name, candidates?
+    "arithmetic": _arithmetic,                        # expr (Arrow type names)
+    "function_signature": _function_signature,        # fn, args (Arrow type names)
+    "non_boolean_filter":                             # type
+        lambda m, c: f"a filter condition must be BOOLEAN, this one is {sql_type(m.group('type'))}",
+    "function_arguments":                             # fn, wants, got
+        lambda m, c: f"function {m.group('fn')}() expects {m.group('wants')}, not {sql_type(m.group('got'))}",
+    "type_mismatch":                                  # expr, why
+        lambda m, c: f"the types do not match in {m.group('expr')}: {m.group('why').rstrip('.')}",
+    "cast": _cast,                                    # value, to
+    "syntax_expected": _syntax_expected,              # found, expected
+    "syntax_near": _syntax_near,                      # near
+    "unknown_function": _unknown_function,            # fn
+    "unknown_table": _unknown_table,                  # name
+    "union_width":                                    # l, r
+        lambda m, c: f"the two sides of a UNION have {m.group('l')} and {m.group('r')} columns; they must have as "
+                     "many",
+}
+
+
+@functools.cache
+def _rules() -> list[tuple[re.Pattern, Callable[[re.Match, Columns], str]]]:
+    """Every engine's patterns, each with its wording: an error is explained whichever engine said it."""
+    from .engines import ENGINES, engine_class
+    return [(pattern, WORDINGS[wording]) for name in ENGINES for pattern, wording in engine_class(name).error_patterns]
 
 
 def explain(exc_text: str, columns: Columns = None) -> str:
@@ -192,7 +182,7 @@ def explain(exc_text: str, columns: Columns = None) -> str:
     alone when the text is not one Assay knows. `columns`: the columns the query could use (a
     list), or each input's columns (a mapping), when the caller knows them."""
     original = first_line(exc_text)
-    for pattern, say in _RULES:
+    for pattern, say in _rules():
         match = pattern.search(exc_text)
         if match:
             return f"{say(match, columns)}\n    engine: {original}"
@@ -202,3 +192,14 @@ def explain(exc_text: str, columns: Columns = None) -> str:
 def translate(exc_text: str, dataset: str, location, columns: Columns = None) -> str:
     """The engine's error for a dataset's query, in Assay's words, naming the dataset and its file:line."""
     return f"dataset '{dataset}' (at {location}): {explain(exc_text, columns)}"
+
+
+def first_line(message: str) -> str:
+    """The engine's message in one line; for a Python UDF failure, the exception the UDF raised."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    text = lines[0] if lines else message
+    if "Traceback" in message or "PythonException" in text:
+        raised = [line for line in lines if re.match(r"^[A-Za-z_.]+(Error|Exception|Warning)\b.*:", line)]
+        if raised:
+            text = f"{text.rstrip('.')}: {raised[-1]}"
+    return text[:800]

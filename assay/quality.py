@@ -1,4 +1,4 @@
-"""Expectations: checking a rule's SQL at analysis time, and engine messages in one line.
+"""Expectations: checking a rule's SQL at analysis time.
 
 Verdicts, routing and counts are computed by the engine in the batch's write (runtime/routing.py).
 """
@@ -88,13 +88,3 @@ def check_sql(spark, schema, expectation: Expectation) -> str | None:
         return f"its result is {result.dataType.simpleString()}, not boolean"
     return None
 
-
-def first_line(message: str) -> str:
-    """The engine's message in one line; for a Python UDF failure, the exception the UDF raised."""
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    text = lines[0] if lines else message
-    if "Traceback" in message or "PythonException" in text:
-        raised = [line for line in lines if re.match(r"^[A-Za-z_.]+(Error|Exception|Warning)\b.*:", line)]
-        if raised:
-            text = f"{text.rstrip('.')}: {raised[-1]}"
-    return text[:800]

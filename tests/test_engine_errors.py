@@ -98,6 +98,18 @@ def test_spark_texts(key, said):
     assert second == "    engine: " + SPARK[key].splitlines()[0]
 
 
+@pytest.mark.parametrize("name, own, other", [("sail", SAIL, SPARK), ("spark", SPARK, SAIL)])
+def test_each_engine_declares_the_texts_it_prints(name, own, other):
+    """Each engine's module holds the patterns of its own texts, each naming a wording Assay has; they
+    match none of the other engine's texts, so the order in which engines are tried does not matter."""
+    from assay.engine_errors import WORDINGS
+    from assay.engines import engine_class
+    patterns = engine_class(name).error_patterns
+    assert {wording for _, wording in patterns} <= WORDINGS.keys()
+    assert [key for key, text in own.items() if not any(p.search(text) for p, _ in patterns)] == []
+    assert [key for key, text in other.items() if any(p.search(text) for p, _ in patterns)] == []
+
+
 def test_missing_column_lists_the_columns_known_to_assay():
     assert explain(SAIL["missing"], {"orders": ["id", "amount"], "customers": ["id", "region"]}).startswith(
         "column 'nope' does not exist; the columns of its inputs: orders (id, amount); customers (id, region)\n")

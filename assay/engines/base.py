@@ -23,6 +23,8 @@ class EngineCaps:
 class Engine(ABC):
     name = "engine"
     caps = EngineCaps()
+    # The engine's error texts Assay words itself: (compiled pattern, a wording of assay.engine_errors).
+    error_patterns: tuple = ()
     # Session settings both engines need: UTC everywhere so timestamps mean one instant.
     base_conf = {"spark.sql.session.timeZone": "UTC"}
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 from .. import fs
 from .base import Engine, EngineCaps
@@ -14,6 +15,27 @@ class SailEngine(Engine):
     name = "sail"
     # Sail 0.7.2 accepts txnAppId/txnVersion and ignores them: Assay commits every batch itself.
     caps = EngineCaps(in_process=True)
+    # Its analysis and parse errors as Sail 0.7 prints them (DataFusion's words, Arrow type names),
+    # each with the wording of assay.engine_errors that says it.
+    error_patterns = (
+        (re.compile(r"attribute (?P<name>ObjectName\(\[.*?\]\)) is missing from the schema"), "missing_column"),
+        (re.compile(r"\[UNRESOLVED_COLUMN\] Cannot find column (?P<name>\S+)"), "missing_column"),
+        (re.compile(r"ambiguous attribute: (?P<name>ObjectName\(\[.*?\]\))"), "ambiguous_column"),
+        (re.compile(r"Cannot coerce arithmetic expression (?P<expr>.+?) to valid types"), "arithmetic"),
+        (re.compile(r"No function matches the given name and argument types '(?P<fn>\w+)\((?P<args>.*)\)'", re.S),
+         "function_signature"),
+        (re.compile(r"Cannot create filter with non-boolean predicate '.*?' returning (?P<type>.+)$", re.M),
+         "non_boolean_filter"),
+        (re.compile(r"Spark `(?P<fn>\w+)` function expects (?P<wants>[^,]+(?:, [^,]+)*?), got (?P<got>.+?)\. "),
+         "function_arguments"),
+        (re.compile(r"Cannot cast string (?P<value>'.*?') to value of (?P<to>\w+) type"), "cast"),
+        (re.compile(r"invalid argument: found (?P<found>.+?)(?: at \d+:\d+)? expected (?P<expected>.*)$", re.M),
+         "syntax_expected"),
+        (re.compile(r"unknown function: (?P<fn>\S+)"), "unknown_function"),
+        (re.compile(r"Table or view not found: (?P<name>\S+)"), "unknown_table"),
+        (re.compile(r"UNION queries have different number of columns: left has (?P<l>\d+) columns whereas right "
+                    r"has (?P<r>\d+)"), "union_width"),
+    )
 
     def __init__(self, conf: dict[str, str]):
         super().__init__(conf)

@@ -81,6 +81,27 @@ _LOGIN_MODULES = {"PLAIN": "org.apache.kafka.common.security.plain.PlainLoginMod
 class SparkEngine(Engine):
     name = "spark"
     caps = EngineCaps(kafka_reader=True, honours_txn_app_id=True, jvm=True)
+    # Its analysis and parse errors: Spark's documented error conditions ([CONDITION] text), and
+    # Spark 3's older wording of a missing column. Each names a wording of assay.engine_errors.
+    error_patterns = (
+        (re.compile(r"\[UNRESOLVED_COLUMN\.\w+\] A column,? (?:variable,? )?or function parameter with name "
+                    r"(?P<name>`(?:[^`]|``)*`(?:\.`(?:[^`]|``)*`)*) cannot be resolved\.?"
+                    r"(?: Did you mean one of the following\? \[(?P<suggestions>[^\]]*)\])?"), "missing_column"),
+        (re.compile(r"cannot resolve '(?P<name>[^']+)' given input columns: \[(?P<suggestions>[^\]]*)\]"),
+         "missing_column"),
+        (re.compile(r"\[AMBIGUOUS_REFERENCE\] Reference (?P<name>`(?:[^`]|``)*`(?:\.`(?:[^`]|``)*`)*) is ambiguous"
+                    r"(?:, could be: \[(?P<candidates>[^\]]*)\])?"), "ambiguous_column"),
+        (re.compile(r"\[DATATYPE_MISMATCH\.\w+\] Cannot resolve (?P<expr>\".*?\") due to data type mismatch: "
+                    r"(?P<why>.*?)(?:\.? SQLSTATE|;|$)", re.M), "type_mismatch"),
+        (re.compile(r"\[CAST_INVALID_INPUT\] The value (?P<value>'.*?') of the type \"\w+\" cannot be cast to "
+                    r"\"(?P<to>[^\"]+)\""), "cast"),
+        (re.compile(r"\[PARSE_SYNTAX_ERROR\] Syntax error at or near (?P<near>end of input|'[^']*'|\S+)"),
+         "syntax_near"),
+        (re.compile(r"\[UNRESOLVED_ROUTINE\] Cannot resolve (?:routine|function) `?(?P<fn>[^`\s]+)`?"),
+         "unknown_function"),
+        (re.compile(r"\[TABLE_OR_VIEW_NOT_FOUND\] The table or view (?P<name>`[^ ]+`) cannot be found"),
+         "unknown_table"),
+    )
     # Pinned on every session too, not only on the local server: a remote cluster may default to
     # Delta features delta-rs cannot read or write, or to INT96 Parquet timestamps. Delta reads its
     # ``properties.defaults.*`` from the session, so these take effect per session.

@@ -128,7 +128,7 @@ class SqlBox:
             try:
                 result = spark.sql(wrap(text, limit + 1)).toArrow()
             except Exception as exc:
-                from ..quality import first_line
+                from ..engine_errors import first_line
                 raise RejectedQuery(f"query failed: {first_line(str(exc))}") from None
             seconds = time.monotonic() - started
         from .tables import table_rows
