@@ -101,6 +101,11 @@ class Engine(ABC):
             result = result.unionByName(df)
         return result
 
+    def is_invalid_utf8(self, exc: Exception) -> bool:
+        """Whether a read failed on bytes that are not UTF-8 (the runtime then reads repaired copies).
+        Spark's text reader replaces them with U+FFFD, so by default no failure is one."""
+        return False
+
     def read_table(self, path: str | Path):
         """The current version of a whole Delta table (a batch read; never time travel)."""
         return self.spark.read.format("delta").load(str(path))

@@ -56,6 +56,10 @@ class SailEngine(Engine):
         # create(), not getOrCreate(): another session in this process must never be handed ours.
         return SparkSession.builder.remote(f"sc://{host}:{port}").create()
 
+    def is_invalid_utf8(self, exc: Exception) -> bool:
+        """Sail stops a whole text read at the first invalid UTF-8 byte, saying so in its error."""
+        return "utf-8" in str(exc).lower()
+
     def _stop_session(self) -> None:
         if self._server is not None:
             try:

@@ -292,7 +292,7 @@ class FileSource(Source):
         marker = self.state_dir / "repaired.json"
         return read_json(marker) if marker.exists() else {}
 
-    def repair_encoding(self, spark, plan: Plan) -> list[str]:
+    def repair_encoding(self, engine, plan: Plan) -> list[str]:
         """The embedded engine stops a whole read at the first invalid UTF-8 byte. Find the planned
         files it cannot read (one read each) and keep a copy of each with the invalid bytes
         replaced by U+FFFD (as Spark's text reader does), read from then on in their place. The
@@ -307,10 +307,10 @@ class FileSource(Source):
             if entry.path in copies:
                 continue
             try:
-                spark.read.text(entry.path).count()
+                engine.spark.read.text(entry.path).count()
                 continue
             except Exception as exc:          # the engine's read error; only encoding is ours to fix
-                if "utf-8" not in str(exc).lower():
+                if not engine.is_invalid_utf8(exc):
                     raise
             copy = self.state_dir / "repaired" / f"{len(copies):06d}-{posixpath.basename(entry.path)}"
             _write_replacing_invalid_utf8(entry.path, copy)
