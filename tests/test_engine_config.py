@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from assay.engines import ENGINES, EngineCaps, create_engine, engine_class, spark_server
+from assay.engines import ENGINES, create_engine, engine_class, spark_server
 from assay.engines.sail import SailEngine
 from assay.engines.spark import SparkEngine, java_kafka_options
 from assay.errors import ConfigError
@@ -76,8 +76,7 @@ def test_registry_and_declared_capabilities():
     assert engine_class("sail") is SailEngine and engine_class("spark") is SparkEngine
     with pytest.raises(ConfigError, match="unknown engine 'duck'"):
         create_engine("duck")
-    assert SailEngine.caps == EngineCaps(in_process=True)
-    assert SparkEngine.caps.kafka_reader and SparkEngine.caps.honours_txn_app_id and SparkEngine.caps.jvm
+    assert SparkEngine.reads_kafka and not SailEngine.reads_kafka
     spark = create_engine("spark", {"remote": "sc://h:1", "server.spark.x": "1", "spark.sql.y": "2"})
     assert (spark.remote, spark.server_conf) == ("sc://h:1", {"spark.x": "1"})
     # the settings that make Spark's results equal the embedded engine's are on every session
@@ -132,7 +131,6 @@ def test_class_data_archive_flags(tmp_path, monkeypatch):
 def test_the_embedded_engine_ignores_txn_app_id_as_declared(engine, tmp_path):
     """Why Assay commits every batch itself: Sail accepts delta-spark's idempotent-write options and
     appends twice (Spark honours them: tests/test_spark_server.py)."""
-    assert not engine.caps.honours_txn_app_id
     path = str(tmp_path / "t")
     for _ in range(2):
         (engine.spark.range(3).write.format("delta").mode("append")

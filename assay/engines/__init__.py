@@ -8,7 +8,7 @@ from __future__ import annotations
 from importlib import import_module
 
 from ..errors import ConfigError
-from .base import Engine, EngineCaps
+from .base import Engine
 
 # name -> (module, class), imported on first use: the embedded engine never loads Spark's launcher.
 ENGINES = {"sail": (".sail", "SailEngine"), "spark": (".spark", "SparkEngine")}
@@ -25,4 +25,4 @@ def create_engine(name: str, conf: dict[str, str] | None = None) -> Engine:
     return engine_class(name)(dict(conf or {}))
 
 
-__all__ = ["ENGINES", "Engine", "EngineCaps", "create_engine", "engine_class"]
+__all__ = ["ENGINES", "Engine", "create_engine", "engine_class"]

@@ -3,26 +3,16 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class EngineCaps:
-    """What an engine does natively, declared beside the methods that use it (tests hold each
-    declaration to the engine's real behaviour; README, Engines)."""
-
-    in_process: bool = False            # runs inside the Assay process (nothing to start or reach)
-    kafka_reader: bool = False          # reads a planned Kafka offset range itself (else Python consumes it)
-    honours_txn_app_id: bool = False    # Delta writes with txnAppId/txnVersion are idempotent
-    jvm: bool = False                   # a JVM server: seconds to start, per-query overhead
-
-
 class Engine(ABC):
     name = "engine"
-    caps = EngineCaps()
+    # Whether read_kafka reads planned Kafka offset ranges in the engine; else the Kafka source
+    # consumes them in Python into a Parquet file that the engine reads.
+    reads_kafka = False
     # The engine's error texts Assay words itself: (compiled pattern, a wording of assay.engine_errors).
     error_patterns: tuple = ()
     # Session settings both engines need: UTC everywhere so timestamps mean one instant.
@@ -127,13 +117,10 @@ class Engine(ABC):
         reader = self.spark.read if schema is None else self.spark.read.schema(schema)
         return reader.parquet(*[str(p) for p in paths])
 
-    def read_kafka(self, source, plan, staging_dir: str):
-        """A planned Kafka offset range. Default: the Python consumer writes the range as Parquet
-        (bounded, never read back by Assay) and the engine reads that file."""
-        import os
-        path = os.path.join(staging_dir, "kafka-batch.parquet")
-        source.fetch_to_parquet(plan, path)
-        return self.spark.read.parquet(path)
+    def read_kafka(self, bootstrap_servers: str, ranges, options: dict[str, str], fail_on_data_loss: bool,
+                   arrow_schema):
+        """Planned Kafka offset ranges read by the engine itself (engines whose `reads_kafka` is true)."""
+        raise NotImplementedError(f"the {self.name} engine has no Kafka reader")
 
     def write_files(self, df, path: str | Path, partition_by=()) -> None:
         """Write a DataFrame as Parquet files under `path` (one engine execution); directories

@@ -1,4 +1,7 @@
-"""The embedded engine: Sail's Spark Connect server, started in this process (no JVM)."""
+"""The embedded engine: Sail's Spark Connect server, started in this process (no JVM).
+
+Sail 0.7.2 accepts delta-spark's txnAppId/txnVersion write options and ignores them (a test holds
+it): one reason why Assay commits every batch itself."""
 from __future__ import annotations
 
 import logging
@@ -6,15 +9,13 @@ import os
 import re
 
 from .. import fs
-from .base import Engine, EngineCaps
+from .base import Engine
 
 log = logging.getLogger(__name__)
 
 
 class SailEngine(Engine):
     name = "sail"
-    # Sail 0.7.2 accepts txnAppId/txnVersion and ignores them: Assay commits every batch itself.
-    caps = EngineCaps(in_process=True)
     # Its analysis and parse errors as Sail 0.7 prints them (DataFusion's words, Arrow type names),
     # each with the wording of assay.engine_errors that says it.
     error_patterns = (

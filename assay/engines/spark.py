@@ -40,7 +40,7 @@ import time
 
 from .. import fs
 from ..errors import AssayError, ConfigError
-from .base import Engine, EngineCaps
+from .base import Engine
 from . import spark_server
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ _LOGIN_MODULES = {"PLAIN": "org.apache.kafka.common.security.plain.PlainLoginMod
 
 class SparkEngine(Engine):
     name = "spark"
-    caps = EngineCaps(kafka_reader=True, honours_txn_app_id=True, jvm=True)
+    reads_kafka = True      # Spark's Kafka batch reader, on the executors
     # Its analysis and parse errors: Spark's documented error conditions ([CONDITION] text), and
     # Spark 3's older wording of a missing column. Each names a wording of assay.engine_errors.
     error_patterns = (
@@ -218,24 +218,18 @@ class SparkEngine(Engine):
         columns = [F.array(*[own[name] for _, own in files])[index].alias(name) for name in files[0][1]]
         return self.spark.read.text([str(path) for path, _ in files]).select(*columns, "value")
 
-    def read_kafka(self, source, plan, staging_dir: str):
+    def read_kafka(self, bootstrap_servers, ranges, options, fail_on_data_loss, arrow_schema):
         """The planned offset ranges, read by Spark's Kafka batch reader on the executors.
 
-        Only partitions with records are assigned, each from the plan's start to the plan's end
-        (never "latest": an end past the log's end makes the reader wait ~2 min and fail with a
-        misleading data-loss message). Columns and types are those of the Python consumer's
-        Parquet (key, value, topic, partition, offset, timestamp, timestampType)."""
-        from pyspark.sql.types import (BinaryType, IntegerType, LongType, StringType, StructField, StructType,
-                                       TimestampType)
+        ranges: (topic, partition, start, end) of each partition with records, each assigned from
+        its start to its end (never "latest": an end past the log's end makes the reader wait ~2 min
+        and fail with a misleading data-loss message). Columns and types are `arrow_schema`'s, those
+        of the Python consumer's Parquet (key, value, topic, partition, offset, timestamp, timestampType)."""
+        from pyspark.sql.pandas.types import from_arrow_schema
 
-        ranges = source.ranges(plan)
-        columns = ["key", "value", "topic", "partition", "offset", "timestamp", "timestampType"]
+        columns = arrow_schema.names
         if not ranges:
-            schema = StructType([StructField("key", BinaryType()), StructField("value", BinaryType()),
-                                 StructField("topic", StringType()), StructField("partition", IntegerType()),
-                                 StructField("offset", LongType()), StructField("timestamp", TimestampType()),
-                                 StructField("timestampType", IntegerType())])
-            return self.spark.createDataFrame([], schema)
+            return self.spark.createDataFrame([], from_arrow_schema(arrow_schema))
         assign: dict[str, list[int]] = {}
         starting: dict[str, dict[str, int]] = {}
         ending: dict[str, dict[str, int]] = {}
@@ -244,12 +238,12 @@ class SparkEngine(Engine):
             starting.setdefault(r.topic, {})[str(r.partition)] = r.start
             ending.setdefault(r.topic, {})[str(r.partition)] = r.end
         reader = (self.spark.read.format("kafka")
-                  .option("kafka.bootstrap.servers", source.bootstrap_servers)
+                  .option("kafka.bootstrap.servers", bootstrap_servers)
                   .option("assign", json.dumps(assign))
                   .option("startingOffsets", json.dumps(starting))
                   .option("endingOffsets", json.dumps(ending))
-                  .option("failOnDataLoss", "true" if source.fail_on_data_loss else "false"))
-        for key, value in java_kafka_options(source.options).items():
+                  .option("failOnDataLoss", "true" if fail_on_data_loss else "false"))
+        for key, value in java_kafka_options(options).items():
             reader = reader.option(f"kafka.{key}", value)
         return reader.load().select(*columns)
 

@@ -62,8 +62,13 @@ class RangeReader:
 
     def load(self, ctx: LoadContext, plan: Plan):
         """The engine reads the planned ranges: natively where it has a Kafka reader, else from the
-        Parquet file `fetch_to_parquet` writes."""
-        return ctx.engine.read_kafka(self, plan, ctx.staging_dir)
+        Parquet file `fetch_to_parquet` writes (bounded, never read back by Assay)."""
+        if ctx.engine.reads_kafka:
+            return ctx.engine.read_kafka(self.bootstrap_servers, self.ranges(plan), self.options,
+                                         self.fail_on_data_loss, KAFKA_SCHEMA)
+        path = os.path.join(ctx.staging_dir, "kafka-batch.parquet")
+        self.fetch_to_parquet(plan, path)
+        return ctx.engine.read_parquet([path])
 
     @staticmethod
     def ranges(plan: Plan) -> list[_Range]:
