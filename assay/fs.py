@@ -888,14 +888,15 @@ def iter_lines(location, block: int = 64 * 1024) -> Iterator[bytes]:
                 yield raw.rstrip(b"\r")
 
 
-# --- what the engines need to reach the same stores -------------------------------------------
+# --- what the engines need to reach the same stores (assay/engines: each its own settings) -----
 
 _SECRET_NAME = ("secret", "token", "_key", "password", "sas")
 
 
-def _option(*names: str) -> str | None:
-    """An option from storage_options, else from its standard environment variable (a credential
-    read from the environment is registered as a secret, so that it is masked like ${env:...})."""
+def option_or_env(*names: str) -> str | None:
+    """The first of `names` set in storage_options, else in its standard environment variable (a
+    credential read from the environment is registered as a secret, so that it is masked like
+    ${env:...})."""
     for name in names:
         if _options.get(name):
             return _options[name]
@@ -906,59 +907,3 @@ def _option(*names: str) -> str | None:
                 secrets.register(name.upper(), value)
             return value
     return None
-
-
-def engine_environment() -> dict[str, str]:
-    """Environment variables for the embedded engine, which reads object stores with the same Rust
-    `object_store` crate (and the AWS SDK's credential chain): each option under its upper-case
-    name, the endpoint also as AWS_ENDPOINT_URL (the AWS SDKs' name)."""
-    env = {k.upper(): v for k, v in _options.items() if k.startswith(("aws_", "azure_", "google_"))}
-    endpoint = _options.get("aws_endpoint") or _options.get("aws_endpoint_url")
-    if endpoint:
-        env.setdefault("AWS_ENDPOINT_URL", endpoint)
-        env.setdefault("AWS_ENDPOINT", endpoint)
-    if _options.get("allow_http"):
-        env.setdefault("AWS_ALLOW_HTTP", _options["allow_http"])
-        env.setdefault("AZURE_ALLOW_HTTP", _options["allow_http"])
-    return env
-
-
-def hadoop_settings() -> dict[str, str]:
-    """Hadoop settings for Apache Spark's connectors, from the same storage options: S3A for s3:// and
-    s3a:// (hadoop-aws), ABFS for abfss:// (hadoop-azure). Spark takes them per session."""
-    out = {"fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",     # s3:// URIs read by S3A too
-           # upload blocks from memory, not local disk: the disk buffer needs Hadoop's checksummed
-           # local file system, which the Spark engine turns off to keep table folders tidy
-           "fs.s3a.fast.upload.buffer": "bytebuffer", "fs.azure.data.blocks.buffer": "bytebuffer"}
-    endpoint = _option("aws_endpoint", "aws_endpoint_url")
-    if endpoint:
-        out["fs.s3a.endpoint"] = endpoint
-        if (_option("aws_virtual_hosted_style_request") or "false").lower() != "true":
-            out["fs.s3a.path.style.access"] = "true"
-        if endpoint.startswith("http://"):
-            out["fs.s3a.connection.ssl.enabled"] = "false"
-    for option, key in (("aws_access_key_id", "fs.s3a.access.key"), ("aws_secret_access_key", "fs.s3a.secret.key"),
-                        ("aws_session_token", "fs.s3a.session.token"), ("aws_region", "fs.s3a.endpoint.region")):
-        value = _option(option) if option != "aws_region" else _option("aws_region", "aws_default_region")
-        if value:
-            out[key] = value
-    if _option("aws_session_token"):
-        out["fs.s3a.aws.credentials.provider"] = "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"
-    account = _option("azure_storage_account_name")
-    if account:
-        host = f"{account}.dfs.core.windows.net"
-        key = _option("azure_storage_account_key", "azure_storage_access_key")
-        client, secret, tenant = (_option("azure_client_id", "azure_storage_client_id"),
-                                  _option("azure_client_secret", "azure_storage_client_secret"),
-                                  _option("azure_tenant_id", "azure_storage_tenant_id"))
-        if key:
-            out[f"fs.azure.account.key.{host}"] = key
-        elif client and secret and tenant:
-            out[f"fs.azure.account.auth.type.{host}"] = "OAuth"
-            out[f"fs.azure.account.oauth.provider.type.{host}"] = \
-                "org.apache.hadoop.fs.azurebfs.oauth2.ClientCredsTokenProvider"
-            out[f"fs.azure.account.oauth2.client.id.{host}"] = client
-            out[f"fs.azure.account.oauth2.client.secret.{host}"] = secret
-            out[f"fs.azure.account.oauth2.client.endpoint.{host}"] = \
-                f"https://login.microsoftonline.com/{tenant}/oauth2/token"
-    return out

@@ -47,7 +47,7 @@ class SailEngine(Engine):
         os.environ.setdefault("RUST_LOG", "error")
         # Object stores: Sail reads them through the same object_store crate, configured from the
         # environment (assay.yml storage_options, README: Object storage).
-        os.environ.update(fs.engine_environment())
+        os.environ.update(object_store_environment())
         from pysail.spark import SparkConnectServer
         from pyspark.sql import SparkSession
 
@@ -68,3 +68,19 @@ class SailEngine(Engine):
             except Exception as exc:
                 log.debug("stopping Sail: %s", exc)
             self._server = None
+
+
+def object_store_environment() -> dict[str, str]:
+    """Environment variables for Sail, which reads object stores with the same Rust `object_store`
+    crate (and the AWS SDK's credential chain): each storage option under its upper-case name, the
+    endpoint also as AWS_ENDPOINT_URL (the AWS SDKs' name)."""
+    options = fs.options()
+    env = {k.upper(): v for k, v in options.items() if k.startswith(("aws_", "azure_", "google_"))}
+    endpoint = options.get("aws_endpoint") or options.get("aws_endpoint_url")
+    if endpoint:
+        env.setdefault("AWS_ENDPOINT_URL", endpoint)
+        env.setdefault("AWS_ENDPOINT", endpoint)
+    if options.get("allow_http"):
+        env.setdefault("AWS_ALLOW_HTTP", options["allow_http"])
+        env.setdefault("AZURE_ALLOW_HTTP", options["allow_http"])
+    return env

@@ -138,7 +138,7 @@ class SparkEngine(Engine):
         # create(), not getOrCreate(): another session in this process must never be handed ours.
         session = SparkSession.builder.channelBuilder(channel).create()
         _bound_retries(session)                             # before any call: the default retries last 10 min
-        for key, value in fs.hadoop_settings().items():     # object stores through hadoop-aws / hadoop-azure
+        for key, value in hadoop_settings().items():        # object stores through hadoop-aws / hadoop-azure
             session.conf.set(key, value)
         for key, value in TIDY_WRITES.items():
             if key in self.conf:
@@ -347,3 +347,45 @@ def java_kafka_options(options: dict[str, str]) -> dict[str, str]:
 
 def _jaas_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def hadoop_settings() -> dict[str, str]:
+    """Hadoop settings for Spark's connectors, from Assay's storage options: S3A for s3:// and s3a://
+    (hadoop-aws), ABFS for abfss:// (hadoop-azure). Spark takes them per session."""
+    option = fs.option_or_env
+    out = {"fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",     # s3:// URIs read by S3A too
+           # upload blocks from memory, not local disk: the disk buffer needs Hadoop's checksummed
+           # local file system, which TIDY_WRITES turns off to keep table folders tidy
+           "fs.s3a.fast.upload.buffer": "bytebuffer", "fs.azure.data.blocks.buffer": "bytebuffer"}
+    endpoint = option("aws_endpoint", "aws_endpoint_url")
+    if endpoint:
+        out["fs.s3a.endpoint"] = endpoint
+        if (option("aws_virtual_hosted_style_request") or "false").lower() != "true":
+            out["fs.s3a.path.style.access"] = "true"
+        if endpoint.startswith("http://"):
+            out["fs.s3a.connection.ssl.enabled"] = "false"
+    for name, key in (("aws_access_key_id", "fs.s3a.access.key"), ("aws_secret_access_key", "fs.s3a.secret.key"),
+                      ("aws_session_token", "fs.s3a.session.token"), ("aws_region", "fs.s3a.endpoint.region")):
+        value = option(name) if name != "aws_region" else option("aws_region", "aws_default_region")
+        if value:
+            out[key] = value
+    if option("aws_session_token"):
+        out["fs.s3a.aws.credentials.provider"] = "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"
+    account = option("azure_storage_account_name")
+    if account:
+        host = f"{account}.dfs.core.windows.net"
+        key = option("azure_storage_account_key", "azure_storage_access_key")
+        client, secret, tenant = (option("azure_client_id", "azure_storage_client_id"),
+                                  option("azure_client_secret", "azure_storage_client_secret"),
+                                  option("azure_tenant_id", "azure_storage_tenant_id"))
+        if key:
+            out[f"fs.azure.account.key.{host}"] = key
+        elif client and secret and tenant:
+            out[f"fs.azure.account.auth.type.{host}"] = "OAuth"
+            out[f"fs.azure.account.oauth.provider.type.{host}"] = \
+                "org.apache.hadoop.fs.azurebfs.oauth2.ClientCredsTokenProvider"
+            out[f"fs.azure.account.oauth2.client.id.{host}"] = client
+            out[f"fs.azure.account.oauth2.client.secret.{host}"] = secret
+            out[f"fs.azure.account.oauth2.client.endpoint.{host}"] = \
+                f"https://login.microsoftonline.com/{tenant}/oauth2/token"
+    return out
