@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from assay.sinks.postgres import PostgresSink, apply_roles  # noqa: E402
+from assay.sinks.postgres.rows import stream_csv  # noqa: E402
 
 KEYS = ["customer_id"]
 
@@ -119,7 +120,7 @@ def binary_copy_only(server: dict, tables_dir: Path, files: list[Path]) -> float
 
 
 def csv_copy_only(sink: PostgresSink, files: list[Path]) -> float:
-    conn = sink._connection()
+    conn = sink.db.connection()
     with conn.transaction():
         conn.execute("CREATE TEMP TABLE s (LIKE gold.customer_features) ON COMMIT DROP")
         names = [r[0] for r in conn.execute(
@@ -127,7 +128,7 @@ def csv_copy_only(sink: PostgresSink, files: list[Path]) -> float:
             "AND attnum > 0 AND NOT attisdropped ORDER BY attnum").fetchall()]
         started = time.perf_counter()
         with conn.cursor().copy("COPY s FROM STDIN (FORMAT csv)") as copy:
-            sink._stream_csv(copy, files, names, "gold.customer_features")
+            stream_csv(copy, files, names, "gold.customer_features", sink.config.batch_rows)
         return time.perf_counter() - started
 
 

@@ -192,7 +192,7 @@ class Publisher:
         if mirror is None or flow.target in self.failed:
             return
         if self.sink is None:
-            from ..sinks.postgres import sink_for
+            from ..sinks.postgres.sink import sink_for
             self.sink = sink_for(graph.spec)
         spec = graph.spec
         staging = spec.system_dir / "staging" / "publish" / flow.target

@@ -42,7 +42,7 @@ def apply_roles_command(
                                                "when it does not exist."),
         conf: Optional[list[str]] = ConfOpt):
     """Create the owner, writer and analyst roles of assay.yml's postgres.roles, with least-privilege grants."""
-    from .postgres import apply_roles
+    from .postgres.roles import apply_roles
     spec = _spec(project, target, conf=conf)
     if not spec.postgres:
         raise ConfigError(f"{spec.root / 'assay.yml'} has no 'postgres:' section")
@@ -69,8 +69,7 @@ def status_command(project: str = typer.Option(".", "--project", "-p"),
                    storage: Optional[str] = typer.Option(None, "--storage"), conf: Optional[list[str]] = ConfOpt):
     """Each published table: its Delta version and the version PostgreSQL holds."""
     from ..delta.table import open_table
-    from .declaration import mirrors
-    from .postgres import sink_for
+    from .postgres.sink import sink_for
     spec = _spec(project, target, storage, conf)
     found = mirrors(spec)
     if not found:
@@ -96,6 +95,19 @@ def _table_path(spec, dataset: str) -> Path:
     return spec.storage / entry.get("schema", spec.schema_for(None)) / dataset
 
 
+def mirrors(spec) -> dict:
+    """The published datasets of a pipeline (name → Mirror), from what its last run recorded
+    (catalog.json): these commands do not load the pipeline."""
+    from .. import catalog
+    from .declaration import mirror_of
+    found = {}
+    for name, entry in catalog.declared(spec).items():
+        mirror = mirror_of(name, entry.get("kind", ""), entry.get("table_properties") or {})
+        if mirror is not None:
+            found[name] = mirror
+    return found
+
+
 def verify_mirrors(spec, truth_dir) -> list:
     """The PostgreSQL tables of the published datasets compared with the truth, row for row (as
     `postgres:<schema>.<table>` results of a verify report)."""
@@ -103,8 +115,7 @@ def verify_mirrors(spec, truth_dir) -> list:
 
     import pyarrow.parquet as pq
 
-    from .declaration import mirrors
-    from .postgres import sink_for
+    from .postgres.sink import sink_for
     from ..verify import TableResult, compare
     manifest = json.loads((Path(truth_dir) / "manifest.json").read_text())
     found = {name: m for name, m in mirrors(spec).items() if name in manifest["tables"]}

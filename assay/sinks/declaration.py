@@ -3,7 +3,8 @@
 Python (`publish=dp.postgres(keys=[...])`) and SQL (`TBLPROPERTIES ('assay.publish' = 'postgres',
 'assay.publish.keys' = 'id')`) both end as table properties. They are checked with the graph,
 so `assay dry-run` names a wrong one (table, property, value, file:line) before any commit;
-the runtime and the commands that do not load the pipeline (catalog.json) read them again.
+the runtime reads them again, and so do the commands that do not load the pipeline (from
+catalog.json).
 """
 from __future__ import annotations
 
@@ -107,18 +108,6 @@ def mirror_of(dataset: str, kind: str, properties: dict, where: str = "") -> Mir
         return None
     return Mirror(dataset, str(properties.get(TABLE) or dataset), _keys(properties), kind,
                   str(properties.get(REPLACE) or "swap"))
-
-
-def mirrors(spec) -> dict[str, Mirror]:
-    """The published datasets of a pipeline, from what its last run recorded (catalog.json):
-    for commands that do not load the pipeline (verify, status)."""
-    from ..catalog import declared
-    found = {}
-    for name, entry in declared(spec).items():
-        mirror = mirror_of(name, entry.get("kind", ""), entry.get("table_properties") or {})
-        if mirror is not None:
-            found[name] = mirror
-    return found
 
 
 def _keys(properties: dict) -> tuple[str, ...]:
