@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .errors import GraphError
+
 STREAMING_TABLE = "streaming_table"
 MATERIALIZED_VIEW = "materialized_view"
 TEMPORARY_VIEW = "temporary_view"
@@ -144,9 +146,60 @@ class Registry:
 
 
 def check_name(name: str, where: SourceLocation | None = None) -> None:
-    from .errors import GraphError
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         at = f" (at {where})" if where else ""
         raise GraphError(
             f"'{name}' is not a valid dataset name{at}: use letters, digits and underscores, "
             "starting with a letter or underscore")
+
+
+def _column_names(value, what: str, location: SourceLocation) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = (value,) if isinstance(value, str) else tuple(value)
+    for n in names:
+        if not isinstance(n, str) or not n:
+            raise GraphError(f"AUTO CDC flow (at {location}): {what} must be column names, got {n!r}")
+    return names
+
+
+def auto_cdc_definition(location: SourceLocation, *, source, keys, sequence_by, scd_type, ignore_null_updates=False,
+              apply_as_deletes=None, apply_as_truncates=None, column_list=None, except_column_list=None,
+              track_history_column_list=None, track_history_except_column_list=None, snapshot=False,
+              snapshot_function=None) -> AutoCdc:
+    """Check an AUTO CDC declaration, from Python or SQL, and build its record (GraphError naming the line)."""
+    def fail(message: str):
+        raise GraphError(f"AUTO CDC flow (at {location}): {message}")
+    if str(scd_type) not in ("1", "2"):
+        fail(f"stored_as_scd_type must be 1 or 2, got {scd_type!r}")
+    scd = int(str(scd_type))
+    if not snapshot and not isinstance(source, str):
+        fail(f"source must be the name of a streaming dataset, got {type(source).__name__}")
+    keys = _column_names(keys, "keys", location)
+    if not keys:
+        fail("keys must name at least one column")
+    if not snapshot and (sequence_by is None or (isinstance(sequence_by, (list, tuple)) and not sequence_by)):
+        fail("sequence_by is required (a column, a SQL expression or a list of columns)")
+    if isinstance(sequence_by, (list, tuple)):
+        sequence_by = _column_names(sequence_by, "sequence_by", location)
+    if column_list is not None and except_column_list is not None:
+        fail("give column_list or except_column_list, not both")
+    if track_history_column_list is not None and track_history_except_column_list is not None:
+        fail("give track_history_column_list or track_history_except_column_list, not both")
+    if scd == 1 and (track_history_column_list is not None or track_history_except_column_list is not None):
+        fail("track_history_column_list / track_history_except_column_list need stored_as_scd_type=2")
+    if scd == 2 and apply_as_truncates is not None:
+        fail("apply_as_truncates is only supported with stored_as_scd_type=1")
+    for what, cond in (("apply_as_deletes", apply_as_deletes), ("apply_as_truncates", apply_as_truncates)):
+        if isinstance(cond, str) and not cond.strip():
+            fail(f"{what} is an empty condition")
+    return AutoCdc(source=source, keys=keys, sequence_by=sequence_by, scd_type=scd,
+                   ignore_null_updates=bool(ignore_null_updates), apply_as_deletes=apply_as_deletes,
+                   apply_as_truncates=apply_as_truncates,
+                   column_list=_column_names(column_list, "column_list", location),
+                   except_column_list=_column_names(except_column_list, "except_column_list", location),
+                   track_history_column_list=_column_names(track_history_column_list, "track_history_column_list",
+                                                           location),
+                   track_history_except_column_list=_column_names(track_history_except_column_list,
+                                                                  "track_history_except_column_list", location),
+                   snapshot=snapshot, snapshot_function=snapshot_function)

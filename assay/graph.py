@@ -15,6 +15,7 @@ from .errors import AssayError, GraphError
 from .fs import StoragePath, is_uri
 from .engine_errors import translate
 from .quality import check_sql
+from .registry import flow_query
 from .sinks.declaration import problems as publish_problems
 from .runtime.context import FlowContext, Pending, SourceSpec
 from .runtime import autocdc
@@ -132,14 +133,10 @@ class Graph:
     # --- running queries ----------------------------------------------------------------
 
     def run_query(self, flow: Flow, ctx: FlowContext):
-        from . import pipelines
-        token = pipelines._context.set(ctx)
-        try:
+        with flow_query(ctx):
             if flow.sql is not None:
                 return run_sql_flow(ctx, flow.sql)
             return flow.func()
-        finally:
-            pipelines._context.reset(token)
 
     # --- analysis -----------------------------------------------------------------------
 

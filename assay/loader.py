@@ -7,9 +7,9 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 
-from . import pipelines
 from .definitions import Registry
 from .errors import GraphError
+from .registry import registration
 from .spec import PipelineSpec
 from .sql import load_sql_file
 
@@ -30,22 +30,21 @@ def load_registry(spec: PipelineSpec) -> Registry:
         globs = ", ".join(lib.glob for lib in spec.libraries)
         raise GraphError(f"no pipeline code found in {spec.root} (libraries: {globs})")
     registry = Registry()
-    token = pipelines._registry.set(registry)
-    sys.path.insert(0, str(spec.root))
+    sys.path.insert(0, str(spec.root))        # pipeline files import their helper modules
     try:
-        for path, schema in files:
-            before = set(registry.datasets)
-            if path.suffix == ".sql":
-                load_sql_file(path, registry, schema)
-            else:
-                _exec_python(path, spec)
-            if schema:  # datasets of this library default to its schema
-                for name in set(registry.datasets) - before:
-                    ds = registry.datasets[name]
-                    if ds.schema_name is None:
-                        registry.replace_dataset(replace(ds, schema_name=schema))
+        with registration(registry):
+            for path, schema in files:
+                before = set(registry.datasets)
+                if path.suffix == ".sql":
+                    load_sql_file(path, registry, schema)
+                else:
+                    _exec_python(path, spec)
+                if schema:  # datasets of this library default to its schema
+                    for name in set(registry.datasets) - before:
+                        ds = registry.datasets[name]
+                        if ds.schema_name is None:
+                            registry.replace_dataset(replace(ds, schema_name=schema))
     finally:
-        pipelines._registry.reset(token)
         sys.path.remove(str(spec.root))
     if registry.errors:
         raise GraphError("; ".join(registry.errors))

@@ -7,21 +7,18 @@ empty DataFrames with the right schema).
 """
 from __future__ import annotations
 
-import contextvars
 import inspect
 import os
 from dataclasses import replace
 from typing import Any, Callable
 
 from .definitions import (DROP, FAIL, MATERIALIZED_VIEW, STREAMING_TABLE, TEMPORARY_VIEW, WARN, AutoCdc, Dataset,
-                          Dedupe, Expectation, Flow, Registry, SourceLocation)
+                          Dedupe, Expectation, Flow, Registry, SourceLocation, auto_cdc_definition)
 from .errors import GraphError
 from .pii import pseudonymize
 from .quality import rule_problem
+from .registry import current_flow_context, current_registry
 from .sinks.declaration import postgres_properties, with_publish
-
-_registry: contextvars.ContextVar[Registry | None] = contextvars.ContextVar("assay_registry", default=None)
-_context: contextvars.ContextVar[Any] = contextvars.ContextVar("assay_flow_context", default=None)
 
 _EXPECTATIONS_ATTR = "__assay_expectations__"
 _DEDUPE_ATTR = "__assay_dedupe__"
@@ -29,14 +26,6 @@ _DATASET_ATTR = "__assay_dataset__"
 
 
 # --- registration -------------------------------------------------------------------------
-
-def _current_registry() -> Registry:
-    reg = _registry.get()
-    if reg is None:
-        raise GraphError("pipeline definitions can only be made while Assay loads a pipeline "
-                         "(run them with `assay run`, not by importing the file)")
-    return reg
-
 
 def _caller_location(depth: int = 2) -> SourceLocation:
     frame = inspect.stack()[depth]
@@ -69,7 +58,7 @@ def _as_tuple(cols) -> tuple[str, ...]:
 
 def _dataset_decorator(kind: str, query_function=None, **options):
     def register(func: Callable) -> Callable:
-        reg = _current_registry()
+        reg = current_registry()
         schema_name, name = _split_name(options.pop("name", None) or func.__name__)
         location = _func_location(func)
         expectations = tuple(getattr(func, _EXPECTATIONS_ATTR, ()))
@@ -140,7 +129,7 @@ def create_streaming_table(name: str, *, comment: str | None = None, schema=None
                            dedupe: Dedupe | None = None, publish: dict | None = None) -> None:
     """A streaming table whose rows come from one or more `@append_flow`s (or an AUTO CDC flow);
     `publish=dp.postgres(keys=[...])` mirrors it into PostgreSQL after each commit."""
-    reg = _current_registry()
+    reg = current_registry()
     schema_name, table_name = _split_name(name)
     expectations = (_expectations(expect_all, WARN) + _expectations(expect_all_or_drop, DROP)
                     + _expectations(expect_all_or_fail, FAIL))
@@ -156,7 +145,7 @@ def create_streaming_table(name: str, *, comment: str | None = None, schema=None
 def append_flow(query_function=None, *, target: str, name: str | None = None, comment: str | None = None):
     """A flow appending its query's new rows to the streaming table `target`."""
     def register(func: Callable) -> Callable:
-        reg = _current_registry()
+        reg = current_registry()
         reg.add_flow(Flow(name=name or func.__name__, target=_split_name(target)[1], func=func,
                           location=_func_location(func)))
         return func
@@ -180,13 +169,14 @@ def create_auto_cdc_flow(target: str, source: str, keys, sequence_by, *, ignore_
     struct, left to right) or a Column.
     """
     location = _caller_location()
-    cdc = _auto_cdc(location, source=_split_name(source)[1] if isinstance(source, str) else source, keys=keys,
-                    sequence_by=sequence_by, scd_type=stored_as_scd_type, ignore_null_updates=ignore_null_updates,
-                    apply_as_deletes=apply_as_deletes, apply_as_truncates=apply_as_truncates,
-                    column_list=column_list, except_column_list=except_column_list,
-                    track_history_column_list=track_history_column_list,
-                    track_history_except_column_list=track_history_except_column_list)
-    register_auto_cdc_flow(_current_registry(), target, cdc, name, location, once)
+    cdc = auto_cdc_definition(location, source=_split_name(source)[1] if isinstance(source, str) else source,
+                              keys=keys, sequence_by=sequence_by, scd_type=stored_as_scd_type,
+                              ignore_null_updates=ignore_null_updates, apply_as_deletes=apply_as_deletes,
+                              apply_as_truncates=apply_as_truncates, column_list=column_list,
+                              except_column_list=except_column_list,
+                              track_history_column_list=track_history_column_list,
+                              track_history_except_column_list=track_history_except_column_list)
+    register_auto_cdc_flow(current_registry(), target, cdc, name, location, once)
 
 
 def create_auto_cdc_from_snapshot_flow(target: str, source, keys, *, stored_as_scd_type=1,
@@ -208,62 +198,11 @@ def create_auto_cdc_from_snapshot_flow(target: str, source, keys, *, stored_as_s
     else:
         raise GraphError(f"create_auto_cdc_from_snapshot_flow (at {location}): source must be a dataset name or a "
                          f"function returning (DataFrame, version), got {type(source).__name__}")
-    cdc = _auto_cdc(location, source=snap_source, keys=keys, sequence_by=None, scd_type=stored_as_scd_type,
-                    track_history_column_list=track_history_column_list,
-                    track_history_except_column_list=track_history_except_column_list, snapshot=True,
-                    snapshot_function=function)
-    register_auto_cdc_flow(_current_registry(), target, cdc, name, location, once)
-
-
-def _column_names(value, what: str, location: SourceLocation) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    names = (value,) if isinstance(value, str) else tuple(value)
-    for n in names:
-        if not isinstance(n, str) or not n:
-            raise GraphError(f"AUTO CDC flow (at {location}): {what} must be column names, got {n!r}")
-    return names
-
-
-def _auto_cdc(location: SourceLocation, *, source, keys, sequence_by, scd_type, ignore_null_updates=False,
-              apply_as_deletes=None, apply_as_truncates=None, column_list=None, except_column_list=None,
-              track_history_column_list=None, track_history_except_column_list=None, snapshot=False,
-              snapshot_function=None) -> AutoCdc:
-    def fail(message: str):
-        raise GraphError(f"AUTO CDC flow (at {location}): {message}")
-    if str(scd_type) not in ("1", "2"):
-        fail(f"stored_as_scd_type must be 1 or 2, got {scd_type!r}")
-    scd = int(str(scd_type))
-    if not snapshot and not isinstance(source, str):
-        fail(f"source must be the name of a streaming dataset, got {type(source).__name__}")
-    keys = _column_names(keys, "keys", location)
-    if not keys:
-        fail("keys must name at least one column")
-    if not snapshot and (sequence_by is None or (isinstance(sequence_by, (list, tuple)) and not sequence_by)):
-        fail("sequence_by is required (a column, a SQL expression or a list of columns)")
-    if isinstance(sequence_by, (list, tuple)):
-        sequence_by = _column_names(sequence_by, "sequence_by", location)
-    if column_list is not None and except_column_list is not None:
-        fail("give column_list or except_column_list, not both")
-    if track_history_column_list is not None and track_history_except_column_list is not None:
-        fail("give track_history_column_list or track_history_except_column_list, not both")
-    if scd == 1 and (track_history_column_list is not None or track_history_except_column_list is not None):
-        fail("track_history_column_list / track_history_except_column_list need stored_as_scd_type=2")
-    if scd == 2 and apply_as_truncates is not None:
-        fail("apply_as_truncates is only supported with stored_as_scd_type=1")
-    for what, cond in (("apply_as_deletes", apply_as_deletes), ("apply_as_truncates", apply_as_truncates)):
-        if isinstance(cond, str) and not cond.strip():
-            fail(f"{what} is an empty condition")
-    return AutoCdc(source=source, keys=keys, sequence_by=sequence_by, scd_type=scd,
-                   ignore_null_updates=bool(ignore_null_updates), apply_as_deletes=apply_as_deletes,
-                   apply_as_truncates=apply_as_truncates,
-                   column_list=_column_names(column_list, "column_list", location),
-                   except_column_list=_column_names(except_column_list, "except_column_list", location),
-                   track_history_column_list=_column_names(track_history_column_list, "track_history_column_list",
-                                                           location),
-                   track_history_except_column_list=_column_names(track_history_except_column_list,
-                                                                  "track_history_except_column_list", location),
-                   snapshot=snapshot, snapshot_function=snapshot_function)
+    cdc = auto_cdc_definition(location, source=snap_source, keys=keys, sequence_by=None,
+                              scd_type=stored_as_scd_type, track_history_column_list=track_history_column_list,
+                              track_history_except_column_list=track_history_except_column_list, snapshot=True,
+                              snapshot_function=function)
+    register_auto_cdc_flow(current_registry(), target, cdc, name, location, once)
 
 
 def register_auto_cdc_flow(reg: Registry, target: str, cdc: AutoCdc, name: str | None, location: SourceLocation,
@@ -299,7 +238,7 @@ def _expectations(rules: dict | None, action: str) -> list[Expectation]:
 def _attach(func: Callable, attr: str, value, merge: bool) -> Callable:
     registered = getattr(func, _DATASET_ATTR, None)
     if registered is not None:  # decorator written above @dp.table: update the registered dataset
-        reg = _current_registry()
+        reg = current_registry()
         ds = reg.datasets[registered]
         if attr == _EXPECTATIONS_ATTR:
             reg.replace_dataset(replace(ds, expectations=tuple(value) + ds.expectations))
@@ -318,7 +257,7 @@ def _expect_decorator(rules: list[Expectation]):
     problems = [p for p in map(rule_problem, rules) if p]
     if problems:
         where = _caller_location(3)                      # the user's @dp.expect… line
-        _current_registry().errors.extend(f"{where}: {p}" for p in problems)
+        current_registry().errors.extend(f"{where}: {p}" for p in problems)
     return lambda func: _attach(func, _EXPECTATIONS_ATTR, rules, merge=True)
 
 
@@ -367,22 +306,14 @@ def dedupe(keys, *, event_time: str | None = None, watermark: str | None = None,
 
 # --- reading inside query functions -------------------------------------------------------
 
-def _flow_context():
-    ctx = _context.get()
-    if ctx is None:
-        raise GraphError("dp.read*, dp.spark and dp.config are only available inside a query function "
-                         "while Assay runs the pipeline")
-    return ctx
-
-
 def read(name: str):
     """The whole current content of a dataset of this pipeline (a batch DataFrame)."""
-    return _flow_context().read(_split_name(name)[1])
+    return current_flow_context().read(_split_name(name)[1])
 
 
 def read_stream(name: str):
     """The rows appended to streaming table `name` since this flow last read it."""
-    return _flow_context().read_stream(_split_name(name)[1])
+    return current_flow_context().read_stream(_split_name(name)[1])
 
 
 def read_files(path: str, format: str = "json", *, schema=None, **options):
@@ -393,7 +324,7 @@ def read_files(path: str, format: str = "json", *, schema=None, **options):
     rescued_data_column, min_file_age, glob; `batch=True` reads every file of the folder on
     each run instead (for reference data read by materialized views).
     """
-    return _flow_context().read_files(path, format, schema, options)
+    return current_flow_context().read_files(path, format, schema, options)
 
 
 def read_kafka(topics, *, bootstrap_servers: str | None = None, starting_offsets="earliest",
@@ -406,23 +337,23 @@ def read_kafka(topics, *, bootstrap_servers: str | None = None, starting_offsets
     value, `_rescued_data` (unknown fields, values that do not fit, a value that is not a JSON
     object, not UTF-8, or a tombstone), then key, topic, partition, offset, timestamp.
     """
-    return _flow_context().read_kafka(topics, bootstrap_servers, starting_offsets, dict(options or {}),
+    return current_flow_context().read_kafka(topics, bootstrap_servers, starting_offsets, dict(options or {}),
                                       max_records_per_batch, format, schema)
 
 
 def record_metric(name: str, value) -> None:
     """Record a data-quality metric of this flow in the event log (a number, or a DataFrame to count)."""
-    _flow_context().record_metric(name, value)
+    current_flow_context().record_metric(name, value)
 
 
 def spark():
     """The engine's SparkSession, for createDataFrame, SQL or functions needing a session."""
-    return _flow_context().spark
+    return current_flow_context().spark
 
 
 def config(key: str, default: Any = None) -> Any:
     """A value from the `configuration` section of assay.yml (after the target's overrides)."""
-    return _flow_context().config(key, default)
+    return current_flow_context().config(key, default)
 
 
 __all__ = ["table", "materialized_view", "temporary_view", "create_streaming_table", "append_flow",

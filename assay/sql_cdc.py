@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from sqlglot.tokens import Token, TokenType
 
-from .definitions import Registry, SourceLocation
+from .definitions import Registry, SourceLocation, auto_cdc_definition
+from .pipelines import register_auto_cdc_flow
 from .sql import SqlSyntaxError
 
 _NAMES = (TokenType.VAR, TokenType.IDENTIFIER)
@@ -81,7 +82,6 @@ def _column_list(tokens: list[Token], line: int) -> tuple[str | None, list[str]]
 
 
 def load_auto_cdc_flow(statement: str, tokens: list[Token], where: SourceLocation, registry: Registry) -> None:
-    from .pipelines import _auto_cdc, register_auto_cdc_flow
     i = 2
     name, i = _name(tokens, i, "flow's name")
     i = _expect(tokens, i, "AS", "AUTO", "CDC")
@@ -149,11 +149,11 @@ def load_auto_cdc_flow(statement: str, tokens: list[Token], where: SourceLocatio
     if "TRACK" in clauses:
         mode, names = columns("TRACK")
         track, track_except = (None, names) if mode else (names, None)
-    cdc = _auto_cdc(where, source=source.rpartition(".")[2], keys=keys, sequence_by=sequence, scd_type=scd,
-                    ignore_null_updates="IGNORE" in clauses,
-                    apply_as_deletes=clauses["DELETE"][1] if "DELETE" in clauses else None,
-                    apply_as_truncates=clauses["TRUNCATE"][1] if "TRUNCATE" in clauses else None,
-                    column_list=column_list, except_column_list=except_list, track_history_column_list=track,
-                    track_history_except_column_list=track_except)
+    cdc = auto_cdc_definition(where, source=source.rpartition(".")[2], keys=keys, sequence_by=sequence,
+                              scd_type=scd, ignore_null_updates="IGNORE" in clauses,
+                              apply_as_deletes=clauses["DELETE"][1] if "DELETE" in clauses else None,
+                              apply_as_truncates=clauses["TRUNCATE"][1] if "TRUNCATE" in clauses else None,
+                              column_list=column_list, except_column_list=except_list,
+                              track_history_column_list=track, track_history_except_column_list=track_except)
     register_auto_cdc_flow(registry, target, cdc, name, where, once)
 

@@ -4,15 +4,14 @@ import pytest
 from assay import pipelines as dp
 from assay.definitions import Registry
 from assay.errors import GraphError
+from assay.registry import registration
 from assay.sql import load_sql_file, split_statements
 
 
 @pytest.fixture
 def registry():
-    reg = Registry()
-    token = dp._registry.set(reg)
-    yield reg
-    dp._registry.reset(token)
+    with registration(Registry()) as reg:
+        yield reg
 
 
 def test_decorators_register_datasets_and_flows(registry):

@@ -497,7 +497,7 @@ def run_snapshots(runner, graph, name: str) -> bool:
     True when a stop request cut it short."""
     import time
 
-    from .. import pipelines
+    from ..registry import flow_query
     from .checkpoint import Checkpoint
     from .context import FlowContext
     flow = graph.registry.flows[name]
@@ -508,11 +508,8 @@ def run_snapshots(runner, graph, name: str) -> bool:
 
     def next_snapshot(last):
         ctx = FlowContext(graph=graph, flow=flow, spark=graph.spark, analysing=False)
-        token = pipelines._context.set(ctx)
-        try:
+        with flow_query(ctx):
             found = cdc.snapshot_function(last)
-        finally:
-            pipelines._context.reset(token)
         if found is None:
             return None, None, ctx
         if not (isinstance(found, tuple) and len(found) == 2 and hasattr(found[0], "schema")):
