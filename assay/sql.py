@@ -36,20 +36,14 @@ from .definitions import (DROP, FAIL, MATERIALIZED_VIEW, STREAMING_TABLE, TEMPOR
 from .errors import GraphError
 from .pii import expand_sql
 from .quality import rule_problem
+from .sql_cdc import is_auto_cdc_flow, load_auto_cdc_flow
+from .sql_errors import SqlSyntaxError
 
 DIALECT = "spark"
 STREAM_VIEW_PREFIX = "__assay_stream_"
 _NAME_TOKENS = (TokenType.VAR, TokenType.IDENTIFIER)
 _UNSUPPORTED = ("unsupported statement (expected CREATE STREAMING TABLE, CREATE MATERIALIZED VIEW or CREATE "
                 "TEMPORARY VIEW)")
-
-
-class SqlSyntaxError(ValueError):
-    """SQL that cannot be read; `line` is 1-based within the text that was read."""
-
-    def __init__(self, message: str, line: int = 1):
-        super().__init__(message)
-        self.line = line
 
 
 def _tokenize(text: str) -> list[Token]:
@@ -237,7 +231,6 @@ def _load_statement(statement: str, where: SourceLocation, registry: Registry, d
         return
     if tokens[0].token_type != TokenType.CREATE:
         raise GraphError(f"{where}: {_UNSUPPORTED}: {statement[:80]}...")
-    from .sql_cdc import is_auto_cdc_flow, load_auto_cdc_flow
     if is_auto_cdc_flow(tokens):
         load_auto_cdc_flow(statement, tokens, where, registry)
         return

@@ -20,7 +20,7 @@ from sqlglot.tokens import Token, TokenType
 
 from .definitions import Registry, SourceLocation, auto_cdc_definition
 from .pipelines import register_auto_cdc_flow
-from .sql import SqlSyntaxError
+from .sql_errors import SqlSyntaxError
 
 _NAMES = (TokenType.VAR, TokenType.IDENTIFIER)
 # clause → the words that open it (checked at parenthesis depth 0)
