@@ -146,7 +146,7 @@ def dry_run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storag
             engine: Optional[str] = EngineOpt, remote: Optional[str] = RemoteOpt):
     """Validate the whole graph without writing anything."""
     from .engines import create_engine
-    from .runtime.runner import build_graph
+    from .graph import build_graph
     spec = _spec(project, target, storage, landing, conf, engine, remote)
     with create_engine(spec.engine, spec.engine_conf) as session:
         graph = build_graph(spec, session)
@@ -160,7 +160,7 @@ def graph(project: str = ProjectOpt, target: Optional[str] = TargetOpt, conf: Op
           engine: Optional[str] = EngineOpt, remote: Optional[str] = RemoteOpt):
     """Print the dataflow graph: datasets, what each reads, and how (stream or batch)."""
     from .engines import create_engine
-    from .runtime.runner import build_graph
+    from .graph import build_graph
     spec = _spec(project, target, None, None, conf, engine, remote)
     with create_engine(spec.engine, spec.engine_conf) as session:
         g = build_graph(spec, session)

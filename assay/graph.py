@@ -17,9 +17,10 @@ from .engine_errors import translate
 from .quality import check_sql
 from .registry import flow_query
 from .sinks.declaration import problems as publish_problems
-from .runtime.context import FlowContext, Pending, SourceSpec
-from .runtime import autocdc
-from .runtime import dedupe as dedupe_rules
+from .loader import load_registry
+from .plan import autocdc
+from .plan import dedupe as dedupe_rules
+from .plan.context import FlowContext, Pending, SourceSpec
 from .spec import PipelineSpec
 from .sources.files.schema import resolve_schema
 from .sql import run_sql_flow
@@ -297,6 +298,11 @@ class Graph:
 
     def downstream_of(self, names: set[str]) -> set[str]:
         return {n for n in self.order if set(self.analyses[n].inputs) & names}
+
+
+def build_graph(spec: PipelineSpec, engine) -> Graph:
+    engine.spark  # pipeline modules may define UDFs at import time, which needs an active session
+    return Graph(spec, load_registry(spec), engine).analyse()
 
 
 def _auto_cdc_problems(ds: Dataset, flows: list[Flow]) -> list[str]:

@@ -1,12 +1,12 @@
 """A watermark dedupe over rows that carry no `_source_modified` (a select that drops the lineage
 columns, `include_metadata=False`, Kafka): the whole batch is one arrival unit, under the watermark
-of the batches before it (assay/runtime/dedupe.py). It used to fail in `routing._watermark`."""
+of the batches before it (assay/plan/dedupe.py). It used to fail in `routing._watermark`."""
 import json
 from datetime import datetime, timezone
 
 import pytest
 
-from assay.runtime.runner import build_graph
+from assay.graph import build_graph
 from assay.spec import load_spec
 from tests.conftest import table
 

@@ -2,7 +2,7 @@
 import pytest
 
 from assay.errors import GraphError
-from assay.runtime.runner import build_graph
+from assay.graph import build_graph
 from assay.spec import load_spec
 
 BRONZE = """

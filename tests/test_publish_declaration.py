@@ -6,7 +6,7 @@ import os
 import pytest
 
 from assay.errors import GraphError
-from assay.runtime.runner import build_graph
+from assay.graph import build_graph
 from assay.spec import load_spec
 from tests.conftest import ROOT, cli
 

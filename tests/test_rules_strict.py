@@ -8,9 +8,9 @@ import pytest
 
 from assay.definitions import Expectation
 from assay.errors import GraphError
+from assay.graph import build_graph
 from assay.loader import load_registry
 from assay.quality import rule_problem
-from assay.runtime.runner import build_graph
 from assay.spec import load_spec
 from tests.conftest import ROOT, cli, table
 

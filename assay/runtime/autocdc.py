@@ -1,18 +1,5 @@
-"""AUTO CDC flows: change rows applied to a target by key, in sequence order, whatever order they arrive in.
-
-Semantics (Databricks' AUTO CDC, made exact under out-of-order arrival):
-- Every change of a key has a sequence value (`sequence_by`, a struct compares field by field);
-  the target is what applying a key's changes in sequence order would have built, so a batch
-  run per drop of input gives exactly the table of one batch over all of them.
-- SCD type 1: the latest upsert of each key, unless a delete (or a truncate) has a greater
-  sequence value; with `ignore_null_updates` a NULL leaves the column as the earlier upserts
-  (since the last delete) set it.
-- SCD type 2: a version per change of the tracked columns, `__START_AT` its first change's
-  sequence value and `__END_AT` the sequence value of the change that ended it (NULL while it is
-  current); a change of untracked columns only updates its version in place; a delete closes the
-  current version; a repeated change is a no-op.
-- Two different changes of one key with the same sequence value, a NULL sequence value or a
-  NULL key stop the flow with a message naming the key: no change is ever picked silently.
+"""AUTO CDC batches: the change rows of a batch applied to the target by key (the semantics they
+implement, and the target's schema, are planned in assay/plan/autocdc.py).
 
 Why a change log beside the target. In-order history depends on changes that left no row of
 their own: an untracked-only change, or a change equal to the current version, is absorbed into
@@ -40,214 +27,31 @@ offending keys reach this process.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from .. import fs
 from ..atomic import read_json, write_json_atomic
-from ..definitions import AutoCdc, Flow
+from ..definitions import Flow
 from ..delta import stats
 from ..delta.commit import TableCommit, no_fence, remove_action
 from ..delta.table import add_actions, current_version, open_table
-from ..errors import FlowError, GraphError
+from ..errors import FlowError
+from ..plan.autocdc import (DELETE, END_AT, OP, PART, SEQ, START_AT, TRUNCATE, UPSERT, Columns, changes, col,
+                            flow_label, resolve, row_of, target_rows)
 from . import keyed
 from .execute import BatchResult, BatchRun
 
-SEQ, OP = "__assay_seq", "__assay_op"
-UPSERT, DELETE, TRUNCATE = "U", "D", "T"
-START_AT, END_AT = "__START_AT", "__END_AT"
-PART = "assay_part"                   # folder of the target write: kept rows / recomputed rows
-KEPT, NEW = "kept", "new"
+KEPT, NEW = "kept", "new"             # the PART folders: rows kept from rewritten files, recomputed rows
 CHANGES = "changes"                   # the change log, in the flow's checkpoint folder
-RESERVED = (SEQ, OP, START_AT, END_AT, PART)
-MAX_SHOWN = 3
+MAX_SHOWN = 3                         # offending keys named in an error
 
 
 def _arrow_schema(df: DataFrame):
     from pyspark.sql.pandas.types import to_arrow_schema
     return to_arrow_schema(df.schema, timezone="UTC")
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def _c(name: str) -> Column:
-    return F.col(_q(name))
-
-
-@dataclass(frozen=True)
-class Columns:
-    """An AUTO CDC flow's columns, resolved against its source's."""
-    keys: tuple[str, ...]
-    data: tuple[str, ...]          # the target's other columns (history columns aside)
-    columns: tuple[str, ...]       # the target's columns before __START_AT / __END_AT, in order
-    tracked: tuple[str, ...]       # type 2: the columns whose change opens a version
-
-
-def resolve(cdc: AutoCdc, source_columns: list[str], where: str) -> Columns:
-    """Check every column the flow names against its source's columns; GraphError naming the flow."""
-    problems = []
-
-    def unknown(what: str, names) -> list[str]:
-        missing = [n for n in (names or ()) if n not in source_columns]
-        if missing:
-            problems.append(f"{what} {', '.join(repr(n) for n in missing)} not in the source's columns")
-        return [n for n in (names or ()) if n in source_columns]
-
-    unknown("key(s)", cdc.keys)
-    if cdc.column_list is not None:
-        columns = unknown("column_list", cdc.column_list)
-    else:
-        unknown("except_column_list", cdc.except_column_list)
-        columns = [c for c in source_columns if c not in (cdc.except_column_list or ())]
-    lost = [k for k in cdc.keys if k in source_columns and k not in columns]
-    if lost:
-        problems.append(f"key(s) {', '.join(repr(k) for k in lost)} left out by column_list / except_column_list")
-    clash = [c for c in columns if c in RESERVED]
-    if clash:
-        problems.append(f"column(s) {', '.join(clash)} are reserved for AUTO CDC's own use")
-    data = [c for c in columns if c not in cdc.keys]
-    if cdc.track_history_column_list is not None:
-        tracked = [c for c in cdc.track_history_column_list if c in data]
-        bad = [c for c in cdc.track_history_column_list if c not in data]
-        if bad:
-            problems.append(f"track_history_column_list {', '.join(repr(c) for c in bad)} not among the target's "
-                            "non-key columns")
-    else:
-        bad = [c for c in (cdc.track_history_except_column_list or ()) if c not in columns]
-        if bad:
-            problems.append(f"track_history_except_column_list {', '.join(repr(c) for c in bad)} not among the "
-                            "target's columns")
-        tracked = [c for c in data if c not in (cdc.track_history_except_column_list or ())]
-    if problems:
-        raise GraphError(f"{where}: " + "; ".join(problems) + f" (source columns: {', '.join(source_columns)})")
-    return Columns(tuple(cdc.keys), tuple(data), tuple(columns), tuple(tracked))
-
-
-def sequence_column(cdc: AutoCdc, columns: list[str]) -> Column:
-    s = cdc.sequence_by
-    if isinstance(s, tuple):
-        return F.struct(*[_c(c) for c in s])
-    if isinstance(s, str):
-        return _c(s) if s in columns else F.expr(s)
-    return s
-
-
-def _condition(value) -> Column:
-    expr = F.expr(value) if isinstance(value, str) else value
-    return F.coalesce(expr.cast("boolean"), F.lit(False))
-
-
-def changes(df: DataFrame, cdc: AutoCdc, cols: Columns) -> DataFrame:
-    """The source rows as change rows: keys, target columns, SEQ, OP. A delete keeps only its keys,
-    a truncate nothing but its sequence value (so that repeated ones are equal)."""
-    op = F.lit(UPSERT)
-    if cdc.apply_as_truncates is not None:
-        op = F.when(_condition(cdc.apply_as_truncates), F.lit(TRUNCATE)).otherwise(op)
-    if cdc.apply_as_deletes is not None:
-        op = F.when(_condition(cdc.apply_as_deletes), F.lit(DELETE)).otherwise(op)
-    raw = df.select(*[_c(c) for c in (*cols.keys, *cols.data)],
-                    sequence_column(cdc, list(df.columns)).alias(SEQ), op.alias(OP))
-    return raw.select(*[F.when(F.col(OP) != TRUNCATE, _c(k)).alias(k) for k in cols.keys],
-                      *[F.when(F.col(OP) == UPSERT, _c(c)).alias(c) for c in cols.data], SEQ, OP)
-
-
-def _order(data_type, column: Column) -> list[Column]:
-    """A value's leaves in comparison order: windows cannot order by a struct on the embedded
-    engine (DataFusion: 'Cannot run range queries on datatype: Struct'), its fields in order can."""
-    if isinstance(data_type, T.StructType):
-        return [leaf for f in data_type.fields for leaf in _order(f.dataType, column.getField(f.name))]
-    return [column]
-
-
-def _row(names) -> Column:
-    return F.struct(*[_c(c) for c in names]) if names else F.lit(True)
-
-
-def scd1_rows(events: DataFrame, cdc: AutoCdc, cols: Columns) -> DataFrame:
-    """One row per key still present: its latest upsert after its latest delete and truncate."""
-    keys = list(cols.keys)
-    upserts = events.filter(F.col(OP) == UPSERT)
-    deleted = events.filter(F.col(OP) == DELETE).groupBy(*keys).agg(F.max(SEQ).alias("_deleted_at"))
-    live = upserts.join(deleted, keys, "left").filter(F.col("_deleted_at").isNull()
-                                                      | (F.col(SEQ) > F.col("_deleted_at")))
-    if cdc.apply_as_truncates is not None:
-        truncated = events.filter(F.col(OP) == TRUNCATE).agg(F.max(SEQ).alias("_truncated_at"))
-        live = live.crossJoin(truncated).filter(F.col("_truncated_at").isNull()
-                                                | (F.col(SEQ) > F.col("_truncated_at")))
-    if not cols.data:
-        return live.select(*[_c(k) for k in keys]).distinct()
-    if cdc.ignore_null_updates:
-        values = [F.max_by(_c(c), F.when(_c(c).isNotNull(), F.col(SEQ))).alias(c) for c in cols.data]
-        rows = live.groupBy(*keys).agg(*values)
-    else:
-        rows = live.groupBy(*keys).agg(F.max_by(_row(cols.data), SEQ).alias("_row")) \
-            .select(*[_c(k) for k in keys], *[F.col("_row").getField(c).alias(c) for c in cols.data])
-    return rows.select(*[_c(c) for c in cols.columns])
-
-
-def scd2_rows(events: DataFrame, cdc: AutoCdc, cols: Columns, seq_type) -> DataFrame:
-    """Every version of every key, as processing its changes in sequence order builds them."""
-    keys = [_c(k) for k in cols.keys]
-    order = _order(seq_type, F.col(SEQ))
-    by_key = Window.partitionBy(*keys).orderBy(*order)
-    so_far = by_key.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    e = events.filter(F.col(OP) != TRUNCATE)
-    # a delete opens a new segment: the key's life until it is deleted again
-    e = e.withColumn("_segment", F.sum((F.col(OP) == DELETE).cast("int")).over(so_far))
-    if cdc.ignore_null_updates:   # a NULL keeps the value the segment's earlier upserts gave
-        in_segment = Window.partitionBy(*keys, F.col("_segment")).orderBy(*order) \
-            .rowsBetween(Window.unboundedPreceding, Window.currentRow)
-        e = e.select(*keys, SEQ, OP, "_segment",
-                     *[F.last(_c(c), ignorenulls=True).over(in_segment).alias(c) for c in cols.data])
-    tracked = _row(cols.tracked)
-    e = e.select("*", F.lag(OP).over(by_key).alias("_previous_op"),
-                 F.lag(tracked).over(by_key).alias("_previous_tracked"),
-                 F.lead(SEQ).over(by_key).alias("_next_seq"))
-    opens = (F.col(OP) == UPSERT) & (F.col("_previous_op").isNull() | (F.col("_previous_op") == DELETE)
-                                     | ~tracked.eqNullSafe(F.col("_previous_tracked")))
-    e = e.withColumn("_version", F.sum(opens.cast("int")).over(so_far))
-    # a version ends at the change after its last one: the next version's first, or a delete
-    versions = e.filter(F.col(OP) == UPSERT).groupBy(*keys, F.col("_version")).agg(
-        F.min(SEQ).alias(START_AT), F.max_by(F.col("_next_seq"), F.col(SEQ)).alias(END_AT),
-        F.max_by(_row(cols.data), F.col(SEQ)).alias("_row"))
-    return versions.select(*[_c(k) for k in cols.keys],
-                           *[F.col("_row").getField(c).alias(c) for c in cols.data], START_AT, END_AT) \
-        .select(*[_c(c) for c in (*cols.columns, START_AT, END_AT)])
-
-
-def target_rows(events: DataFrame, cdc: AutoCdc, cols: Columns) -> DataFrame:
-    if cdc.scd_type == 2:
-        return scd2_rows(events, cdc, cols, events.schema[SEQ].dataType)
-    return scd1_rows(events, cdc, cols)
-
-
-def target_schema(df: DataFrame, cdc: AutoCdc, where: str) -> T.StructType:
-    """The target's schema, from the flow's source schema (what graph analysis records); checks
-    every column the flow names and its expressions (engine analysis errors name the flow)."""
-    cols = resolve(cdc, list(df.columns), where)
-    if cdc.snapshot:
-        out = df.select(*[_c(c) for c in cols.columns])
-        if cdc.scd_type == 2:
-            out = out.select("*", F.lit(0).cast("bigint").alias(START_AT), F.lit(0).cast("bigint").alias(END_AT))
-        return out.schema
-    try:
-        return target_rows(changes(df, cdc, cols), cdc, cols).schema
-    except GraphError:
-        raise
-    except Exception as exc:
-        from ..engine_errors import explain
-        raise GraphError(f"{where}: sequence_by / apply_as_deletes / apply_as_truncates cannot be evaluated "
-                         f"over the source's columns ({', '.join(df.columns)}): {explain(str(exc))}") from None
-
-
-def flow_label(flow: Flow) -> str:
-    return f"AUTO CDC flow '{flow.name}' into '{flow.target}' (at {flow.location})"
 
 
 # --- one batch ---------------------------------------------------------------------------------
@@ -305,11 +109,11 @@ class AutoCdcRun(BatchRun):
                             F.sum((F.col(OP) == UPSERT).cast("int")).alias("upserts"),
                             F.sum((F.col(OP) == DELETE).cast("int")).alias("deletes"),
                             F.sum((F.col(OP) == TRUNCATE).cast("int")).alias("truncates"),
-                            F.min(_c(keys[0])).alias("low"), F.max(_c(keys[0])).alias("high")).collect()[0]
+                            F.min(col(keys[0])).alias("low"), F.max(col(keys[0])).alias("high")).collect()[0]
         everything = bool(summary["truncates"])        # a truncate touches every key
         key_bounds = None if everything or len(keys) != 1 or summary["low"] is None \
             else (summary["low"], summary["high"])
-        touched = batch.filter(F.col(OP) != TRUNCATE).select(*[_c(k) for k in keys]).distinct()
+        touched = batch.filter(F.col(OP) != TRUNCATE).select(*[col(k) for k in keys]).distinct()
 
         log = open_table(self.changes_path(), version=versions["changes"]) if versions["changes"] >= 0 else None
         earlier = self._earlier_changes(log, keys, touched, key_bounds, everything)
@@ -362,11 +166,11 @@ class AutoCdcRun(BatchRun):
         kinds = events.filter(F.col(OP) != TRUNCATE)
         null_key = F.lit(False)
         for k in keys:
-            null_key = null_key | _c(k).isNull()
-        conflicts = kinds.groupBy(*[_c(k) for k in keys], F.col(SEQ)).agg(F.count(F.lit(1)).alias("_n")) \
-            .filter(F.col("_n") > 1).select(F.lit("conflict").alias("_why"), *[_c(k) for k in keys], SEQ)
+            null_key = null_key | col(k).isNull()
+        conflicts = kinds.groupBy(*[col(k) for k in keys], F.col(SEQ)).agg(F.count(F.lit(1)).alias("_n")) \
+            .filter(F.col("_n") > 1).select(F.lit("conflict").alias("_why"), *[col(k) for k in keys], SEQ)
         nulls = events.filter((F.col(SEQ).isNull()) | ((F.col(OP) != TRUNCATE) & null_key)) \
-            .select(F.lit("null").alias("_why"), *[_c(k) for k in keys], SEQ)
+            .select(F.lit("null").alias("_why"), *[col(k) for k in keys], SEQ)
         found = conflicts.unionByName(nulls).limit(MAX_SHOWN).collect()
         if not found:
             return
@@ -385,14 +189,14 @@ class AutoCdcRun(BatchRun):
         newest change already applied to their key (out of order), those already applied (repeated)."""
         metrics = {"rows_upserted": summary["upserts"] or 0, "rows_deleted": summary["deletes"] or 0,
                    "truncates": summary["truncates"] or 0, "out_of_order": 0, "repeated": 0}
-        per_change = batch.groupBy(*[_c(k) for k in keys], F.col(SEQ), F.col(OP)).agg(F.count(F.lit(1)).alias("_n"))
+        per_change = batch.groupBy(*[col(k) for k in keys], F.col(SEQ), F.col(OP)).agg(F.count(F.lit(1)).alias("_n"))
         if earlier is None:
             row = per_change.agg(F.sum(F.col("_n") - 1).alias("repeated")).collect()[0]
             metrics["repeated"] = row["repeated"] or 0
             return metrics
         prior = earlier.filter(F.col(OP) != TRUNCATE)
-        newest = prior.groupBy(*[_c(k) for k in keys]).agg(F.max(SEQ).alias("_newest"))
-        known = prior.select(*[_c(k) for k in keys], SEQ).distinct().withColumn("_known", F.lit(1))
+        newest = prior.groupBy(*[col(k) for k in keys]).agg(F.max(SEQ).alias("_newest"))
+        known = prior.select(*[col(k) for k in keys], SEQ).distinct().withColumn("_known", F.lit(1))
         row = (per_change.join(newest, keys, "left").join(known, [*keys, SEQ], "left")
                .agg(F.sum(F.when(F.col(SEQ) < F.col("_newest"), F.col("_n")).otherwise(0)).alias("late"),
                     F.sum(F.col("_n") - 1 + F.coalesce(F.col("_known"), F.lit(0))).alias("repeated"))
@@ -417,7 +221,7 @@ class AutoCdcRun(BatchRun):
         out = rows.withColumn(PART, F.lit(NEW))
         if affected and not everything:
             kept = keyed.read_files(self.engine, self.path(), table, affected).join(touched, keys, "left_anti")
-            kept = kept.select(*[_c(f.name) if f.name in kept.columns else F.lit(None).cast(f.dataType).alias(f.name)
+            kept = kept.select(*[col(f.name) if f.name in kept.columns else F.lit(None).cast(f.dataType).alias(f.name)
                                  for f in rows.schema.fields])      # columns added since: NULL in older rows
             out = out.unionByName(kept.withColumn(PART, F.lit(KEPT)))
         folder = self.path() / self.attempt
@@ -461,30 +265,30 @@ def snapshot_rows(graph, flow: Flow, snapshot: DataFrame, version: int, where: s
     cdc = flow.auto_cdc
     cols = resolve(cdc, list(snapshot.columns), where)
     keys = list(cols.keys)
-    dupes = snapshot.groupBy(*[_c(k) for k in keys]).agg(F.count(F.lit(1)).alias("_n")) \
+    dupes = snapshot.groupBy(*[col(k) for k in keys]).agg(F.count(F.lit(1)).alias("_n")) \
         .filter(F.col("_n") > 1).limit(MAX_SHOWN).collect()
     if dupes:
         shown = "; ".join(", ".join(f"{k}={row[k]!r}" for k in keys) + f" ({row['_n']} rows)" for row in dupes)
         raise FlowError(f"{where}: snapshot {version!r} has several rows for one key: {shown}. A snapshot holds "
                         "one row per key; nothing of it was applied, the next run retries it.")
-    snap = snapshot.select(*[_c(c) for c in cols.columns])
+    snap = snapshot.select(*[col(c) for c in cols.columns])
     if cdc.scd_type == 1:
         return snap
     at = F.lit(version).cast("bigint")
     target = graph.read_table(flow.target)
     history = target.filter(F.col(END_AT).isNotNull())
     current = target.filter(F.col(END_AT).isNull())
-    renamed = snap.select(*[_c(k) for k in keys], *[_c(c).alias(f"_s_{c}") for c in cols.data],
+    renamed = snap.select(*[col(k) for k in keys], *[col(c).alias(f"_s_{c}") for c in cols.data],
                           F.lit(True).alias("_in_snapshot"))
     both = current.join(renamed, keys, "full_outer")
     was, now = F.col(START_AT).isNotNull(), F.col("_in_snapshot").isNotNull()
-    same = was & now & _row(cols.tracked).eqNullSafe(
+    same = was & now & row_of(cols.tracked).eqNullSafe(
         F.struct(*[F.col(f"_s_{c}").alias(c) for c in cols.tracked]) if cols.tracked else F.lit(True))
-    fresh = [*[_c(k) for k in keys], *[F.col(f"_s_{c}").alias(c) for c in cols.data]]
+    fresh = [*[col(k) for k in keys], *[F.col(f"_s_{c}").alias(c) for c in cols.data]]
     kept = both.filter(same).select(*fresh, F.col(START_AT), F.lit(None).cast("bigint").alias(END_AT))
-    closed = both.filter(was & ~same).select(*[_c(c) for c in cols.columns], F.col(START_AT), at.alias(END_AT))
+    closed = both.filter(was & ~same).select(*[col(c) for c in cols.columns], F.col(START_AT), at.alias(END_AT))
     opened = both.filter(now & ~same).select(*fresh, at.alias(START_AT), F.lit(None).cast("bigint").alias(END_AT))
-    order = [_c(c) for c in (*cols.columns, START_AT, END_AT)]
+    order = [col(c) for c in (*cols.columns, START_AT, END_AT)]
     return history.select(*order).unionByName(kept.select(*order)).unionByName(closed.select(*order)) \
         .unionByName(opened.select(*order))
 
@@ -499,7 +303,7 @@ def run_snapshots(runner, graph, name: str) -> bool:
 
     from ..registry import flow_query
     from .checkpoint import Checkpoint
-    from .context import FlowContext
+    from ..plan.context import FlowContext
     flow = graph.registry.flows[name]
     cdc = flow.auto_cdc
     dataset = graph.dataset(flow.target)

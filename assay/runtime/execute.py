@@ -30,7 +30,7 @@ from ..delta.commit import BatchMark, TableCommit, TableState, no_fence, remove_
 from ..delta.table import arrow_schema, data_files, open_table
 from ..errors import ExpectationFailed
 from . import faults, keyed, routing
-from .dedupe import resolve as resolve_dedupe
+from ..plan.dedupe import resolve as resolve_dedupe
 
 QUARANTINE_SUFFIX = "_quarantine"
 LATE_SUFFIX = "_late"

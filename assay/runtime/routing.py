@@ -22,7 +22,7 @@ from pyspark.sql import types as T
 
 from ..definitions import DROP, FAIL, Expectation
 from ..errors import GraphError
-from .dedupe import DedupePlan
+from ..plan.dedupe import DedupePlan
 
 # The arrival-order window has no partition on purpose: it runs over one row per file.
 warnings.filterwarnings("ignore", message=".*No Partition Defined for Window.*")

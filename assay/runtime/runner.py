@@ -18,14 +18,13 @@ from ..delta.commit import landed, no_fence
 from ..delta.table import current_version, open_table, write_small
 from ..engines import create_engine
 from ..errors import AssayError, FlowError, storage_unwritable
-from ..graph import Graph
-from ..loader import load_registry
+from ..plan.context import FlowContext
+from ..graph import Graph, build_graph
 from ..sources.base import BatchLimits, LoadContext, Plan
 from ..sources.delta import DeltaSource
 from ..spec import PipelineSpec
 from . import faults
 from .checkpoint import Checkpoint
-from .context import FlowContext
 from .eventlog import (FLOW_COMPLETED, FLOW_FAILED, FLOW_PROGRESS, RUN_COMPLETED, RUN_FAILED, RUN_STARTED,
                        SOURCE_WARNING, Event, EventLog)
 from .autocdc import AutoCdcRun, run_snapshots
@@ -67,11 +66,6 @@ class FlowSummary(RowCounts):
         if self.status == "running" and self.started is not None:
             return time.monotonic() - self.started
         return self.seconds
-
-
-def build_graph(spec: PipelineSpec, engine) -> Graph:
-    engine.spark  # pipeline modules may define UDFs at import time, which needs an active session
-    return Graph(spec, load_registry(spec), engine).analyse()
 
 
 class Runner:

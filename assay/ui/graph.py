@@ -38,7 +38,7 @@ def project_path(spec: PipelineSpec, location: str | None) -> str | None:
 
 def declared_graph(spec: PipelineSpec, engine) -> dict:
     """Flows and datasets as the code declares them, analysed as `assay graph` does (read-only)."""
-    from ..runtime.runner import build_graph
+    from ..graph import build_graph
     g = build_graph(spec, engine)
     flows = []
     for name in g.order:

@@ -26,7 +26,7 @@ class SourceSpec:
 
 @dataclass
 class FlowContext:
-    """Shared by analysis and execution; the `graph` provides dataset lookups."""
+    """Shared by analysis and execution; the `graph` provides dataset lookups and reads."""
     graph: Any
     flow: Any
     spark: Any

@@ -1,0 +1,3 @@
+"""Planning: what a pipeline's definitions mean before anything runs. The flow context its queries
+read through, the dedupe plan, AUTO CDC's semantics; `assay.graph` analyses with them and
+`assay.runtime` executes what they decide. Nothing here imports the runtime."""
