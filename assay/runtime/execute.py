@@ -30,6 +30,7 @@ from ..delta.commit import BatchMark, TableCommit, TableState, no_fence, remove_
 from ..delta.table import arrow_schema, data_files, open_table
 from ..errors import ExpectationFailed
 from . import faults, keyed, routing
+from .staging import staging_dir
 from ..plan.dedupe import resolve as resolve_dedupe
 
 QUARANTINE_SUFFIX = "_quarantine"
@@ -126,7 +127,7 @@ class BatchRun:
         return f"b{self.batch:08d}-{self.flow_name}-{self.generation}-"
 
     def _staging(self) -> Path:
-        return self.graph.spec.system_dir / "staging" / self.flow_name / self.attempt
+        return staging_dir(self.graph.spec, self.flow_name) / self.attempt
 
     def read_states(self) -> None:
         """Each table's log read once per batch: what it holds and whether this batch landed there
@@ -142,7 +143,7 @@ class BatchRun:
             for child in path.iterdir():
                 if child.name.startswith(prefix):
                     fs.delete_tree(child)
-        staging = self.graph.spec.system_dir / "staging" / self.flow_name
+        staging = staging_dir(self.graph.spec, self.flow_name)
         if staging.exists():
             for child in staging.iterdir():
                 if child.name.startswith(prefix):

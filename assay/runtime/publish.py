@@ -38,6 +38,7 @@ from ..sinks.declaration import Mirror, mirror_of
 from . import keyed
 from .eventlog import Event
 from .reporting import RunEvents
+from .staging import staging_dir
 
 PUBLISHED, PUBLISH_FAILED = "publish", "publish_failed"
 
@@ -195,7 +196,7 @@ class Publisher:
             from ..sinks.postgres.sink import sink_for
             self.sink = sink_for(graph.spec)
         spec = graph.spec
-        staging = spec.system_dir / "staging" / "publish" / flow.target
+        staging = staging_dir(spec, "publish") / flow.target
         path = graph.table_path(flow.target)
         try:
             done = publish_table(self.sink, self.engine, path, mirror, f"assay:{spec.name}", staging)

@@ -32,6 +32,7 @@ from .execute import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchRun, RowC
 from .lock import PipelineLock
 from .publish import Publisher
 from .reporting import RunEvents
+from .staging import staging_dir
 
 
 @dataclass
@@ -225,7 +226,7 @@ class Runner:
         return outputs
 
     def _staging(self, name: str, batch: int):
-        folder = self.spec.system_dir / "staging" / name / f"source-{batch}"
+        folder = staging_dir(self.spec, name) / f"source-{batch}"
         fs.delete_tree(folder)
         folder.mkdir(parents=True)
         return folder
@@ -252,7 +253,7 @@ class Runner:
         faults.crash_point(faults.REFRESHED)
         # The fingerprint taken before the query: a change racing the refresh makes the next run refresh.
         ckpt.write_commit(batch, {"batch": batch, "rows": result.rows_written, "inputs": fingerprint})
-        fs.delete_tree(self.spec.system_dir / "staging" / name)
+        fs.delete_tree(staging_dir(self.spec, name))
         self._progress(graph, name, batch, result, {}, time.monotonic() - started, ctx)
 
     def _settle_interrupted_refresh(self, graph: Graph, name: str, ckpt: Checkpoint):
