@@ -41,7 +41,10 @@ from ..delta.table import add_actions, current_version, open_table
 from ..errors import FlowError
 from ..plan.autocdc import (DELETE, END_AT, OP, PART, SEQ, START_AT, TRUNCATE, UPSERT, Columns, changes, col,
                             flow_label, resolve, row_of, target_rows)
+from ..plan.context import FlowContext
+from ..registry import flow_query
 from . import keyed
+from .batch_plan import BatchPlan
 from .execute import BatchResult, BatchRun
 
 KEPT, NEW = "kept", "new"             # the PART folders: rows kept from rewritten files, recomputed rows
@@ -84,7 +87,7 @@ class AutoCdcRun(BatchRun):
                 old.unlink(missing_ok=True)
         return versions
 
-    def execute(self, df, *, state_version=None, previous_max=None) -> BatchResult:
+    def execute(self, df, plan: BatchPlan | None = None) -> BatchResult:
         self.read_states()
         self.clean_earlier_attempts()
         versions = self._versions()
@@ -293,24 +296,77 @@ def snapshot_rows(graph, flow: Flow, snapshot: DataFrame, version: int, where: s
         .unionByName(opened.select(*order))
 
 
-def run_snapshots(runner, graph, name: str) -> bool:
-    """An AUTO CDC FROM SNAPSHOT flow: each new snapshot is one batch (planned with its version
-    ahead of processing, committed under the batch's application transaction). A dataset source
-    gives a snapshot whenever its table has a new version (the version is the Delta version); a
-    function source is asked for the snapshot after the last one applied until it returns None.
-    True when a stop request cut it short."""
-    import time
+class SnapshotSource:
+    """An AUTO CDC FROM SNAPSHOT flow's input, as the runner's batch loop drives it: each new
+    snapshot is one batch (planned with its version ahead of processing, committed under the
+    batch's application transaction). A dataset source gives a snapshot whenever its table has a
+    new version (the version is the Delta version); a function source is asked for the snapshot
+    after the last one applied until it returns None."""
 
-    from ..registry import flow_query
-    from .checkpoint import Checkpoint
-    from ..plan.context import FlowContext
-    flow = graph.registry.flows[name]
-    cdc = flow.auto_cdc
-    dataset = graph.dataset(flow.target)
-    where = flow_label(flow)
-    ckpt = Checkpoint(graph.checkpoint_dir(name), runner.fence)
+    def __init__(self, graph, flow: Flow, fence=no_fence):
+        self.graph, self.flow, self.cdc, self.fence = graph, flow, flow.auto_cdc, fence
+        self.where = flow_label(flow)
+        self.snapshot = None              # the current batch's (DataFrame, FlowContext)
 
-    def next_snapshot(last):
+    def plan(self, batch: int, committed: dict | None) -> BatchPlan | None:
+        """The snapshot after the last one applied; None when there is none (or a once flow has one)."""
+        last = committed["version"] if committed else None
+        if self.flow.once and committed:
+            return None
+        if self.cdc.snapshot_function is not None:
+            df, version, ctx = self.next_snapshot(last)
+            if df is None:
+                return None
+        else:
+            version = current_version(self.graph.table_path(self.cdc.source))
+            if version < 0 or version == last:
+                return None
+            df, ctx = self._read_source(version)
+        self.snapshot = df, ctx
+        return self._batch(batch, {"batch": batch, "version": version})
+
+    def replay(self, batch: int, record: dict, committed: dict | None) -> BatchPlan:
+        """The snapshot a crash interrupted: a function source must give the same version again."""
+        last = committed["version"] if committed else None
+        planned = record["version"]
+        if self.cdc.snapshot_function is not None:
+            df, version, ctx = self.next_snapshot(last)
+            if df is None:
+                raise FlowError(f"{self.where}: the source function returned no snapshot after version {last}, "
+                                f"but snapshot {planned} was planned before a crash")
+            if version != planned:
+                raise FlowError(f"{self.where}: the source function now returns version {version} after version "
+                                f"{last}, but snapshot {planned} was planned before a crash")
+        else:
+            df, ctx = self._read_source(planned)
+        self.snapshot = df, ctx
+        return self._batch(batch, record)
+
+    def _batch(self, batch: int, record: dict) -> BatchPlan:
+        return BatchPlan(batch, record, offsets={"snapshot": {"version": record["version"]}}, last=self.flow.once)
+
+    def run(self, plan: BatchPlan, generation: str):
+        """The snapshot applied: the target becomes the rows the snapshot implies."""
+        df, ctx = self.snapshot
+        version = plan.record["version"]
+        rows = snapshot_rows(self.graph, self.flow, df, version, self.where)
+        result = BatchRun(self.graph, self.graph.dataset(self.flow.target), self.flow.name, generation, plan.batch,
+                          "overwrite", self.fence).execute(rows)
+        result.metrics["snapshot_version"] = version
+        return result, ctx
+
+    def commit_record(self, plan: BatchPlan, result: BatchResult) -> dict:
+        return {"batch": plan.batch, "version": plan.record["version"], "rows": result.rows_written}
+
+    def _read_source(self, version: int):
+        ctx = FlowContext(graph=self.graph, flow=self.flow, spark=self.graph.spark, analysing=False,
+                          static_reads={self.cdc.source})
+        path = self.graph.table_path(self.cdc.source)
+        table = open_table(path, version=version)
+        return keyed.read_files(self.graph.engine, path, table, add_actions(table)), ctx
+
+    def next_snapshot(self, last):
+        graph, flow, cdc, where = self.graph, self.flow, self.cdc, self.where
         ctx = FlowContext(graph=graph, flow=flow, spark=graph.spark, analysing=False)
         with flow_query(ctx):
             found = cdc.snapshot_function(last)
@@ -326,44 +382,3 @@ def run_snapshots(runner, graph, name: str) -> bool:
             raise FlowError(f"{where}: the source function returned version {version} after version {last}; "
                             "versions must increase")
         return df, version, ctx
-
-    while True:
-        if runner.options.stop_requested():
-            return True
-        planned, committed = ckpt.last_planned(), ckpt.last_committed()
-        committed_id = committed[0] if committed else -1
-        last = committed[1]["version"] if committed else None
-        replay = bool(planned and planned[0] > committed_id)
-        if not replay and flow.once and committed:
-            return False
-        batch = planned[0] if replay else committed_id + 1
-        started = time.monotonic()
-        if cdc.snapshot_function is not None:
-            df, version, ctx = next_snapshot(last)
-            if df is None:
-                if replay:
-                    raise FlowError(f"{where}: the source function returned no snapshot after version {last}, "
-                                    f"but snapshot {planned[1]['version']} was planned before a crash")
-                return False
-            if replay and version != planned[1]["version"]:
-                raise FlowError(f"{where}: the source function now returns version {version} after version "
-                                f"{last}, but snapshot {planned[1]['version']} was planned before a crash")
-        else:
-            ctx = FlowContext(graph=graph, flow=flow, spark=graph.spark, analysing=False,
-                              static_reads={cdc.source})
-            version = planned[1]["version"] if replay else current_version(graph.table_path(cdc.source))
-            if version < 0 or (not replay and version == last):
-                return False
-            table = open_table(graph.table_path(cdc.source), version=version)
-            df = keyed.read_files(graph.engine, graph.table_path(cdc.source), table, add_actions(table))
-        if not replay:
-            ckpt.write_plan(batch, {"batch": batch, "version": version})
-        runner._batch_started(name, batch)
-        rows = snapshot_rows(graph, flow, df, version, where)
-        result = BatchRun(graph, dataset, name, ckpt.generation, batch, "overwrite", runner.fence).execute(rows)
-        result.metrics["snapshot_version"] = version
-        ckpt.write_commit(batch, {"batch": batch, "version": version, "rows": result.rows_written})
-        runner._progress(graph, name, batch, result, {"snapshot": {"version": version}},
-                         time.monotonic() - started, ctx)
-        if flow.once:
-            return False

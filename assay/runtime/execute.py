@@ -30,8 +30,9 @@ from ..delta.commit import BatchMark, TableCommit, TableState, no_fence, remove_
 from ..delta.table import arrow_schema, data_files, open_table
 from ..errors import ExpectationFailed
 from . import faults, keyed, routing
-from .staging import staging_dir
 from ..plan.dedupe import resolve as resolve_dedupe
+from .batch_plan import BatchPlan
+from .staging import staging_dir
 
 QUARANTINE_SUFFIX = "_quarantine"
 LATE_SUFFIX = "_late"
@@ -151,14 +152,15 @@ class BatchRun:
 
     # --- the batch ----------------------------------------------------------------------
 
-    def execute(self, df, *, state_version: int | None = None, previous_max: datetime | None = None) -> BatchResult:
+    def execute(self, df, plan: BatchPlan | None = None) -> BatchResult:
+        """The batch's rows written and committed; `plan` is the checkpoint's record of a streaming batch."""
         ds = self.dataset
         self.read_states()
         self.clean_earlier_attempts()
         columns = list(df.columns)
         verdicted = routing.with_verdicts(df, ds.expectations, f"'{ds.name}' (at {ds.location})")
         if self.dedupe is not None:
-            routed = self._dedupe_routes(verdicted, columns, state_version, previous_max)
+            routed = self._dedupe_routes(verdicted, columns, plan)
         else:
             routed = routing.simple_routes(verdicted, columns, ds.expectations, ds.quarantine)
         folder = self.path() / self.attempt
@@ -175,8 +177,8 @@ class BatchRun:
         fs.delete_tree(self._staging())
         return result
 
-    def _dedupe_routes(self, verdicted, columns, state_version, previous_max):
-        plan = resolve_dedupe(self.dedupe, columns, self.dataset.name, self.dataset.location)
+    def _dedupe_routes(self, verdicted, columns, plan: BatchPlan):
+        resolved = resolve_dedupe(self.dedupe, columns, self.dataset.name, self.dataset.location)
         staging = self._staging()
         self.engine.write_files(verdicted, staging)
         if any(staging.rglob("*.parquet")):
@@ -184,6 +186,7 @@ class BatchRun:
         else:      # engines write no file for an empty result
             staged = self.engine.spark.createDataFrame([], verdicted.schema)
         state = None
+        state_version = plan.state_version
         if state_version is not None and state_version >= 0:
             table = self.states["target"].table
             if table is None or table.version() != state_version:     # the target moved since the plan
@@ -191,8 +194,8 @@ class BatchRun:
             if table is not None:
                 state = self.engine.read_delta_files(data_files(self.path(), table), arrow_schema(table),
                                                      table.metadata().partition_columns)
-                state = state.select(*plan.keys, *[c for c in plan.order if c not in plan.keys])
-        inputs = routing.dedupe_inputs(staged, plan, state, previous_max)
+                state = state.select(*resolved.keys, *[c for c in resolved.order if c not in resolved.keys])
+        inputs = routing.dedupe_inputs(staged, resolved, state, plan.previous_max)
         return routing.dedupe_routes(staged, columns, self.dataset.expectations, self.dataset.quarantine, inputs)
 
     # --- what the engine wrote ------------------------------------------------------------

@@ -9,30 +9,29 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Callable
 
 from .. import fs, secrets
 from ..definitions import MATERIALIZED_VIEW, STREAMING_TABLE
 from ..delta.commit import landed, no_fence
-from ..delta.table import current_version, open_table, write_small
+from ..delta.table import open_table, write_small
 from ..engines import create_engine
 from ..errors import AssayError, FlowError, storage_unwritable
 from ..plan.context import FlowContext
 from ..graph import Graph, build_graph
-from ..sources.base import BatchLimits, LoadContext, Plan
-from ..sources.delta import DeltaSource
+from ..sources.base import BatchLimits
 from ..spec import PipelineSpec
 from . import faults
 from .checkpoint import Checkpoint
-from .eventlog import (FLOW_COMPLETED, FLOW_FAILED, FLOW_PROGRESS, RUN_COMPLETED, RUN_FAILED, RUN_STARTED,
-                       SOURCE_WARNING, Event, EventLog)
-from .autocdc import AutoCdcRun, run_snapshots
+from .eventlog import (FLOW_COMPLETED, FLOW_FAILED, FLOW_PROGRESS, RUN_COMPLETED, RUN_FAILED, RUN_STARTED, Event,
+                       EventLog)
+from .autocdc import SnapshotSource
 from .execute import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchRun, RowCounts, batch_mark
 from .lock import PipelineLock
 from .publish import Publisher
 from .reporting import RunEvents
 from .staging import staging_dir
+from .stream_sources import StreamSources
 
 
 @dataclass
@@ -97,12 +96,8 @@ class Runner:
                 self._run_flows(graph, selected)
                 self.publisher.finish()               # fails the run naming tables PostgreSQL refused
             except BaseException as exc:         # any failure is in history (an engine panic, a full disk)
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                    raise                        # not a failure: history shows the run as interrupted
-                not_run = [s.flow for s in self.summaries.values() if s.status == "queued"]
-                _record_quietly(self.events, Event(RUN_FAILED, status="failed", message=_run_failure(exc, self.spec),
-                                                   duration_s=time.monotonic() - started,
-                                                   metrics={"flows_not_run": not_run} if not_run else None))
+                if not isinstance(exc, (KeyboardInterrupt, SystemExit)):   # those: history shows it interrupted
+                    self._record_failure(exc, started)
                 raise
             return self._finish(started)
 
@@ -137,6 +132,12 @@ class Runner:
                                  duration_s=time.monotonic() - started,
                                  metrics={name: s.rows_written for name, s in self.summaries.items()}))
         return list(self.summaries.values())
+
+    def _record_failure(self, exc: BaseException, started: float) -> None:
+        not_run = [s.flow for s in self.summaries.values() if s.status == "queued"]
+        _record_quietly(self.events, Event(RUN_FAILED, status="failed", message=_run_failure(exc, self.spec),
+                                           duration_s=time.monotonic() - started,
+                                           metrics={"flows_not_run": not_run} if not_run else None))
 
     def _select(self, graph: Graph) -> set[str]:
         names = set(graph.order)
@@ -225,12 +226,6 @@ class Runner:
             outputs.append(target + LATE_SUFFIX)
         return outputs
 
-    def _staging(self, name: str, batch: int):
-        folder = staging_dir(self.spec, name) / f"source-{batch}"
-        fs.delete_tree(folder)
-        folder.mkdir(parents=True)
-        return folder
-
     def _refresh_view(self, graph: Graph, name: str) -> None:
         flow = graph.registry.flows[name]
         dataset = graph.dataset(flow.target)
@@ -271,133 +266,45 @@ class Runner:
         return last
 
     def _run_stream(self, graph: Graph, name: str) -> bool:
-        """Batches until the sources hold nothing more; True when a stop request cut it short."""
-        flow = graph.registry.flows[name]
-        if flow.auto_cdc is not None and flow.auto_cdc.snapshot:
-            return run_snapshots(self, graph, name)
-        dataset = graph.dataset(flow.target)
-        analysis = graph.analyses[name]
+        """Batches until the flow's input holds nothing more; True when a stop request cut it short.
+        Each batch is planned in the flow's checkpoint before it runs and recorded after its tables
+        committed, so after a crash at any instant the next run replays exactly the planned batch."""
         ckpt = Checkpoint(graph.checkpoint_dir(name), self.fence)
-        generation = ckpt.generation
-        sources = [self._make_source(graph, flow, spec) for spec in analysis.sources]
-        limits = BatchLimits(max_files=self.options.max_files or self.spec.batch_max_files,
-                             max_bytes=self.options.max_bytes or self.spec.batch_max_bytes,
-                             max_records=self.options.max_records or self.spec.batch_max_records)
+        source = self._batch_source(graph, name, ckpt)
         while True:
             if self.options.stop_requested():
                 return True
             planned, committed = ckpt.last_planned(), ckpt.last_committed()
             committed_id = committed[0] if committed else -1
             if planned and planned[0] > committed_id:
-                batch, record = planned                       # replay the batch a crash interrupted
-                plans = [Plan(**p) if p else None for p in record["plans"]]
+                plan = source.replay(*planned, committed[1] if committed else None)   # the batch a crash interrupted
             else:
-                if flow.once and (ckpt.folder / "once_done").exists():
-                    return False      # a once flow ran to the end of its input: again only after a full refresh
-                batch = committed_id + 1
-                positions = (committed[1]["positions"] if committed else [None] * len(sources))
-                plans = [src.plan(pos, limits) for src, pos in zip(sources, positions)]
-                self._report_source_warnings(name, sources)
-                if all(p is None for p in plans):
-                    if flow.once:
-                        (ckpt.folder / "once_done").touch()
+                plan = source.plan(committed_id + 1, committed[1] if committed else None)
+                if plan is None:
                     return False
-                plans = [p if p is not None else Plan(start=pos, end=pos, info={"unchanged": True})
-                         for p, pos in zip(plans, positions)]
-                record = {"batch": batch, "plans": [p.__dict__ for p in plans],
-                          "state_version": current_version(graph.table_path(flow.target))
-                          if dataset.dedupe is not None else None,
-                          "previous_max": committed[1].get("watermark_max") if committed else None,
-                          "planned_at": datetime.utcnow().isoformat() + "Z"}
-                ckpt.write_plan(batch, record)
-            self._batch_started(name, batch)
+                ckpt.write_plan(plan.batch, plan.record)
+            self._batch_started(name, plan.batch)
             started = time.monotonic()
-            staging = self._staging(name, batch)
-            previous_max = record.get("previous_max")
-            previous_max = datetime.fromisoformat(previous_max) if previous_max else None
+            result, ctx = source.run(plan, ckpt.generation)
+            ckpt.write_commit(plan.batch, source.commit_record(plan, result))
+            self._progress(graph, name, plan.batch, result, plan.offsets, time.monotonic() - started, ctx)
+            if plan.last:
+                return False
 
-            def attempt():
-                fs.delete_tree(staging)
-                loaded = {}
-                for index, (src, plan) in enumerate(zip(sources, plans)):
-                    folder = staging / f"source{index}"
-                    folder.mkdir(parents=True)
-                    if plan.info.get("unchanged"):
-                        loaded[index] = self._empty_like(graph, flow, analysis.sources[index])
-                    else:
-                        loaded[index] = src.load(LoadContext(self.engine.spark, str(folder), self.engine), plan)
-                ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=False, loaded=loaded)
-                df = graph.run_query(flow, ctx)
-                run = (AutoCdcRun(graph, dataset, flow, generation, batch, self.fence) if flow.auto_cdc is not None
-                       else BatchRun(graph, dataset, name, generation, batch, "append", self.fence))
-                return run.execute(df, state_version=record.get("state_version"), previous_max=previous_max), ctx
-            try:
-                result, ctx = attempt()
-            except Exception as exc:
-                if not self.engine.is_invalid_utf8(exc) or not self._repair_encoding(name, sources, plans):
-                    raise
-                result, ctx = attempt()           # once more, reading the repaired copies
-            watermark_max = max((t for t in (result.watermark_max, previous_max) if t is not None), default=None)
-            faults.crash_point(faults.COMMITTED)
-            ckpt.write_commit(batch, {"batch": batch, "positions": [p.end for p in plans],
-                                      "watermark_max": watermark_max.isoformat() if watermark_max else None,
-                                      "rows": result.rows_written})
-            fs.delete_tree(staging)
-            offsets = {src.key(): p.info for src, p in zip(sources, plans)}
-            self._progress(graph, name, batch, result, offsets, time.monotonic() - started, ctx)
-
-    def _repair_encoding(self, name: str, sources, plans) -> bool:
-        """Landing files with invalid UTF-8 stopped the batch: keep repaired copies, say so."""
-        repaired = []
-        for src, plan in zip(sources, plans):
-            if hasattr(src, "repair_encoding") and not plan.info.get("unchanged"):
-                repaired += src.repair_encoding(self.engine, plan)
-        for path in repaired:
-            message = (f"{path} is not valid UTF-8: flow '{name}' reads a copy with the invalid bytes replaced "
-                       "by U+FFFD (as Spark's text reader does); the file itself is left as it is")
-            self.events.warning(message, Event(SOURCE_WARNING, flow=name, status="warning", message=message))
-        return bool(repaired)
+    def _batch_source(self, graph: Graph, name: str, ckpt: Checkpoint):
+        """What the flow's batches read: snapshots (AUTO CDC FROM SNAPSHOT) or streaming sources."""
+        flow = graph.registry.flows[name]
+        if flow.auto_cdc is not None and flow.auto_cdc.snapshot:
+            return SnapshotSource(graph, flow, self.fence)
+        limits = BatchLimits(max_files=self.options.max_files or self.spec.batch_max_files,
+                             max_bytes=self.options.max_bytes or self.spec.batch_max_bytes,
+                             max_records=self.options.max_records or self.spec.batch_max_records)
+        return StreamSources(graph, flow, ckpt.folder, limits, self.events, self.fence)
 
     def _batch_started(self, name: str, batch: int) -> None:
         summary = self.summaries[name]
         summary.batch = batch
         self.events.on_progress(summary)
-
-    def _report_source_warnings(self, name: str, sources) -> None:
-        for src in sources:
-            if getattr(src, "folder_missing", False):     # else the flow "completes" reading nothing, silently
-                src.folder_missing = False
-                message = (f"the landing folder {src.root} does not exist: flow '{name}' (table "
-                           f"{self.summaries[name].target}) read nothing from it. Check `landing` in assay.yml, "
-                           "--landing, ASSAY_LANDING and the path given to read_files")
-                self.events.warning(message, Event(SOURCE_WARNING, flow=name, status="warning", message=message,
-                                                   sources={src.key(): {"missing_folder": str(src.root)}}))
-            for item in getattr(src, "overwritten", [])[:]:
-                message = (f"{item['file']} was rewritten in place after flow '{name}' read it "
-                           f"({item['read_size']:,} → {item['size_now']:,} bytes); it is not read again "
-                           "(read_files(..., allow_overwrites=True) to read rewritten files)")
-                self.events.warning(message, Event(SOURCE_WARNING, flow=name, status="warning", message=message,
-                                                   sources={src.key(): item}))
-            if hasattr(src, "overwritten"):
-                src.overwritten.clear()
-
-    def _empty_like(self, graph: Graph, flow, spec):
-        ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=True)
-        if spec.kind == "delta":
-            return ctx.read_stream(spec.stream_of)
-        if spec.kind == "files":
-            return graph.file_source(flow, spec).analysis_frame(self.engine.spark)
-        return ctx.read_kafka(**spec.args)
-
-    def _make_source(self, graph: Graph, flow, spec):
-        if spec.kind == "delta":
-            return DeltaSource(spec.stream_of, graph.table_path(spec.stream_of))
-        if spec.kind == "files":
-            return graph.file_source(flow, spec)
-        if spec.kind == "kafka":
-            from ..sources.kafka import make_kafka_source
-            return make_kafka_source(spec.args, self.spec.configuration, f"flow '{flow.name}' (at {flow.location})")
-        raise FlowError(f"unknown source kind {spec.kind}")
 
     def _progress(self, graph, name, batch, result: BatchResult, offsets, seconds, ctx) -> None:
         flow = graph.registry.flows[name]
