@@ -1,7 +1,8 @@
 """The definitions a pipeline declares: frozen records, with where in the user's code each was made.
 
-Decorators in `assay.pipelines` only build these and put them in a `Registry`; planning and
-running them is the job of `assay.graph` and `assay.runtime`.
+Decorators in `assay.pipelines` only build these and put them in the `Registry` of the enclosing
+`assay.registry.registration`; planning them is the job of `assay.graph` and `assay.plan`, running
+them that of `assay.runtime`.
 """
 from __future__ import annotations
 

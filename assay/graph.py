@@ -11,18 +11,18 @@ from pathlib import Path
 from time import time_ns
 
 from .definitions import MATERIALIZED_VIEW, STREAMING_TABLE, TEMPORARY_VIEW, Dataset, Flow, Registry
+from .engine_errors import translate
 from .errors import AssayError, GraphError
 from .fs import StoragePath, is_uri
-from .engine_errors import translate
-from .quality import check_sql
-from .registry import flow_query
-from .sinks.declaration import problems as publish_problems
 from .loader import load_registry
 from .plan import autocdc
 from .plan import dedupe as dedupe_rules
 from .plan.context import FlowContext, Pending, SourceSpec
-from .spec import PipelineSpec
+from .quality import check_sql
+from .registry import flow_query
+from .sinks.declaration import problems as publish_problems
 from .sources.files.schema import resolve_schema
+from .spec import PipelineSpec
 from .sql import run_sql_flow
 
 

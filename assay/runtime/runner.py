@@ -17,8 +17,8 @@ from ..delta.commit import landed, no_fence
 from ..delta.table import open_table, write_small
 from ..engines import create_engine
 from ..errors import AssayError, FlowError, storage_unwritable
-from ..plan.context import FlowContext
 from ..graph import Graph, build_graph
+from ..plan.context import FlowContext
 from ..sources.base import BatchLimits
 from ..spec import PipelineSpec
 from . import faults
