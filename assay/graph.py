@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from time import time_ns
 
 from .definitions import MATERIALIZED_VIEW, STREAMING_TABLE, TEMPORARY_VIEW, Dataset, Flow, Registry
 from .engine_errors import translate
@@ -101,32 +100,10 @@ class Graph:
             return source.analysis_frame(self.spark)
         return source.load_files(self.engine, files, tracked=False)
 
-    def input_fingerprint(self, flow_name: str) -> str:
-        """What a materialized view's refresh depends on: the versions of the tables it reads, the
-        files of the folders it reads whole, its code and the configuration. Equal fingerprints:
-        the refresh would recompute the same rows, so it is skipped."""
-        import hashlib
-        import inspect
-        import json
-        flow = self.registry.flows[flow_name]
-        parts: dict = {"configuration": {k: str(v) for k, v in sorted(self.spec.configuration.items())}}
-        try:
-            parts["code"] = flow.sql if flow.sql is not None else inspect.getsource(flow.func)
-        except (OSError, TypeError):
-            parts["code"] = None                      # unknown code: never skip
-            parts["nonce"] = time_ns()
-        for read in sorted(self.analyses[flow_name].static_reads):
-            if read.startswith("files:"):
-                sources = [s for (f, path, _, tracked), s in self._file_sources.items()
-                           if f == flow_name and not tracked and f"files:{path}" == read]
-                parts[read] = [(e.path, e.size, e.mtime_ns) for s in sources for e in s.list_files()]
-            elif read in self.registry.datasets and self.dataset(read).is_table:
-                from .delta.table import current_version
-                parts[read] = current_version(self.table_path(read))
-            else:                                     # a temporary view: its own inputs count
-                for writer in self.registry.flows_into(read):
-                    parts[read] = self.input_fingerprint(writer.name)
-        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    def whole_folder_sources(self, flow_name: str, read: str) -> list:
+        """The file sources behind a flow's static read `read` ('files:<path>', a folder read whole)."""
+        return [s for (f, path, _, tracked), s in self._file_sources.items()
+                if f == flow_name and not tracked and f"files:{path}" == read]
 
     def checkpoint_dir(self, flow_name: str) -> Path:
         return self.spec.system_dir / "checkpoints" / flow_name

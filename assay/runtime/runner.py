@@ -27,6 +27,7 @@ from .eventlog import (FLOW_COMPLETED, FLOW_FAILED, FLOW_PROGRESS, RUN_COMPLETED
                        EventLog)
 from .autocdc import SnapshotSource
 from .execute import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchRun, RowCounts, batch_mark
+from .fingerprint import input_fingerprint
 from .lock import PipelineLock
 from .publish import Publisher
 from .reporting import RunEvents
@@ -232,7 +233,7 @@ class Runner:
         ckpt = Checkpoint(graph.checkpoint_dir(name), self.fence)
         last = self._settle_interrupted_refresh(graph, name, ckpt)
         batch = 0 if last is None else last[0] + 1
-        fingerprint = graph.input_fingerprint(name)
+        fingerprint = input_fingerprint(graph, name)
         asked = flow.target in (self.options.refresh or set())
         if not asked and last is not None and last[1].get("inputs") == fingerprint \
                 and open_table(graph.table_path(flow.target)):
