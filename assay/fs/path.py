@@ -8,9 +8,9 @@ import posixpath
 from pathlib import Path
 from typing import Iterator
 
-from . import objects
 from .listing import child_names, walk_files
 from .location import Location
+from .objects import delete, exists, head, is_dir, is_file, move, open_input, read_bytes, write_bytes
 
 
 class StoragePath(Location):
@@ -21,13 +21,13 @@ class StoragePath(Location):
     # I/O, through this package
 
     def exists(self) -> bool:
-        return objects.exists(self)
+        return exists(self)
 
     def is_dir(self) -> bool:
-        return objects.is_dir(self)
+        return is_dir(self)
 
     def is_file(self) -> bool:
-        return objects.is_file(self)
+        return is_file(self)
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
         if self.local is not None:
@@ -46,35 +46,35 @@ class StoragePath(Location):
                      for f in walk_files(self) if fnmatch.fnmatchcase(posixpath.basename(f.path), pattern)])
 
     def read_bytes(self) -> bytes:
-        return objects.read_bytes(self)
+        return read_bytes(self)
 
     def read_text(self, encoding: str = "utf-8") -> str:
-        return objects.read_bytes(self).decode(encoding)
+        return read_bytes(self).decode(encoding)
 
     def write_bytes(self, data: bytes) -> None:
-        objects.write_bytes(self, data)
+        write_bytes(self, data)
 
     def write_text(self, text: str, encoding: str = "utf-8") -> None:
-        objects.write_bytes(self, text.encode(encoding))
+        write_bytes(self, text.encode(encoding))
 
     def touch(self, exist_ok: bool = True) -> None:
         if self.local is not None:
             Path(self.local).parent.mkdir(parents=True, exist_ok=True)
             Path(self.local).touch(exist_ok=exist_ok)
-        elif not (exist_ok and objects.exists(self)):
-            objects.write_bytes(self, b"")
+        elif not (exist_ok and exists(self)):
+            write_bytes(self, b"")
 
     def unlink(self, missing_ok: bool = False) -> None:
-        objects.delete(self, missing_ok=missing_ok)
+        delete(self, missing_ok=missing_ok)
 
     def replace(self, target) -> "StoragePath":
-        objects.move(self, target)
+        move(self, target)
         return StoragePath(target)
 
     rename = replace
 
     def stat(self):
-        info = objects.head(self)
+        info = head(self)
         if info is None:
             raise FileNotFoundError(str(self))
         return info
@@ -82,7 +82,7 @@ class StoragePath(Location):
     def open(self, mode: str = "rb", encoding: str | None = None):
         if mode not in ("rb", "r"):
             raise ValueError("StoragePath.open reads only; write with write_bytes/write_text")
-        handle = objects.open_input(self)
+        handle = open_input(self)
         return handle if mode == "rb" else io.TextIOWrapper(handle, encoding=encoding or "utf-8")
 
 
