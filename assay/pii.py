@@ -25,7 +25,7 @@ travel inside the query plan to the engine: whoever can read the engine's plans 
 server's debug log) can read them, so restrict those as you restrict the key.
 
 The version prefix makes keys rotatable: values made under `v1` and `v2` never compare equal by
-accident, and a table can be re-keyed from the raw values it was built from (README).
+accident, and a table can be re-keyed from the raw values it was built from (docs/datasets.md, Pseudonymisation).
 """
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ class PipelineSpec:
     target: str | None = None
     conf_overrides: frozenset[str] = frozenset()    # configuration keys given with --conf
     maintenance: dict[str, Any] = field(default_factory=dict)   # checked by maintenance.Policy.from_spec
-    storage_options: dict[str, str] = field(default_factory=dict)   # object_store keys (README, Object storage)
+    storage_options: dict[str, str] = field(default_factory=dict)   # object_store keys (docs/object-storage.md)
     postgres: dict[str, Any] = field(default_factory=dict)      # checked by runtime.publish (docs/postgres.md)
 
     def check_configuration_used(self, keys_read: set[str]) -> None:

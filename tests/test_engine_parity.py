@@ -340,7 +340,7 @@ def p():
                          schema_evolution_mode="rescue")
 '''
 # Inputs at the edges of the readers and casts on which both engines agree (those on which they do
-# not are in test_engine_facts_that_differ and the README's engine notes).
+# not are in test_engine_facts_that_differ and the engine notes of docs/engines.md).
 EDGE_JSON = [
     '{"id":"a","n":1,"x":1.5,"s":"plain","ts":"2026-11-02T10:00:00Z"}',
     '{"id":"dup","n":1,"n":2}',                           # a repeated known field: the last wins
@@ -387,7 +387,7 @@ def _plain(value):
 
 
 def facts(spark) -> dict:
-    """The values an engine gives for expressions where the engines differ (README, Engine notes)."""
+    """The values an engine gives for expressions where the engines differ (docs/engines.md, Engine notes)."""
     from pyspark.sql import functions as F
 
     def one(column):
@@ -418,7 +418,7 @@ def facts(spark) -> dict:
 
 def test_engine_facts_that_differ(engines):
     """Where Sail and Spark give different values for the same expression. Landing-file readers are
-    written around them where the README says so (Engine notes); the rest are listed for pipeline
+    written around them where docs/engines.md says so (Engine notes); the rest are listed for pipeline
     authors and reported. A change here means an engine changed: update the notes."""
     sail, spark = facts(engines["sail"].spark), facts(engines["spark"].spark)
     assert sail == {

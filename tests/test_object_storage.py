@@ -12,7 +12,7 @@ SeaweedFS's S3 gateway and Azurite's Blob service.
 
 Engine x store matrix tested here: Sail x S3 (SeaweedFS), Sail x Azure Blob (Azurite), Spark x S3
 (SeaweedFS). Not tested: Spark x Azure (Azurite has no ADLS Gen2 endpoint for hadoop-azure's ABFS, and
-hadoop-azure 3.5 dropped WASB), and GCS (no real server here). README, Object storage.
+hadoop-azure 3.5 dropped WASB), and GCS (no real server here). docs/object-storage.md, What is tested.
 """
 from __future__ import annotations
 

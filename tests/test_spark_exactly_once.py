@@ -4,7 +4,7 @@ in the middle of batches, restart what died, run again: nothing lost, nothing du
 Everything real: the session's Spark Connect server (tests/spark_server.py) for the runs that are
 killed, and a second server of this module's own for the one whose server is killed and restarted.
 Executors write each batch's files into the tables' folders; the Assay process commits them through
-delta-rs with the batch's application transaction (README, Engines) — the same protocol as on the
+delta-rs with the batch's application transaction (docs/engines.md) — the same protocol as on the
 embedded engine, so the same replay makes a killed batch land once.
 
 Run: python -m pytest -q tests/test_spark_exactly_once.py

@@ -46,7 +46,7 @@ class SailEngine(Engine):
         # Sail logs every session at INFO on stderr; keep the terminal for Assay's own progress.
         os.environ.setdefault("RUST_LOG", "error")
         # Object stores: Sail reads them through the same object_store crate, configured from the
-        # environment (assay.yml storage_options, README: Object storage).
+        # environment (assay.yml storage_options, docs/object-storage.md).
         os.environ.update(object_store_environment())
         from pysail.spark import SparkConnectServer
         from pyspark.sql import SparkSession

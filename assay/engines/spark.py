@@ -14,7 +14,7 @@ Without ``remote``, a local server already started by ``python -m assay.engines.
 left running; otherwise the engine starts its own on a free port, saying so on stderr (stopped with
 the engine, or when this process dies).
 
-What differs from the embedded engine, and nothing else (README, "Engine notes"):
+What differs from the embedded engine, and nothing else (docs/engines.md, "Engine notes"):
 
 - session settings that make Spark's results equal Sail's (UTC, zstd, microsecond timestamps,
   last-wins map keys) and keep table folders free of anything but data files;

@@ -67,8 +67,8 @@ def delta_options(location) -> dict[str, str] | None:
     can make that put exclusive. Assay's pipeline lock already makes each table single-writer, so
     without other settings commits use `AWS_S3_ALLOW_UNSAFE_RENAME` (unsafe only for concurrent
     writers); a store with conditional puts (`aws_conditional_put: etag`) or a DynamoDB locking
-    provider (`aws_s3_locking_provider: dynamodb`) given in storage_options is used instead (README,
-    Object storage: other writers to the same tables)."""
+    provider (`aws_s3_locking_provider: dynamodb`) given in storage_options is used instead (docs/
+    object-storage.md, Delta commits on S3: other writers to the same tables)."""
     path = as_location(location)
     if path.is_local:
         return None

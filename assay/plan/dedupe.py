@@ -14,7 +14,7 @@ The state is the target table itself (one row per key: the survivor), read as of
 recorded in the batch's plan, so a batch recomputed after a crash decides exactly as the first
 attempt did. The engine decides every row's route (runtime/routing.py); rows never leave it.
 
-Formulation chosen by measurement (ARCHITECTURE §6 and bench/): only keys duplicated inside the
+Formulation chosen by measurement (docs/development.md, Design facts): only keys duplicated inside the
 batch are ranked with `row_number()` (a count per key finds them in 0.5 s for 5 M rows on the
 embedded engine; ranking every row took 7-12 s; `dropDuplicates` on a key subset 36.9 s).
 """

@@ -23,7 +23,7 @@ believe they hold it:
   so a late release can never remove someone else's lock.
 
 Delta commits stay single-writer per table under this lock, which is what lets delta-rs commit on S3
-without a locking provider (README, Object storage).
+without a locking provider (docs/object-storage.md, Delta commits on S3).
 """
 from __future__ import annotations
 
