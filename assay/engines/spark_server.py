@@ -3,7 +3,7 @@
 Assay's Spark engine talks to Spark through Spark Connect only. When no remote server is given it
 starts one here: the jars listed in ``spark_pom.xml`` (Spark 4.2 Connect + delta-spark + the Kafka
 connector + hadoop-aws/azure) are resolved once with ``mvn dependency:copy-dependencies`` into a
-cache, and ``java -cp 'jars/*' org.apache.spark.sql.connect.service.SparkConnectServer`` runs on
+cache (spark_jars.py), and ``java -cp 'jars/*' org.apache.spark.sql.connect.service.SparkConnectServer`` runs on
 127.0.0.1 with the settings Assay relies on (UTC, Delta, plain Delta protocol features that
 delta-rs reads and writes, microsecond Parquet timestamps, the project's Python for UDFs).
 
@@ -37,8 +37,6 @@ Command line (``scripts/spark.sh`` is a thin wrapper that keeps the cache in the
 from __future__ import annotations
 
 import argparse
-import errno
-import fcntl
 import hashlib
 import os
 import shutil
@@ -49,17 +47,16 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from .. import processes
-from ..errors import AssayError
+from .spark_jars import (FileLock, SparkServerError, cache_dir, env_int, fetch, java_executable, java_major, pom_sum,
+                         tail)
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 DEFAULT_PORT = 15002                 # Spark Connect's own default port
 HOST = "127.0.0.1"
 MARKER = "-Dassay.spark.run="        # identifies our JVM in /proc/<pid>/cmdline (recycled-pid guard)
-FETCH_LOCK_TIMEOUT_S = 900
 
 # Java 17+ module flags Spark's own launcher adds (org.apache.spark.launcher.JavaModuleOptions).
 JAVA_MODULE_OPTIONS = [
@@ -88,168 +85,11 @@ DELTA_PROTOCOL_DEFAULTS = {
 }
 
 
-class SparkServerError(AssayError):
-    """The local Spark Connect server could not be fetched, started or stopped: a message saying
-    what to do, never an "unexpected error"."""
-
-
-# ------------------------------------------------------------------------------------ locations
-def cache_dir() -> Path:
-    """The one jar cache that `make spark-fetch` (scripts/spark.sh) fills and the Spark engine
-    reads: ASSAY_SPARK_CACHE; else, when Assay runs from a source checkout, its .cache/spark;
-    else ~/.cache/assay/spark."""
-    if os.environ.get("ASSAY_SPARK_CACHE"):
-        return Path(os.environ["ASSAY_SPARK_CACHE"]).expanduser().resolve()
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "scripts" / "spark.sh").is_file():
-        return checkout / ".cache" / "spark"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser().resolve() / "assay" / "spark"
-
-
-def pom_text() -> str:
-    return resources.files(__package__).joinpath("spark_pom.xml").read_text(encoding="utf-8")
-
-
-def _pom_sum() -> str:
-    return hashlib.sha256(pom_text().encode()).hexdigest()
-
-
-def jars_dir(cache: Path | None = None) -> Path:
-    return (cache or cache_dir()) / "jars"
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SparkServerError(f"{name} must be a whole number, got {raw!r}") from None
-
-
 def default_port() -> int:
-    return _env_int("ASSAY_SPARK_PORT", DEFAULT_PORT)
-
-
-def _need(tool: str, why: str, todo: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise SparkServerError(f"{tool} is not on PATH; {why}. {todo}")
-    return path
-
-
-def java_executable() -> str:
-    home = os.environ.get("JAVA_HOME")
-    if home and (Path(home) / "bin" / "java").is_file():
-        return str(Path(home) / "bin" / "java")
-    return _need("java", "the local Spark Connect server is a Java program",
-                 "Install Java 17 or newer (apt-get install openjdk-17-jre-headless) or set JAVA_HOME, or "
-                 "give the Spark engine a running server (--remote sc://host:port)")
-
-
-def java_major(java: str) -> int:
-    out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60).stderr
-    for line in out.splitlines():
-        if "version" in line and '"' in line:
-            version = line.split('"')[1]
-            head = version.split(".")[1] if version.startswith("1.") else version.split(".")[0]
-            digits = "".join(ch for ch in head if ch.isdigit())
-            return int(digits or 0)
-    return 0
-
-
-# ---------------------------------------------------------------------------------------- fetch
-def fetched(cache: Path | None = None) -> bool:
-    jars = jars_dir(cache)
-    stamp = jars / ".fetched"
-    return (stamp.is_file() and stamp.read_text().strip() == _pom_sum()
-            and any(jars.glob("spark-connect_2.13-*.jar")) and any(jars.glob("delta-spark_*.jar")))
-
-
-class _FileLock:
-    """An exclusive flock on a file, waited for with a timeout (parallel sessions fetch once)."""
-
-    def __init__(self, path: Path, timeout_s: float):
-        self.path, self.timeout_s, self._fd = path, timeout_s, None
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.timeout_s
-        while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() > deadline:
-                    os.close(self._fd)
-                    raise SparkServerError(f"timed out after {self.timeout_s:g}s waiting for the lock "
-                                           f"{self.path} (another fetch or start)") from None
-                time.sleep(0.5)
-
-    def __exit__(self, *exc):
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-
-
-def fetch(cache: Path | None = None, quiet: bool = False) -> Path:
-    """Resolve the server's jars into <cache>/jars once (again only when the pom changes)."""
-    cache = cache or cache_dir()
-    if fetched(cache):
-        return jars_dir(cache)
-    mvn = _need("mvn", f"the Spark Connect server's jars are not in {jars_dir(cache)} and Maven fetches them "
-                       "from Maven Central",
-                "Install Maven (apt-get install maven), then run `make spark-fetch` in the Assay checkout "
-                "or `python -m assay.engines.spark_server fetch`; or set ASSAY_SPARK_CACHE to the folder "
-                "whose jars/ a fetch filled")
-    java_executable()
-    with _FileLock(cache / ".fetch.lock", FETCH_LOCK_TIMEOUT_S):
-        if fetched(cache):
-            return jars_dir(cache)
-        tmp = cache / f"jars.tmp.{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        pom = cache / "pom.xml"            # the packaged pom, copied out (works from a wheel too)
-        pom.write_text(pom_text(), encoding="utf-8")
-        log = cache / "fetch.log"
-        if not quiet:
-            print("spark_server: resolving Spark Connect + Delta jars from Maven Central "
-                  f"(assay/engines/spark_pom.xml) into {jars_dir(cache)} ...", file=sys.stderr)
-        with open(log, "w") as out:
-            proc = subprocess.run([mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-                                   "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
-                                  stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise SparkServerError("mvn dependency:copy-dependencies failed (full log: "
-                                   f"{log}):\n{_tail(log, 40)}")
-        if not any(tmp.glob("spark-connect_2.13-*.jar")):
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise SparkServerError(f"no spark-connect jar was resolved (log: {log})")
-        (tmp / ".fetched").write_text(_pom_sum() + "\n")
-        jars = jars_dir(cache)
-        shutil.rmtree(jars, ignore_errors=True)
-        tmp.rename(jars)
-        if not quiet:
-            size = sum(p.stat().st_size for p in jars.glob("*.jar"))
-            print(f"spark_server: {len(list(jars.glob('*.jar')))} jars, {size / 1e6:.0f} MB in {jars}",
-                  file=sys.stderr)
-        return jars
+    return env_int("ASSAY_SPARK_PORT", DEFAULT_PORT)
 
 
 # -------------------------------------------------------------------------------------- helpers
-def _tail(path: Path, lines: int) -> str:
-    try:
-        text = Path(path).read_text(errors="replace").splitlines()
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(text[-lines:])
-
-
 def port_open(port: int, host: str = HOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
@@ -336,7 +176,7 @@ def server_settings(port: int, run_dir: Path, python: str, conf: dict[str, str] 
         # one instant everywhere, and timestamps delta-rs reads (INT96 breaks far dates)
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-        "spark.sql.shuffle.partitions": str(_env_int("ASSAY_SPARK_SHUFFLE_PARTITIONS", 4)),
+        "spark.sql.shuffle.partitions": str(env_int("ASSAY_SPARK_SHUFFLE_PARTITIONS", 4)),
         # pandas UDFs run in this Python (it has pandas and pyarrow, and the client's version)
         "spark.pyspark.python": python,
         "spark.pyspark.driver.python": python,
@@ -376,7 +216,7 @@ logger.kafka.level = ERROR
 # without it), and each one is named by the pom and the Java version anyway.
 def _cds_key(java: str) -> str:
     version = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60).stderr
-    return hashlib.sha256((_pom_sum() + version).encode()).hexdigest()[:16]
+    return hashlib.sha256((pom_sum() + version).encode()).hexdigest()[:16]
 
 
 def cds_flags(cache: Path, java: str) -> list[str]:
@@ -445,7 +285,7 @@ class SparkServer:
         return self.run_dir / "server.log"
 
     def log_tail(self, lines: int = 60) -> str:
-        return _tail(self.log_file, lines)
+        return tail(self.log_file, lines)
 
     def pid(self) -> int | None:
         """The pid of our server for this run folder, if it is alive (guards against a recycled pid)."""
@@ -483,9 +323,9 @@ class SparkServer:
             raise SparkServerError(f"Spark 4 needs Java 17 or newer; {java} -version says {major}")
         jars = fetch(self.cache)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        timeout = timeout_s if timeout_s is not None else _env_int("ASSAY_SPARK_START_TIMEOUT", 120)
+        timeout = timeout_s if timeout_s is not None else env_int("ASSAY_SPARK_START_TIMEOUT", 120)
         # one start at a time per run folder: a second caller waits, then finds the server running
-        with _FileLock(self.run_dir / ".start.lock", timeout + 30):
+        with FileLock(self.run_dir / ".start.lock", timeout + 30):
             return self._start_locked(jars, timeout, watch_pid)
 
     def _start_locked(self, jars: Path, timeout: float, watch_pid: int | None) -> str:
@@ -512,7 +352,7 @@ class SparkServer:
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self._proc = proc
         self.pid_file.write_text(f"{proc.pid}\n")
-        watch = watch_pid if watch_pid is not None else _env_int("ASSAY_SPARK_WATCH_PID", 0)
+        watch = watch_pid if watch_pid is not None else env_int("ASSAY_SPARK_WATCH_PID", 0)
         if watch:
             self._watch(watch, proc.pid)
 
@@ -559,7 +399,7 @@ class SparkServer:
             "    if alive(server) and ours():\n"
             "        os.kill(server, signal.SIGKILL)\n"
         )
-        grace = str(_env_int("ASSAY_SPARK_STOP_TIMEOUT", 30))
+        grace = str(env_int("ASSAY_SPARK_STOP_TIMEOUT", 30))
         subprocess.Popen([sys.executable, "-c", code, str(watched), str(server), f"{MARKER}{self.run_dir}", grace],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True, close_fds=True)
@@ -571,7 +411,7 @@ class SparkServer:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        timeout = timeout_s if timeout_s is not None else _env_int("ASSAY_SPARK_STOP_TIMEOUT", 30)
+        timeout = timeout_s if timeout_s is not None else env_int("ASSAY_SPARK_STOP_TIMEOUT", 30)
         _signal(pid, signal.SIGTERM)
         if not _wait_gone(pid, timeout):
             print(f"spark_server: server {pid} ignored SIGTERM for {timeout:g}s, killing it", file=sys.stderr)
