@@ -70,12 +70,6 @@ class Graph:
             raise Pending(name)
         return self._schemas[name]
 
-    def read_table(self, name: str):
-        path = self.table_path(name)
-        if not (path / "_delta_log").exists():
-            return self.spark.createDataFrame([], self.schema_of(name))
-        return self.engine.read_table(path)
-
     def evaluate_view(self, name: str, ctx: FlowContext):
         flow = self.registry.flows_into(name)[0]
         return self.run_query(flow, ctx)
@@ -92,13 +86,6 @@ class Graph:
             source.resolve(self.spark)
             self._file_sources[key] = source
         return self._file_sources[key]
-
-    def read_all_files(self, flow: Flow, source):
-        """Every file of a folder now, parsed like a streaming batch but tracked nowhere."""
-        files = source.list_files()
-        if not files:
-            return source.analysis_frame(self.spark)
-        return source.load_files(self.engine, files, tracked=False)
 
     def whole_folder_sources(self, flow_name: str, read: str) -> list:
         """The file sources behind a flow's static read `read` ('files:<path>', a folder read whole)."""
@@ -130,7 +117,7 @@ class Graph:
         while pending:
             progressed = False
             for flow in list(pending):
-                ctx = FlowContext(graph=self, flow=flow, spark=self.spark, analysing=True)
+                ctx = FlowContext(graph=self, flow=flow, spark=self.spark)
                 try:
                     df = self.run_query(flow, ctx)
                     if df is None or not hasattr(df, "schema"):

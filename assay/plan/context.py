@@ -26,16 +26,22 @@ class SourceSpec:
 
 @dataclass
 class FlowContext:
-    """Shared by analysis and execution; the `graph` provides dataset lookups and reads."""
+    """Shared by analysis and execution; the `graph` provides dataset lookups and file sources.
+    While a flow runs, `reads` (the runtime's) returns data; without it, every read is an empty
+    DataFrame of the right schema (analysis)."""
     graph: Any
     flow: Any
     spark: Any
-    analysing: bool
+    reads: Any = None
     loaded: dict = field(default_factory=dict)       # source index → DataFrame (execution)
     sources: list = field(default_factory=list)      # SourceSpecs in call order
     static_reads: set = field(default_factory=set)
     stream_reads: set = field(default_factory=set)
     metrics: dict = field(default_factory=dict)      # dp.record_metric values (execution)
+
+    @property
+    def analysing(self) -> bool:
+        return self.reads is None
 
     def has_dataset(self, name: str) -> bool:
         return name in self.graph.registry.datasets
@@ -55,7 +61,7 @@ class FlowContext:
             return self.graph.evaluate_view(name, self)
         if self.analysing:
             return self.spark.createDataFrame([], self.graph.schema_of(name))
-        return self.graph.read_table(name)
+        return self.reads.table(name)
 
     def read_stream(self, name: str):
         ds = self._dataset(name)
@@ -78,7 +84,7 @@ class FlowContext:
             self.static_reads.add(f"files:{path}")
             if self.analysing:
                 return source.analysis_frame(self.spark)
-            return self.graph.read_all_files(self.flow, source)
+            return self.reads.all_files(source)
         return self._source(spec, lambda: self.graph.file_source(self.flow, spec).analysis_frame(self.spark))
 
     def record_metric(self, name: str, value) -> None:

@@ -41,11 +41,11 @@ from ..delta.table import add_actions, current_version, open_table
 from ..errors import FlowError
 from ..plan.autocdc import (DELETE, END_AT, OP, PART, SEQ, START_AT, TRUNCATE, UPSERT, Columns, changes, col,
                             flow_label, resolve, row_of, target_rows)
-from ..plan.context import FlowContext
 from ..registry import flow_query
 from . import keyed
 from .batch_plan import BatchPlan
 from .execute import BatchResult, BatchRun
+from .reads import RunReads, run_context
 
 KEPT, NEW = "kept", "new"             # the PART folders: rows kept from rewritten files, recomputed rows
 CHANGES = "changes"                   # the change log, in the flow's checkpoint folder
@@ -278,7 +278,7 @@ def snapshot_rows(graph, flow: Flow, snapshot: DataFrame, version: int, where: s
     if cdc.scd_type == 1:
         return snap
     at = F.lit(version).cast("bigint")
-    target = graph.read_table(flow.target)
+    target = RunReads(graph, graph.engine).table(flow.target)
     history = target.filter(F.col(END_AT).isNotNull())
     current = target.filter(F.col(END_AT).isNull())
     renamed = snap.select(*[col(k) for k in keys], *[col(c).alias(f"_s_{c}") for c in cols.data],
@@ -359,7 +359,7 @@ class SnapshotSource:
         return {"batch": plan.batch, "version": plan.record["version"], "rows": result.rows_written}
 
     def _read_source(self, version: int):
-        ctx = FlowContext(graph=self.graph, flow=self.flow, spark=self.graph.spark, analysing=False,
+        ctx = run_context(self.graph, self.flow, self.graph.engine,
                           static_reads={self.cdc.source})
         path = self.graph.table_path(self.cdc.source)
         table = open_table(path, version=version)
@@ -367,7 +367,7 @@ class SnapshotSource:
 
     def next_snapshot(self, last):
         graph, flow, cdc, where = self.graph, self.flow, self.cdc, self.where
-        ctx = FlowContext(graph=graph, flow=flow, spark=graph.spark, analysing=False)
+        ctx = run_context(graph, flow, graph.engine)
         with flow_query(ctx):
             found = cdc.snapshot_function(last)
         if found is None:

@@ -18,7 +18,6 @@ from ..delta.table import open_table, write_small
 from ..engines import create_engine
 from ..errors import AssayError, FlowError, storage_unwritable
 from ..graph import Graph, build_graph
-from ..plan.context import FlowContext
 from ..sources.base import BatchLimits
 from ..spec import PipelineSpec
 from . import faults
@@ -30,6 +29,7 @@ from .execute import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchRun, RowC
 from .fingerprint import input_fingerprint
 from .lock import PipelineLock
 from .publish import Publisher
+from .reads import run_context
 from .reporting import RunEvents
 from .staging import staging_dir
 from .stream_sources import StreamSources
@@ -242,7 +242,7 @@ class Runner:
         # let a later refresh over newer inputs pass for this one (the batch mark alone cannot tell).
         ckpt.write_plan(batch, {"batch": batch, "inputs": fingerprint})
         self._batch_started(name, batch)
-        ctx = FlowContext(graph=graph, flow=flow, spark=self.engine.spark, analysing=False)
+        ctx = run_context(graph, flow, self.engine)
         started = time.monotonic()
         df = graph.run_query(flow, ctx)
         result = BatchRun(graph, dataset, name, ckpt.generation, batch, "overwrite", self.fence).execute(df)

@@ -19,6 +19,7 @@ from .autocdc import AutoCdcRun
 from .batch_plan import BatchPlan
 from .eventlog import SOURCE_WARNING, Event
 from .execute import BatchResult, BatchRun
+from .reads import run_context
 from .reporting import RunEvents
 from .staging import staging_dir
 
@@ -87,7 +88,7 @@ class StreamSources:
                 loaded[index] = self._empty_like(self.specs[index])
             else:
                 loaded[index] = src.load(LoadContext(self.engine.spark, str(folder), self.engine), source_plan)
-        ctx = FlowContext(graph=self.graph, flow=self.flow, spark=self.engine.spark, analysing=False, loaded=loaded)
+        ctx = run_context(self.graph, self.flow, self.engine, loaded=loaded)
         df = self.graph.run_query(self.flow, ctx)
         run = (AutoCdcRun(self.graph, self.dataset, self.flow, generation, plan.batch, self.fence)
                if self.flow.auto_cdc is not None
@@ -128,7 +129,7 @@ class StreamSources:
 
     def _empty_like(self, spec):
         """What an unchanged source gives the query: no rows, with the source's columns."""
-        ctx = FlowContext(graph=self.graph, flow=self.flow, spark=self.engine.spark, analysing=True)
+        ctx = FlowContext(graph=self.graph, flow=self.flow, spark=self.engine.spark)   # empty frames
         if spec.kind == "delta":
             return ctx.read_stream(spec.stream_of)
         if spec.kind == "files":
