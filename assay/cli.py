@@ -36,14 +36,8 @@ RemoteOpt = typer.Option(None, "--remote", help="A Spark Connect server, sc://ho
 
 
 def _spec(project, target, storage, landing, conf, engine=None, remote=None):
-    from .spec import load_spec
-    values = {}
-    for item in conf or []:
-        if "=" not in item:
-            raise ConfigError(f"--conf expects KEY=VALUE, got '{item}'")
-        key, _, value = item.partition("=")
-        values[key] = value
-    return load_spec(project, target=target, storage=storage, landing=landing, conf=values, engine=engine,
+    from .spec import conf_pairs, load_spec
+    return load_spec(project, target=target, storage=storage, landing=landing, conf=conf_pairs(conf), engine=engine,
                      remote=remote)
 
 

@@ -105,6 +105,17 @@ def find_spec(start: str | Path = ".") -> Path:
                       "project, or pass --project PATH")
 
 
+def conf_pairs(items: list[str] | None) -> dict[str, str]:
+    """`--conf KEY=VALUE` options as a dict (the value may hold '=' itself)."""
+    values = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--conf expects KEY=VALUE, got '{item}'")
+        key, _, value = item.partition("=")
+        values[key] = value
+    return values
+
+
 def load_spec(path: str | Path = ".", *, target: str | None = None, storage: str | None = None,
               landing: str | None = None, conf: dict[str, str] | None = None, engine: str | None = None,
               remote: str | None = None) -> PipelineSpec:

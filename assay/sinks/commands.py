@@ -21,8 +21,8 @@ ConfOpt = typer.Option(None, "--conf", help="postgres.host=â€¦, postgres.port=â€
 
 
 def _spec(project: str, target: Optional[str], storage: Optional[str] = None, conf: Optional[list[str]] = None):
-    from ..cli import _spec as load
-    return load(project, target, storage, None, conf)
+    from ..spec import conf_pairs, load_spec
+    return load_spec(project, target=target, storage=storage, conf=conf_pairs(conf))
 
 
 @postgres_app.command("apply-roles")

@@ -24,7 +24,8 @@ COORDINATES = ("topic", "partition", "offset", "timestamp")
 
 
 def make_kafka_source(args: dict, configuration: dict, where: str):
-    from . import KafkaSource, KafkaSourceError
+    from .options import KafkaSourceError
+    from .source import KafkaSource
     bootstrap = args.get("bootstrap_servers") or configuration.get("kafka.bootstrap_servers")
     if not bootstrap:
         raise FlowError(f"{where} reads Kafka without bootstrap_servers (give it to dp.read_kafka or set "
