@@ -87,6 +87,24 @@ def test_a_missing_landing_folder_is_warned_about_on_every_run(tmp_path, engine)
     assert run(engine, folder, warnings)["events"].batches == 1 and warnings == []
 
 
+def test_a_missing_folder_read_whole_by_a_view_is_warned_about_on_every_run(tmp_path, engine):
+    folder = write_project(tmp_path / "proj", {"transformations/p.py": """
+        from assay import pipelines as dp
+
+        @dp.materialized_view(name="gold.prices")
+        def prices():
+            return dp.read_files("prices", "json", schema="sku STRING, price DOUBLE", batch=True)
+    """})
+    expected = (f"the landing folder {folder}/landing/prices does not exist: flow 'prices' (table prices) read "
+                "nothing from it. Check `landing` in assay.yml, --landing, ASSAY_LANDING and the path given to "
+                "read_files")
+    for _ in range(2):              # the second run skips the refresh (nothing changed) and still says it
+        warnings = []
+        run(engine, folder, warnings)
+        assert warnings == [expected]
+    assert [e["message"] for e in events_of(folder, "source_warning")] == [expected, expected]
+
+
 def test_a_copied_project_names_both_landing_folders_and_what_a_full_refresh_loses(tmp_path, engine):
     first = pipeline(tmp_path / "first")
     land(first, "a.json", [{"id": "a", "n": 1}])

@@ -32,7 +32,7 @@ from .publish import Publisher
 from .reads import run_context
 from .reporting import RunEvents
 from .staging import staging_dir
-from .stream_sources import StreamSources
+from .stream_sources import StreamSources, warn_missing_folder
 
 
 @dataclass
@@ -233,6 +233,10 @@ class Runner:
         ckpt = Checkpoint(graph.checkpoint_dir(name), self.fence)
         last = self._settle_interrupted_refresh(graph, name, ckpt)
         batch = 0 if last is None else last[0] + 1
+        for read in sorted(r for r in graph.analyses[name].static_reads if r.startswith("files:")):
+            for src in graph.whole_folder_sources(name, read):
+                if not fs.exists(src.root):
+                    warn_missing_folder(self.events, flow, src)
         fingerprint = input_fingerprint(graph, name)
         asked = flow.target in (self.options.refresh or set())
         if not asked and last is not None and last[1].get("inputs") == fingerprint \

@@ -113,11 +113,7 @@ class StreamSources:
         for src in self.sources:
             if getattr(src, "folder_missing", False):     # else the flow "completes" reading nothing, silently
                 src.folder_missing = False
-                message = (f"the landing folder {src.root} does not exist: flow '{name}' (table "
-                           f"{self.flow.target}) read nothing from it. Check `landing` in assay.yml, "
-                           "--landing, ASSAY_LANDING and the path given to read_files")
-                self.events.warning(message, Event(SOURCE_WARNING, flow=name, status="warning", message=message,
-                                                   sources={src.key(): {"missing_folder": str(src.root)}}))
+                warn_missing_folder(self.events, self.flow, src)
             for item in getattr(src, "overwritten", [])[:]:
                 message = (f"{item['file']} was rewritten in place after flow '{name}' read it "
                            f"({item['read_size']:,} → {item['size_now']:,} bytes); it is not read again "
@@ -146,3 +142,12 @@ class StreamSources:
             return make_kafka_source(spec.args, self.graph.spec.configuration,
                                      f"flow '{self.flow.name}' (at {self.flow.location})")
         raise FlowError(f"unknown source kind {spec.kind}")
+
+
+def warn_missing_folder(events, flow, src) -> None:
+    """A landing folder that does not exist reads as empty: said on every run that reads it."""
+    message = (f"the landing folder {src.root} does not exist: flow '{flow.name}' (table {flow.target}) read "
+               "nothing from it. Check `landing` in assay.yml, --landing, ASSAY_LANDING and the path given to "
+               "read_files")
+    events.warning(message, Event(SOURCE_WARNING, flow=flow.name, status="warning", message=message,
+                                  sources={src.key(): {"missing_folder": str(src.root)}}))
