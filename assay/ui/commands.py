@@ -14,15 +14,8 @@ ANY_HOSTS = ("0.0.0.0", "::", "")
 
 def _load(project: str, target: Optional[str], storage: Optional[str], landing: Optional[str],
           conf: Optional[list[str]]):
-    from ..errors import ConfigError
-    from ..spec import load_spec
-    values = {}
-    for item in conf or []:
-        if "=" not in item:
-            raise ConfigError(f"--conf expects KEY=VALUE, got '{item}'")
-        name, _, value = item.partition("=")
-        values[name] = value
-    return load_spec(project, target=target, storage=storage, landing=landing, conf=values)
+    from ..spec import conf_pairs, load_spec
+    return load_spec(project, target=target, storage=storage, landing=landing, conf=conf_pairs(conf))
 
 
 def _console():
