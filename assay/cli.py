@@ -291,11 +291,16 @@ def status(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage
 @app.command()
 def optimize(tables: Optional[list[str]] = typer.Argument(None, help="Tables (default: all)"),
              project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt):
-    """Compact small files; z-order tables declared with cluster_by on those columns."""
+    """Compact small files; z-order tables declared with cluster_by on those columns; with no table
+    named, also compact the event log and prune old checkpoint records."""
     from .maintenance import optimize as run_optimize
     spec = _spec(project, target, storage, None, None)
     for result in run_optimize(spec, tables or None):
         console.print(f"{result.table}: {result.operation}, {result.files_removed} files → {result.files_added}")
+    if not tables:                         # and what runs leave behind: the event log, checkpoint records
+        from .maintenance import history
+        for done in history(spec):
+            console.print(done.line())
 
 
 @app.command()

@@ -214,6 +214,22 @@ def auto_maintain(spec: PipelineSpec, events, policy: Policy, *, now: float | No
     return done
 
 
+def history(spec: PipelineSpec) -> list[Done]:
+    """`assay optimize`'s upkeep of what runs leave behind (assay/runtime/history.py): the event
+    log compacted and checkpointed, its old files vacuumed once a day, the flows' old checkpoint
+    records deleted. Under the pipeline lock: PipelineLocked while a run holds it (a run does the
+    same at its end when due)."""
+    from .runtime.eventlog import EventLog
+    from .runtime.history import upkeep
+    from .runtime.lock import PipelineLock
+    if not spec.system_dir.exists():
+        return []
+    with PipelineLock(spec.system_dir) as lock:
+        log = EventLog(spec.system_dir / catalog.EVENT_LOG, spec.name) \
+            if (spec.system_dir / catalog.EVENT_LOG / "_delta_log").exists() else None
+        return upkeep(spec.system_dir, log, lock.fence)
+
+
 def _compact(spec: PipelineSpec, name: str) -> tuple[str, int, int]:
     [result] = optimize(spec, [name])
     return result.operation, result.files_added, result.files_removed

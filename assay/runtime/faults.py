@@ -1,7 +1,8 @@
 """Named instants where a test can kill the process as `kill -9` would, to prove exactly-once at
 the moments that matter: after the engine wrote a batch's files but before any commit, between
 the commits of one batch's tables, after the last commit but before the batch is recorded, and
-after a materialized view's refresh landed but before it is recorded.
+after a materialized view's refresh landed but before it is recorded; and between the steps of
+the event log's compaction (runtime/history.py).
 
 `ASSAY_CRASH_AT=<point>:<n>` kills the process the n-th time (1-based) it reaches <point>. Unset
 in normal runs: the check is one dictionary lookup.
@@ -13,6 +14,7 @@ import signal
 
 WRITTEN, BETWEEN_COMMITS, COMMITTED = "written", "between_commits", "committed"
 REFRESHED = "refreshed"
+HISTORY_COMPACTED, HISTORY_CHECKPOINTED = "history_compacted", "history_checkpointed"
 _seen: dict[str, int] = {}
 
 

@@ -132,6 +132,8 @@ class Runner:
         self.events.record(Event(RUN_COMPLETED, status="stopped" if stopped else "completed",
                                  duration_s=time.monotonic() - started,
                                  metrics={name: s.rows_written for name, s in self.summaries.items()}))
+        from .history import after_run          # the event log and checkpoints kept from growing per run
+        after_run(self.spec, self.events, self.fence)
         return list(self.summaries.values())
 
     def _record_failure(self, exc: BaseException, started: float) -> None:
