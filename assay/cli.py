@@ -379,12 +379,14 @@ def verify(pipeline: str = typer.Argument(..., help="The pipeline the truth was 
            target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt,
            conf: Optional[list[str]] = ConfOpt):
     """Compare the pipeline's tables with a truth manifest, row for row; print a clear diff."""
-    from .truth import check_metrics, table_reader
-    from .verify import verify as compare_all
+    from .engines import create_engine
+    from .truth import check_metrics, frame_reader
+    from .verify_engine import verify_in_engine
     if project is None:
         project = f"pipelines/{pipeline}" if Path(f"pipelines/{pipeline}/assay.yml").exists() else "."
     spec = _spec(project, target, storage, None, conf)      # --conf postgres.port=… reaches the mirrors
-    report = compare_all(truth, table_reader(spec))
+    with create_engine(spec.engine, spec.engine_conf) as engine:   # the comparison runs in the engine
+        report = verify_in_engine(truth, engine, frame_reader(spec, engine))
     from .sinks.commands import verify_mirrors
     report.tables += verify_mirrors(spec, truth)         # published tables: their PostgreSQL mirrors too
     console.print(report.render(), highlight=False)

@@ -36,6 +36,24 @@ def table_reader(spec: PipelineSpec):
     return read
 
 
+def frame_reader(spec: PipelineSpec, engine):
+    """table_reader's tables as the engine's DataFrames (for assay.verify_engine): nothing is read
+    into Python; the same aliases, computed by the engine."""
+    def read(name: str):
+        ref = catalog.find(spec, name)
+        if ref is None:
+            return None
+        from pyspark.sql import functions as F
+        data = engine.read_table(ref.path)
+        present = set(data.columns)
+        if "_source_file" in present and "source_file" not in present:
+            data = data.withColumn("source_file", F.regexp_replace(F.col("_source_file"), r"^.*/", ""))
+        if "_failed_rules" in present and "failed_rules" not in present:
+            data = data.withColumn("failed_rules", F.array_sort(F.col("_failed_rules")))
+        return data
+    return read
+
+
 def check_metrics(spec: PipelineSpec, truth_dir: Path) -> list[str]:
     """Compare the counts the truth manifest states with what the event log recorded."""
     manifest = json.loads((Path(truth_dir) / "manifest.json").read_text())

@@ -162,3 +162,237 @@ def test_text_timestamps_and_text_numbers_are_parsed():
                   "n": pa.array([3], pa.int64())})
     assert compare("x", t, pa.table({"ts": ["2026-11-01T10:15:30.123Z"], "n": ["3"]})).ok
     assert compare("x", t, pa.table({"ts": ["2026-11-01T10:15:30.124Z"], "n": ["3"]})).missing == 1
+
+
+# ---------------------------------------------------------------- the engine's comparison
+# What `assay verify` runs: the same rules computed by the engine over the truth's Parquet and the
+# pipeline's Delta table (assay.verify_engine); the Python comparison above is the reference.
+
+import random  # noqa: E402
+
+from assay import verify_engine  # noqa: E402
+from assay.delta import table as storage  # noqa: E402
+from assay.spec import load_spec  # noqa: E402
+from assay.truth import frame_reader  # noqa: E402
+from assay.verify_engine import compare_frames, verify_in_engine  # noqa: E402
+from tests.conftest import ROOT, cli, write_project  # noqa: E402
+
+
+@pytest.fixture
+def in_engine(engine, tmp_path):
+    """compare(), computed by the engine: the truth as a Parquet file, the table as a Delta table."""
+    count = [0]
+
+    def run(truth: pa.Table, actual: pa.Table, approx=(), examples: int = 5):
+        count[0] += 1
+        path, table = tmp_path / f"truth{count[0]}.parquet", tmp_path / f"table{count[0]}"
+        pq.write_table(truth, path)
+        storage.write_small(table, actual, mode="overwrite")
+        return compare_frames("t", engine.read_parquet([path]), truth.num_rows, engine.read_table(table),
+                              approx=approx, examples=examples)
+    return run
+
+
+def test_engine_equal_tables_pass_regardless_of_order_types_and_extra_columns(in_engine):
+    t = _truth()
+    shuffled = t.take([3, 1, 0, 2])
+    actual = pa.table({
+        "ingested_at": pa.array([1, 2, 3, 4]),
+        "rules": shuffled["rules"],
+        "purchases": pc.cast(shuffled["purchases"], pa.int32()),
+        "revenue": pc.add(shuffled["revenue"], 1e-12),
+        "last_ts": pc.cast(pc.cast(shuffled["last_ts"], pa.timestamp("us")), pa.timestamp("ns")),
+        "product_id": shuffled["product_id"],
+        "event_date": pc.cast(shuffled["event_date"], pa.string()),
+    })
+    res = in_engine(t, actual)
+    assert res.ok, res
+    assert res.truth_rows == res.actual_rows == 4
+
+
+def test_engine_reports_missing_unexpected_and_tolerance_as_the_reference_does(in_engine):
+    t = _truth()
+    rows = t.to_pylist()
+    rows[0]["revenue"] = 30.04
+    rows[1]["purchases"] = 7
+    del rows[2]
+    rows.append(dict(rows[-1]))
+    actual = pa.Table.from_pylist(rows, schema=t.schema)
+    res, ref = in_engine(t, actual), compare("t", t, actual)
+    assert res.status == "mismatch"
+    assert (res.missing, res.unexpected, res.mismatched) == (2, 2, 1)
+    assert sorted(map(str, res.missing_examples)) == sorted(map(str, ref.missing_examples))
+    assert sorted(map(str, res.unexpected_examples)) == sorted(map(str, ref.unexpected_examples))
+    assert res.mismatch_examples == ref.mismatch_examples
+    assert res.mismatch_examples[0]["revenue"] == "30.03 -> 30.04"
+    assert res.mismatch_examples[0]["last_ts"] == "2026-11-01T10:00:00.123000+00:00"
+
+
+def test_engine_counts_duplicates_as_a_multiset(in_engine):
+    t = pa.table({"k": ["a", "a", "b"]})
+    res = in_engine(t, pa.table({"k": ["a", "b", "b"]}))
+    assert (res.missing, res.unexpected) == (1, 1)
+    assert res.missing_examples == [{"k": "a"}] and res.unexpected_examples == [{"k": "b"}]
+    assert in_engine(t, pa.table({"k": ["b", "a", "a"]})).ok
+    # duplicates of a loose row pair in order: (1, 1.0), (1, 2.0) against (1, 1.0), (1, 2.5)
+    t = pa.table({"k": [1, 1, 1], "x": [2.0, 1.0, 1.0]})
+    res = in_engine(t, pa.table({"k": [1, 1, 1], "x": [1.0, 2.5, 1.0]}))
+    assert (res.missing, res.unexpected, res.mismatched) == (0, 0, 1)
+    assert res.mismatch_examples == [{"k": 1, "x": "2.0 -> 2.5"}]
+
+
+def test_engine_compares_timestamps_at_microseconds(in_engine):
+    t = pa.table({"ts": pa.array([1_000_000_000_123_456, None], pa.timestamp("us", tz="UTC"))})
+    assert in_engine(t, pa.table({"ts": pc.cast(t["ts"], pa.timestamp("us"))})).ok        # naive: UTC
+    assert in_engine(t, pa.table({"ts": pc.cast(t["ts"], pa.timestamp("us", tz="America/New_York"))})).ok
+    assert in_engine(t, pa.table({"ts": ["2001-09-09T01:46:40.123456Z", None]})).ok       # ISO text
+    res = in_engine(t, pa.table({"ts": pa.array([1_000_000_000_123_457, None], pa.timestamp("us", tz="UTC"))}))
+    assert (res.missing, res.unexpected) == (1, 1)
+    assert res.missing_examples == [{"ts": "2001-09-09T01:46:40.123456+00:00"}]
+
+
+def test_engine_approximate_distinct_within_the_estimators_error(in_engine):
+    t = pa.table({"user_id": [1, 2, 3], "distinct_products_purchased": pa.array([100, 7, 15], pa.int64())})
+    near = pa.table({"user_id": [1, 2, 3], "distinct_products_purchased": [125, 10, 13]})
+    far = pa.table({"user_id": [1, 2, 3], "distinct_products_purchased": [126, 7, 15]})
+    assert in_engine(t, near, approx=["distinct_products_purchased"]).ok
+    res = in_engine(t, far, approx=["distinct_products_purchased"])
+    assert res.mismatched == 1 and res.mismatch_examples[0]["distinct_products_purchased"] == "100 -> 126"
+    assert not in_engine(t, near).ok
+
+
+def test_engine_float_tolerance_infinities_nans_and_nulls(in_engine):
+    t = pa.table({"k": [1, 2, 3, 4, 5], "x": [float("inf"), float("-inf"), float("nan"), 1e9, None]})
+    assert in_engine(t, t).ok
+    assert in_engine(t, pa.table({"k": [1, 2, 3, 4, 5], "x": [float("inf"), float("-inf"), None, 1e9 + 0.5,
+                                                                float("nan")]})).ok     # NULL reads as NaN
+    res = in_engine(t, pa.table({"k": [1, 2, 3, 4, 5], "x": [1e308, float("-inf"), float("nan"), 1e9 + 2, None]}))
+    assert res.mismatched == 2 and (res.missing, res.unexpected) == (0, 0)
+
+
+def test_engine_compares_source_file_by_base_name(in_engine):
+    t = pa.table({"source_file": ["part-00000-00001.json"], "position": [3]})
+    a = pa.table({"source_file": ["file:///tmp/landing/streaming/user_events/part-00000-00001.json"], "position": [3]})
+    assert in_engine(t, a).ok
+    assert not in_engine(t, pa.table({"source_file": ["file:///x/part-00000-00002.json"], "position": [3]})).ok
+
+
+def test_engine_compares_structs_field_by_field(in_engine):
+    kind = pa.struct([("event_ts", pa.timestamp("us", tz="UTC")), ("seq", pa.int64())])
+    t = pa.table({"id": [1, 2, 3], "__START_AT": pa.array([{"event_ts": datetime(2026, 11, 1, tzinfo=UTC), "seq": 1},
+                                                           {"event_ts": datetime(2026, 11, 2, tzinfo=UTC), "seq": 2},
+                                                           None], kind)})
+    reordered = pa.struct([("seq", pa.int32()), ("event_ts", pa.timestamp("us", tz="UTC")), ("extra", pa.string())])
+    same = pa.table({"id": [3, 2, 1], "__START_AT": pa.array(
+        [None, {"seq": 2, "event_ts": datetime(2026, 11, 2, tzinfo=UTC), "extra": "x"},
+         {"seq": 1, "event_ts": datetime(2026, 11, 1, tzinfo=UTC), "extra": None}], reordered)})
+    assert in_engine(t, same).ok
+    other = pa.table({"id": [1, 2, 3], "__START_AT": pa.array([{"event_ts": datetime(2026, 11, 1, tzinfo=UTC), "seq": 9},
+                                                               {"event_ts": datetime(2026, 11, 2, tzinfo=UTC), "seq": 2},
+                                                               None], kind)})
+    res = in_engine(t, other)
+    assert (res.missing, res.unexpected) == (1, 1)
+    assert res.missing_examples == [{"id": 1, "__START_AT.event_ts": "2026-11-01T00:00:00+00:00", "__START_AT.seq": 1}]
+    res = in_engine(t, pa.table({"id": [1, 2, 3], "__START_AT": pa.array([None] * 3, pa.struct([("seq", pa.int64())]))}))
+    assert res.status == "missing_columns" and "__START_AT.event_ts" in res.note
+
+
+def test_engine_lists_and_fractional_integers(in_engine):
+    t = pa.table({"n": pa.array([1, 2], pa.int64()), "rules": pa.array([["a", "b"], []], pa.list_(pa.string()))})
+    assert in_engine(t, pa.table({"n": [2.0, 1.0], "rules": pa.array([[], ["a", "b"]], pa.list_(pa.string()))})).ok
+    res = in_engine(t, pa.table({"n": [1.5, 2.0], "rules": pa.array([["a", "b"], []], pa.list_(pa.string()))}))
+    assert res.status == "error" and "fractional" in res.note
+    res = in_engine(t, pa.table({"n": [1, 2], "rules": pa.array([["a", "b"], None], pa.list_(pa.string()))}))
+    assert (res.missing, res.unexpected) == (1, 1)       # a NULL list is not an empty one
+
+
+def _random_table(rng: random.Random, rows: int) -> pa.Table:
+    return pa.table({
+        "k": pa.array([rng.choice(["a", "b", "c", None]) for _ in range(rows)], pa.string()),
+        "n": pa.array([rng.choice([1, 2, None]) for _ in range(rows)], pa.int64()),
+        "d": pa.array([rng.choice([date(2026, 1, 1), date(2026, 1, 2)]) for _ in range(rows)]),
+        "x": pa.array([rng.choice([0.5, 1.0, 1.0 + 1e-12, 2.0, float("nan"), None, float("inf")]) for _ in range(rows)]),
+        "c": pa.array([rng.choice([10, 11, 14]) for _ in range(rows)], pa.int64()),
+    })
+
+
+def _perturbed(rng: random.Random, t: pa.Table) -> pa.Table:
+    rows = t.to_pylist()
+    rng.shuffle(rows)
+    for _ in range(rng.randint(0, 4)):
+        action, i = rng.choice(["drop", "copy", "key", "float", "approx"]), rng.randrange(len(rows))
+        if action == "drop":
+            rows.pop(i)
+        elif action == "copy":
+            rows.append(dict(rows[i]))
+        elif action == "key":
+            rows[i]["n"] = rng.choice([1, 2, 3, None])
+        elif action == "float":
+            rows[i]["x"] = rng.choice([0.5, 1.5, 2.0 + 1e-7, None, float("-inf")])
+        else:
+            rows[i]["c"] += rng.choice([-4, 2, 3])
+    return pa.Table.from_pylist(rows, schema=t.schema)
+
+
+def test_engine_agrees_with_the_reference_on_random_mismatches(in_engine, monkeypatch):
+    # Few buckets and small chunks, so that pairing runs over several chunks of several buckets.
+    monkeypatch.setattr(verify_engine, "BUCKETS", 4)
+    monkeypatch.setattr(verify_engine, "CHUNK_ROWS", 20)
+    rng = random.Random(20)
+    for _ in range(12):
+        t = _random_table(rng, rng.randint(5, 30))
+        a = _perturbed(rng, t)
+        ref, res = compare("t", t, a, approx=["c"]), in_engine(t, a, approx=["c"])
+        assert (res.status, res.missing, res.unexpected, res.mismatched, res.actual_rows) == \
+               (ref.status, ref.missing, ref.unexpected, ref.mismatched, ref.actual_rows), (t.to_pylist(), a.to_pylist())
+        assert len(res.missing_examples) == min(5, ref.missing)
+        assert len(res.mismatch_examples) == min(5, ref.mismatched)
+
+
+def _storage_project(tmp_path, tables: dict[str, pa.Table]):
+    folder = write_project(tmp_path / "proj", {})
+    for name, data in tables.items():
+        storage.write_small(folder / "storage" / "02_silver" / name, data, mode="overwrite")
+    return folder
+
+
+def test_verify_in_engine_reads_tables_with_the_pipelines_aliases(engine, tmp_path):
+    t = _truth()
+    quarantine = pa.table({"source_file": ["a.json", "b.json"], "failed_rules": [["x", "y"], ["z"]]})
+    d = _write_truth(tmp_path, {"gold": t, "quarantine": quarantine, "absent": t, "empty": t.slice(0, 0),
+                                "narrow": t})
+    folder = _storage_project(tmp_path, {
+        "gold": t.take([2, 0, 3, 1]),
+        "quarantine": pa.table({"_source_file": ["s3://bucket/landing/b.json", "/landing/a.json"],
+                                "_failed_rules": [["z"], ["y", "x"]]}),
+        "narrow": t.drop_columns(["revenue"])})
+    report = verify_in_engine(d, engine, frame_reader(load_spec(folder), engine))
+    status = {r.name: r.status for r in report.tables}
+    assert status == {"gold": "ok", "quarantine": "ok", "absent": "missing", "empty": "ok",
+                      "narrow": "missing_columns"}
+    text = report.render()
+    assert "FAILED (2 of 5 tables differ)" in text and "columns missing: revenue" in text
+
+
+def test_verify_in_engine_reports_reader_errors(engine, tmp_path):
+    t = _truth()
+    d = _write_truth(tmp_path, {"broken": t, "good": t})
+
+    def read(name):
+        if name == "broken":
+            raise RuntimeError("delta log is corrupt")
+        return engine.read_parquet([d / "good.parquet"])
+
+    report = verify_in_engine(d, engine, read)
+    assert {r.name: r.status for r in report.tables} == {"broken": "error", "good": "ok"}
+    assert "delta log is corrupt" in report.render()
+
+
+def test_assay_verify_prints_the_diff_and_exits_1(tmp_path):
+    t = _truth()
+    d = _write_truth(tmp_path, {"gold": t})
+    folder = _storage_project(tmp_path, {"gold": t.set_column(1, "product_id", pa.array(["P1", "P9", "P1", None]))})
+    result = cli("verify", "t", "--truth", str(d), "-p", str(folder), cwd=ROOT)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 missing, 1 unexpected, 0 outside tolerance" in result.stdout
+    assert "product_id: 'P2'" in result.stdout and "product_id: 'P9'" in result.stdout
