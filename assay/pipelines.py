@@ -96,13 +96,21 @@ def table(query_function=None, *, name: str | None = None, comment: str | None =
 
 def materialized_view(query_function=None, *, name: str | None = None, comment: str | None = None, schema=None,
                       partition_cols=None, cluster_by=None, table_properties: dict | None = None,
-                      private: bool = False, quarantine: bool = False, publish: dict | None = None):
-    """A table recomputed from its inputs on every run.
+                      private: bool = False, quarantine: bool = False, publish: dict | None = None,
+                      refresh: str = "auto"):
+    """A table recomputed from its inputs when they changed: not at all when nothing it reads
+    changed, by merging the rows appended to its input when its query is a decomposable aggregate,
+    else whole (each refresh logs which, and why). `refresh="incremental"` makes a refresh that
+    would be whole fail with the reason instead (SQL: TBLPROPERTIES ('assay.refresh' = 'incremental')).
     `publish=dp.postgres(keys=[...])` replaces its PostgreSQL mirror after each refresh."""
+    if refresh not in ("auto", "incremental"):
+        raise GraphError(f"materialized_view(refresh={refresh!r}): refresh is 'auto' or 'incremental'")
+    properties = with_publish(table_properties, publish)
+    if refresh != "auto":
+        properties["assay.refresh"] = refresh
     return _dataset_decorator(MATERIALIZED_VIEW, query_function, name=name, comment=comment, schema=schema,
                               partition_cols=partition_cols, cluster_by=cluster_by,
-                              table_properties=with_publish(table_properties, publish), private=private,
-                              quarantine=quarantine)
+                              table_properties=properties, private=private, quarantine=quarantine)
 
 
 def postgres(keys=(), *, table: str | None = None, replace: str | None = None) -> dict:

@@ -12,6 +12,16 @@ from ..delta.table import current_version
 
 
 def input_fingerprint(graph, flow_name: str) -> str:
+    return digest(input_parts(graph, flow_name))
+
+
+def digest(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def input_parts(graph, flow_name: str) -> dict:
+    """What the fingerprint hashes: configuration, code, and per read a table version (an int), a
+    folder's files, or a temporary view's own fingerprint."""
     flow = graph.registry.flows[flow_name]
     parts: dict = {"configuration": {k: str(v) for k, v in sorted(graph.spec.configuration.items())}}
     try:
@@ -28,4 +38,4 @@ def input_fingerprint(graph, flow_name: str) -> str:
         else:                                     # a temporary view: its own inputs count
             for writer in graph.registry.flows_into(read):
                 parts[read] = input_fingerprint(graph, writer.name)
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return parts

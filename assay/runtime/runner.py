@@ -26,7 +26,8 @@ from .eventlog import (FLOW_COMPLETED, FLOW_FAILED, FLOW_PROGRESS, RUN_COMPLETED
                        EventLog)
 from .autocdc import SnapshotSource
 from .execute import LATE_SUFFIX, QUARANTINE_SUFFIX, BatchResult, BatchRun, RowCounts, batch_mark
-from .fingerprint import input_fingerprint
+from . import view_refresh
+from .fingerprint import digest, input_parts
 from .lock import PipelineLock
 from .publish import Publisher
 from .reads import run_context
@@ -57,6 +58,7 @@ class FlowSummary(RowCounts):
     seconds: float = 0.0
     batch: int | None = None                 # the batch being processed
     error: str | None = None
+    refresh: dict | None = None              # a materialized view's: {"refresh": noop|append|full, "reason": ...}
 
     def add(self, result: RowCounts) -> None:
         self.batches += 1
@@ -219,7 +221,7 @@ class Runner:
                                  **_event_counts(summary), duration_s=summary.seconds, inputs=analysis.inputs,
                                  outputs=self._outputs(dataset, flow.target),
                                  metrics={"batches": summary.batches, "rows_inserted": summary.rows_inserted,
-                                          "rows_replaced": summary.rows_replaced}))
+                                          "rows_replaced": summary.rows_replaced, **(summary.refresh or {})}))
 
     def _outputs(self, dataset, target: str) -> list[str]:
         outputs = [target]
@@ -239,22 +241,29 @@ class Runner:
             for src in graph.whole_folder_sources(name, read):
                 if not fs.exists(src.root):
                     warn_missing_folder(self.events, flow, src)
-        fingerprint = input_fingerprint(graph, name)
+        parts = input_parts(graph, name)
+        fingerprint = digest(parts)
         asked = flow.target in (self.options.refresh or set())
-        if not asked and last is not None and last[1].get("inputs") == fingerprint \
-                and open_table(graph.table_path(flow.target)):
+        unchanged = last is not None and last[1].get("inputs") == fingerprint
+        if not asked and unchanged and open_table(graph.table_path(flow.target)):
+            self.summaries[name].refresh = view_refresh.noop(last).metrics()
             return                            # nothing it reads changed since its last refresh
+        refresh = view_refresh.ViewRefresh(graph, name, self.engine, ckpt, last, parts, asked, unchanged)
         # Planned ahead with what it is computed from: a crash after the refresh landed must not
-        # let a later refresh over newer inputs pass for this one (the batch mark alone cannot tell).
-        ckpt.write_plan(batch, {"batch": batch, "inputs": fingerprint})
+        # let a later refresh over newer inputs pass for this one (the batch mark alone cannot tell),
+        # nor merge the rows appended up to these input versions twice.
+        ckpt.write_plan(batch, {"batch": batch, "inputs": fingerprint, **refresh.record})
         self._batch_started(name, batch)
         ctx = run_context(graph, flow, self.engine)
         started = time.monotonic()
-        df = graph.run_query(flow, ctx)
+        df, technique = refresh.dataframe(graph.run_query(flow, ctx), ctx)
         result = BatchRun(graph, dataset, name, ckpt.generation, batch, "overwrite", self.fence).execute(df)
+        result.metrics.update(technique.metrics())
+        self.summaries[name].refresh = technique.metrics()
         faults.crash_point(faults.REFRESHED)
         # The fingerprint taken before the query: a change racing the refresh makes the next run refresh.
-        ckpt.write_commit(batch, {"batch": batch, "rows": result.rows_written, "inputs": fingerprint})
+        ckpt.write_commit(batch, {"batch": batch, "rows": result.rows_written, "inputs": fingerprint,
+                                  **refresh.record, "refresh": technique.kind})
         fs.delete_tree(staging_dir(self.spec, name))
         self._progress(graph, name, batch, result, {}, time.monotonic() - started, ctx)
 
@@ -268,7 +277,7 @@ class Runner:
         batch, record = planned
         target = graph.registry.flows[name].target
         if landed(graph.table_path(target), batch_mark(ckpt.generation, name, "target", batch)):
-            ckpt.write_commit(batch, {"batch": batch, "rows": None, "inputs": record.get("inputs")})
+            ckpt.write_commit(batch, {**record, "batch": batch, "rows": None})   # with the input versions it reflects
             return ckpt.last_committed()
         return last
 

@@ -1,0 +1,248 @@
+"""A materialized view's refresh, done one of three ways and logged with why (plan/refresh.py):
+`noop` (nothing it reads changed), `append` (one input changed only by appends and the query is a
+decomposable aggregate of it: the query over the appended rows, merged into the view's rows by
+group key) or `full` (recomputed, as always before).
+
+The rows stay in the engine: the appended rows are the data files the input's commits added
+(named by its Delta log, read by the engine), the view's rows are read by the engine, and the
+merge is one GROUP BY over both. The Python process reads only Delta logs.
+
+Crash safety: the refresh's plan (`offsets/N.json`) records the input versions it reflects; the
+record of the refresh (`commits/N.json`) repeats them. The next refresh merges only the rows
+appended after those versions, and only into a view that holds refresh N (its Delta application
+transaction), so a crash at any instant neither leaves the view stale nor counts a row twice.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from .. import fs
+from ..definitions import FAIL, WARN
+from ..delta.log import DataFile
+from ..delta.table import arrow_schema, open_table
+from ..errors import AssayError
+from ..plan.context import FlowContext
+from ..plan.refresh import APPEND, FULL, INCREMENTAL, NOOP, Technique, aggregate_shape, refresh_mode
+from .execute import batch_mark
+from .fingerprint import digest
+from .reads import RunReads
+
+
+def noop(last: tuple[int, dict]) -> Technique:
+    return Technique(NOOP, f"nothing it reads changed since refresh {last[0]}")
+
+
+@dataclass
+class Increment:
+    """The rows appended to one input since the view's last refresh: versions (after, upto]."""
+    table: str
+    after: int
+    upto: int
+    files: list[DataFile]
+
+    @property
+    def rows(self) -> int | None:
+        counts = [f.records for f in self.files]
+        return None if any(c is None for c in counts) else sum(counts)
+
+
+class ViewRefresh:
+    """Chooses and prepares one refresh of the view written by flow `name`. Built before the plan
+    is written (`record` goes into it), asked for the DataFrame to write once the query ran."""
+
+    def __init__(self, graph, name: str, engine, ckpt, last: tuple[int, dict] | None, parts: dict,
+                 asked: bool, unchanged: bool):
+        self.graph = graph
+        self.name = name
+        self.engine = engine
+        self.flow = graph.registry.flows[name]
+        self.dataset = graph.dataset(self.flow.target)
+        self.mode = refresh_mode(self.dataset)
+        self.tables = {read: graph.table_path(read) for read in graph.analyses[name].static_reads
+                       if read in graph.registry.datasets and graph.dataset(read).is_table}
+        self.versions = {read: parts[read] for read in self.tables if isinstance(parts.get(read), int)}
+        definition = digest({"configuration": parts.get("configuration"), "code": parts.get("code"),
+                             "nonce": parts.get("nonce")})
+        self.record = {"versions": self.versions, "definition": definition}
+        self.increment: Increment | None = None
+        self.full: Technique | None = self._before_query(ckpt, last, definition, asked, unchanged)
+
+    # --- what the logs decide, before the query -----------------------------------------------
+
+    def _before_query(self, ckpt, last, definition, asked, unchanged) -> Technique | None:
+        """A full refresh and its reason, when the logs already decide it; None: append if the
+        query's shape allows."""
+        view_path = self.graph.table_path(self.flow.target)
+        table = open_table(view_path)
+        if last is None:
+            return Technique(FULL, "first refresh", required=True)
+        if table is None:
+            return Technique(FULL, "its table does not exist", required=True)
+        if asked and unchanged:
+            return Technique(FULL, "asked for with --refresh (nothing it reads changed)", required=True)
+        before = last[1]
+        if not isinstance(before.get("versions"), dict):
+            return Technique(FULL, f"refresh {last[0]} recorded no input versions (made before incremental "
+                             "refreshes)", required=True)
+        if before.get("definition") != definition:
+            return Technique(FULL, "its code or the pipeline's configuration changed", required=True)
+        folders = sorted(r.removeprefix("files:") for r in self.graph.analyses[self.name].static_reads
+                         if r.startswith("files:"))
+        if folders:
+            return Technique(FULL, f"reads a folder whole ({', '.join(folders)}): a folder does not say which "
+                             "rows are new")
+        dropping = [e.name for e in self.dataset.expectations if e.action not in (WARN, FAIL)]
+        if dropping or self.dataset.quarantine:
+            return Technique(FULL, f"expectations that drop rows ({', '.join(dropping) or 'quarantine'}): a "
+                             "group left out could come back with more rows")
+        old = before["versions"]
+        changed = sorted(t for t in self.versions if self.versions[t] != old.get(t))
+        if not changed:
+            return Technique(FULL, "what it reads changed, but no input table did (a temporary view's code?)")
+        if len(changed) > 1:
+            return Technique(FULL, f"{' and '.join(changed)} changed since refresh {last[0]} (the rows appended "
+                             "to one input are merged, not those of several)")
+        name = changed[0]
+        after, upto = old.get(name), self.versions[name]
+        if not isinstance(after, int) or after < 0:
+            return Technique(FULL, f"{name} had no table at refresh {last[0]}")
+        if upto < after:
+            return Technique(FULL, f"{name} is older (version {upto}) than at refresh {last[0]} (version {after})")
+        changes = _changes(self.tables[name], after, upto)
+        if changes.blocker:
+            return Technique(FULL, f"{name} {changes.blocker}")
+        mark = batch_mark(ckpt.generation, self.name, "target", last[0])
+        if table.transaction_version(mark.app_id) != last[0]:
+            return Technique(FULL, f"its table does not hold refresh {last[0]} (written outside this pipeline?)")
+        self.increment = Increment(name, after, upto, changes.added)
+        return None
+
+    # --- what the query's shape decides ----------------------------------------------------------
+
+    def dataframe(self, df, ctx) -> tuple[object, Technique]:
+        """The DataFrame to write (the query's, or the merge of its increment into the view) and
+        the technique; raises when the view requires an incremental refresh and this one is full."""
+        technique = self.full
+        merged = None
+        if technique is None:
+            merged, technique = self._append(df)
+        if technique.kind == FULL and self.mode == INCREMENTAL and not technique.required:
+            raise AssayError(f"materialized view '{self.flow.target}' (at {self.dataset.location}) requires an "
+                             f"incremental refresh (refresh=\"incremental\"), but this one would be full: "
+                             f"{technique.reason}. Nothing was written; declare refresh=\"auto\" to let it "
+                             f"recompute, or run with --full-refresh {self.flow.target}.")
+        return (merged if merged is not None else df), technique
+
+    def _append(self, df):
+        inc = self.increment
+        try:
+            root = df._plan.to_proto(df.sparkSession.client).root
+        except Exception as exc:            # not a Spark Connect DataFrame: nothing to read its shape from
+            return None, Technique(FULL, f"its plan could not be read ({type(exc).__name__})")
+        columns = list(df.columns)
+        shape = aggregate_shape(root, columns, inc.table, {n: str(p) for n, p in self.tables.items()})
+        if not shape.mergeable:
+            return None, Technique(FULL, "; ".join(dict.fromkeys(shape.blockers)))
+        if len(set(columns)) != len(columns):
+            return None, Technique(FULL, "two of its columns have the same name")
+        view_path = self.graph.table_path(self.flow.target)
+        view = self.engine.read_table(view_path)
+        if set(view.columns) != set(columns):
+            return None, Technique(FULL, "its table's columns are not the query's")
+        ctx = FlowContext(graph=self.graph, flow=self.flow, spark=self.engine.spark,
+                          reads=IncrementReads(self.graph, self.engine, inc))
+        partial = self.graph.run_query(self.flow, ctx)
+        if list(partial.columns) != columns:
+            return None, Technique(FULL, "its query over the appended rows has other columns")
+        rows = inc.rows
+        said = f"{rows:,} row(s)" if rows is not None else "the rows"
+        reason = (f"{inc.table} had only appends since version {inc.after} ({len(inc.files)} file(s) up to "
+                  f"version {inc.upto}): {said} aggregated and merged by "
+                  f"{', '.join(c for c, r in zip(columns, shape.roles) if r == 'key') or 'its single group'}")
+        return merge(view, partial, columns, shape.roles), Technique(APPEND, reason)
+
+
+def merge(view, partial, columns: list[str], roles: list[str]):
+    """The view's rows and the partial aggregate of the new rows, merged by group key: count and
+    sum add, min keeps the least, max the greatest (each ignoring NULLs, as SQL's aggregates do);
+    every column cast back to the query's type."""
+    from pyspark.sql import functions as F
+
+    types = {f.name: f.dataType for f in partial.schema.fields}
+
+    def col(c):
+        return F.col(f"`{c}`")
+
+    both = view.select(*[col(c).cast(types[c]).alias(c) for c in columns]).unionByName(
+        partial.select(*[col(c) for c in columns]))
+    keys = [col(c) for c, r in zip(columns, roles) if r == "key"]
+    values = [getattr(F, r)(col(c)).alias(c) for c, r in zip(columns, roles) if r != "key"]
+    merged = both.groupBy(*keys).agg(*values) if values else both.dropDuplicates()
+    return merged.select(*[col(c).cast(types[c]).alias(c) for c in columns])
+
+
+class IncrementReads(RunReads):
+    """dp.read of the changed input answers its appended rows; every other read, the table now."""
+
+    def __init__(self, graph, engine, increment: Increment):
+        super().__init__(graph, engine)
+        self.increment = increment
+
+    def table(self, name: str):
+        if name != self.increment.table:
+            return super().table(name)
+        table = open_table(self.graph.table_path(name), version=self.increment.upto)
+        return self.engine.read_delta_files(self.increment.files, arrow_schema(table),
+                                            table.metadata().partition_columns)
+
+
+@dataclass
+class Changes:
+    added: list[DataFile]
+    blocker: str | None
+
+
+def _changes(path, after: int, upto: int) -> Changes:
+    """What commits (after, upto] of a table did: the files they added, or why they were not
+    only appends (files removed: a dedupe replacement, an AUTO CDC update or delete, an overwrite,
+    a full refresh; a schema change; a log cleaned up)."""
+    root = fs.as_path(path)
+    added: list[DataFile] = []
+    removed, operations, schema_at = 0, [], None
+    for version in range(after + 1, upto + 1):
+        try:
+            text = fs.read_bytes(root / "_delta_log" / f"{version:020d}.json").decode("utf-8")
+        except FileNotFoundError:
+            return Changes([], f"no longer has version {version} in its log (cleaned up), so what was appended "
+                               f"since version {after} is unknown")
+        removes_here, operation, overwrite = 0, None, False
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            action = json.loads(line)
+            if "add" in action and action["add"].get("dataChange", True):
+                add = action["add"]
+                stats = json.loads(add["stats"]) if add.get("stats") else {}
+                added.append(DataFile(str(root / unquote(add["path"])), add.get("partitionValues") or {},
+                                      int(add.get("size", 0)), stats.get("numRecords")))
+            elif "remove" in action and action["remove"].get("dataChange", True):
+                removes_here += 1
+            elif "metaData" in action and schema_at is None:
+                schema_at = version
+            elif "commitInfo" in action:
+                info = action["commitInfo"]
+                overwrite = (info.get("operationParameters") or {}).get("mode") == "Overwrite"
+                operation = info.get("assay.operation") or info.get("operation")
+        if removes_here or overwrite:
+            removed += removes_here
+            if operation:
+                operations.append(f"{operation.lower()} at version {version}")
+    if removed or operations:
+        what = f"; {', '.join(dict.fromkeys(operations))}" if operations else ""
+        return Changes([], f"had {removed} removed file(s) since version {after} (rows replaced or deleted: "
+                           f"dedupe replacements, AUTO CDC updates or deletes, an overwrite or a full refresh{what})")
+    if schema_at is not None:
+        return Changes([], f"changed its schema at version {schema_at} (since version {after})")
+    return Changes(added, None)
