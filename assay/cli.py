@@ -267,7 +267,10 @@ def status(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage
       WITH last AS (SELECT flow, MAX(timestamp) AS at FROM event_log
                     WHERE flow IS NOT NULL AND event_type IN ('flow_completed','flow_failed') GROUP BY flow)
       SELECT e.flow, e.target, e.event_type AS last_outcome, e.timestamp AS at, e.rows_written, e.rows_dropped,
-             e.rows_quarantined, e.rows_late, e.rows_duplicate, ROUND(e.duration_s, 2) AS seconds, e.message AS error
+             e.rows_quarantined, e.rows_late, e.rows_duplicate, ROUND(e.duration_s, 2) AS seconds,
+             CASE WHEN get_json_object(e.metrics, '$.refresh') IS NOT NULL   -- a materialized view's: how, and why
+                  THEN concat(get_json_object(e.metrics, '$.refresh'), ': ', get_json_object(e.metrics, '$.reason'))
+             END AS refresh, e.message AS error
       FROM event_log e JOIN last l ON e.flow = l.flow AND e.timestamp = l.at ORDER BY e.flow"""
     _query(spec, sql, format)
     if format == "table":

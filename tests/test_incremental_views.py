@@ -13,7 +13,7 @@ import pytest
 
 from assay.delta import table as storage
 from assay.runtime import faults
-from tests.conftest import write_project
+from tests.conftest import cli, write_project
 
 PIPELINE = """
 from pyspark.sql import Window
@@ -224,6 +224,9 @@ def test_a_view_that_requires_incremental_refresh_fails_with_the_reason(tmp_path
     assert "'means'" in str(failed.value) and "requires an incremental refresh" in str(failed.value)
     assert "avg(amount) is not mergeable" in str(failed.value)
     assert sorted(r["amount"] for r in storage.read_arrow(folder / "storage" / "03_gold" / "totals").to_pylist()) == [3, 7]
+    status = {r["flow"]: r for r in json.loads(cli("status", "--format", "json", cwd=folder, check=True).stdout)}
+    assert status["totals"]["refresh"].startswith("append: events had only appends since version 0 (1 file(s) up to version 1)")
+    assert status["means"]["last_outcome"] == "flow_failed" and status["events"]["refresh"] is None
     with pytest.raises(AssayError) as failed:
         run_pipeline(folder, refresh={"sql_totals"})
     assert "defined in SQL" in str(failed.value)

@@ -156,7 +156,7 @@ def _above(rel, outputs, blockers):
             elif which == "unresolved_attribute" and _attr(inner) in by_name:
                 result.append((alias or _attr(inner), by_name[_attr(inner)]))
             else:
-                blockers.append(f"{_describe(inner)} is computed over the aggregate (the view does not keep "
+                blockers.append(f"{_brief(expr)} is computed over the aggregate (the view does not keep "
                                 "the aggregates it is computed from, so it cannot be merged)")
                 return None
         keys = [n for n, role in outputs if role == "key"]
@@ -188,7 +188,8 @@ def _merge_of(expr, blockers) -> str:
     which = inner.WhichOneof("expr_type")
     fn = _function(inner)
     if fn is None:
-        blockers.append(f"{_describe(inner)} wraps an aggregate (only bare count, sum, min and max are merged)")
+        blockers.append(f"{_brief(expr)} wraps an aggregate in {which or 'an expression'} (only bare count, sum, "
+                        "min and max are merged)")
         return "?"
     name, args, distinct = fn
     for arg in args:
@@ -233,7 +234,7 @@ def _input_path(rel, changed: str, names: dict[str, str], blockers: list[str]) -
         blockers.append("part of it is SQL text (its shape is not visible)")
         return 0
     for expr in _expressions(rel):
-        _row_wise(expr, f"a {kind.replace('_', ' ')}", blockers)
+        _row_wise(expr, WHERE.get(kind, f"a {kind.replace('_', ' ')}"), blockers)
     if kind == "join":
         join = rel.join
         left = _input_path(join.left, changed, names, blockers)
@@ -409,6 +410,19 @@ def _describe(expr) -> str:
     if which == "expression_string":
         return inner.expression_string.expression
     return alias or (which or "an expression").replace("_", " ")
+
+
+WHERE = {"with_columns": "a computed column", "project": "a projection", "filter": "a filter",
+         "join": "a join condition", "aggregate": "an aggregate"}
+
+
+def _brief(expr, width: int = 60) -> str:
+    """An expression in a reason: its column name when it has one, else its text, shortened."""
+    inner, alias = _unalias(expr)
+    if alias:
+        return f"'{alias}'"
+    text = _describe(inner)
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _no_aggregate(rel) -> str:
