@@ -32,6 +32,7 @@ from ..errors import ExpectationFailed
 from . import faults, keyed, routing
 from ..plan.dedupe import resolve as resolve_dedupe
 from .batch_plan import BatchPlan
+from .key_index import HASH, KeyIndex, key_hash
 from .staging import staging_dir
 
 QUARANTINE_SUFFIX = "_quarantine"
@@ -105,6 +106,7 @@ class BatchRun:
         self.attempt = f"{self._attempt_prefix()}{uuid.uuid4().hex[:6]}"
         self.dedupe = dataset.dedupe if mode == "append" else None
         self.states: dict[str, TableState] = {}
+        self.key_index: KeyIndex | None = None     # set when a deduplicated batch compares with the target
 
     # --- tables and marks --------------------------------------------------------------
 
@@ -195,8 +197,19 @@ class BatchRun:
                 state = self.engine.read_delta_files(data_files(self.path(), table), arrow_schema(table),
                                                      table.metadata().partition_columns)
                 state = state.select(*resolved.keys, *[c for c in resolved.order if c not in resolved.keys])
+                state = self._survivors_of_seen_keys(staged, state, resolved.keys, table)
         inputs = routing.dedupe_inputs(staged, resolved, state, plan.previous_max)
         return routing.dedupe_routes(staged, columns, self.dataset.expectations, self.dataset.quarantine, inputs)
+
+    def _survivors_of_seen_keys(self, staged, state, keys, table):
+        """The target's rows of the keys this batch shares with it: the batch's key hashes probed in
+        the key index (one int64 column), then the hits confirmed on the real keys."""
+        self.key_index = KeyIndex(self.graph.checkpoint_dir(self.flow_name) / "keyindex", self.engine, keys)
+        known = self.key_index.hashes(self.path(), table)
+        self.key_index_version = table.version()
+        hits = (staged.select(*keys, key_hash(keys).alias(HASH)).join(known, HASH, "left_semi")
+                .select(*keys))
+        return state.join(hits, list(keys), "left_semi")
 
     # --- what the engine wrote ------------------------------------------------------------
 
@@ -287,6 +300,10 @@ class BatchRun:
                 faults.crash_point(faults.BETWEEN_COMMITS)
             done = commit.execute(self.fence, state)
             target_made = done if commit is target else target_made
+        current = self.states["target"].table
+        if target_made and self.key_index is not None and target.removes and current is not None \
+                and current.version() == self.key_index_version:     # the rewrite read only covered files
+            self.key_index.cover([a.path for a in target.adds])
         if not target_made:
             fs.delete_tree(folder)   # empty, or recomputed a batch that had landed
 

@@ -14,6 +14,7 @@ import signal
 
 WRITTEN, BETWEEN_COMMITS, COMMITTED = "written", "between_commits", "committed"
 REFRESHED = "refreshed"
+KEY_INDEXED = "key_indexed"          # a key index part written, its manifest not yet (runtime/key_index.py)
 HISTORY_COMPACTED, HISTORY_CHECKPOINTED = "history_compacted", "history_checkpointed"
 _seen: dict[str, int] = {}
 
