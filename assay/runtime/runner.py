@@ -19,6 +19,7 @@ from ..engines import create_engine
 from ..errors import AssayError, FlowError, storage_unwritable
 from ..graph import Graph, build_graph
 from ..sources.base import BatchLimits
+from ..sources.delta import DEDUPE_MAX_RECORDS
 from ..spec import PipelineSpec
 from . import faults
 from .checkpoint import Checkpoint
@@ -314,7 +315,8 @@ class Runner:
             return SnapshotSource(graph, flow, self.fence)
         limits = BatchLimits(max_files=self.options.max_files or self.spec.batch_max_files,
                              max_bytes=self.options.max_bytes or self.spec.batch_max_bytes,
-                             max_records=self.options.max_records or self.spec.batch_max_records)
+                             max_records=self.options.max_records or self.spec.batch_max_records
+                             or (DEDUPE_MAX_RECORDS if graph.dataset(flow.target).dedupe is not None else None))
         return StreamSources(graph, flow, ckpt.folder, limits, self.events, self.fence)
 
     def _batch_started(self, name: str, batch: int) -> None:

@@ -17,6 +17,10 @@ from .base import BatchLimits, LoadContext, Plan, Source
 # (2.2 vs 2.0 GB; 3.5 vs 3.3 GB): a deduplicated table's join with its whole target is not what
 # dominates its batches.
 DEFAULT_MAX_RECORDS = 1_000_000
+# A deduplicated table's batch compares with the whole target and may rewrite files holding replaced
+# keys: each batch pays for the history once, so a backlog goes in as few batches as memory allows
+# (issue: a backlog in one pass). 8 M rows of activity logs (~0.7 GB of CSV) per batch.
+DEDUPE_MAX_RECORDS = 8_000_000
 
 
 class DeltaSource(Source):
