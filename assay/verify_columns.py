@@ -90,11 +90,13 @@ def fractional(column: Column, dtype: T.DataType) -> Column | None:
     return F.when(F.abs(column) < F.lit(float("inf")), (column != F.floor(column)).cast("int")).otherwise(0)
 
 
-def hash_inputs(exact: list[Column]) -> list[Column]:
-    """Each exact value with its NULL flag, so that (a, NULL) and (NULL, a) hash apart."""
+def hash_inputs(exact: list[tuple[Compared, Column]]) -> list[Column]:
+    """Each exact value with its NULL flag, so that (a, NULL) and (NULL, a) hash apart. The value
+    goes through coalesce: the embedded engine's xxhash64 panics when every input is a column its
+    Parquet reader found constant in a file (min = max, no NULL) unless it is computed."""
     out = []
-    for e in exact:
-        out += [e, e.isNull()]
+    for c, e in exact:
+        out += [F.coalesce(e, F.lit("" if c.kind in ("text", "list") else 0)), e.isNull()]
     return out
 
 

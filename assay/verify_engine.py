@@ -2,17 +2,18 @@
 over DataFrames, so that no table is read into Python.
 
 Two passes per table, each memory-bounded whatever the table's size:
-1. Buckets. Every row's exact values (verify_columns) hash to two 64-bit values; per bucket of the
-   first (BUCKETS of them), each side's row count and the sums of both hashes' 32-bit halves: a
-   multiset fingerprint of a few numbers per bucket, one streaming aggregation per side. A table
-   without loose columns whose buckets all agree equals its truth as a multiset (a difference that
-   kept every count and all four sums would need 128 bits of hash to cancel out).
-2. Pairing, only for the buckets that differ (every bucket when there are loose columns, whose
-   values must be paired), CHUNK_ROWS rows at a time: as in assay.verify, the k-th truth row of an
-   exact-value group meets the k-th table row of that group, both ordered by the loose columns
-   (`row_number()`), through a full outer join on the exact values and k; unpaired truth rows are
-   missing, unpaired table rows unexpected, paired rows outside tolerance mismatched. A handful of
-   example rows of each kind are collected, nothing more.
+1. Fingerprints. Every row's exact values (verify_columns) hash to two 64-bit values; per bucket
+   of the first (BUCKETS of them), each side's row count and the sums of both hashes' 32-bit
+   halves: a few numbers per bucket, one streaming aggregation per side, and only the buckets
+   that differ come back to Python. A table without loose columns whose buckets all agree equals
+   its truth as a multiset (a difference that kept every count and all four sums unchanged would
+   need over 100 bits of hash to cancel out).
+2. Pairing (verify_pairing), only for the buckets that differ (with loose columns, every bucket:
+   their values must be paired), a bounded number of rows per engine query: without loose
+   columns, counts per distinct row (its 128-bit hash) on each side; with them, as in
+   assay.verify, the k-th truth row of an exact-value group meets the k-th table row of that
+   group, both ordered by the loose columns. A handful of example rows of each kind are
+   collected, nothing more.
 """
 from __future__ import annotations
 
@@ -21,15 +22,20 @@ from functools import reduce
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from . import verify_columns as V
-from .verify import ABS_TOL, APPROX_MIN, APPROX_TOL, REL_TOL, Report, TableResult, _show
+from . import verify_pairing as P
+from .verify import Report, TableResult
 
-BUCKETS = 1 << 16
-CHUNK_ROWS = 4_000_000     # truth + table rows paired by one engine query
+BUCKETS = 1 << 20          # a few numbers each per side: 1 M buckets aggregate in ~100 MB
+CHUNK_ROWS = 4_000_000     # truth + table rows paired row by row in one engine query (loose columns)
+CHUNK_ROWS_EXACT = 16_000_000   # truth + table rows counted by hash in one engine query (exact only)
+MAX_LITERALS = 1000        # beyond, a chunk's buckets are a semi-join rather than IN (...)
 MASK32 = 0xFFFFFFFF
 SUMS = ("s1", "s2", "s3", "s4")
 
@@ -73,8 +79,8 @@ def compare_frames(name: str, truth, truth_rows: int, actual, *, approx=(), exam
                            note=f"columns missing: {', '.join(absent)} (table has: {', '.join(have)})")
     cols = [V.kind_of(n, dtype, approx) for n, (_, dtype) in want.items()]
     try:
-        return _Comparison(name, cols, _prepared(truth, cols, want), _prepared(actual, cols, have, True),
-                           examples).run()
+        return _compare(name, cols, _prepared(truth, cols, want), truth_rows, _prepared(actual, cols, have, True),
+                        examples)
     except _Fractional:
         return TableResult(name, "error", truth_rows, note="cannot compare types: an integer column holds "
                                                            "fractional values")
@@ -96,105 +102,73 @@ def _prepared(df, cols: list[V.Compared], columns: dict, table_side: bool = Fals
         value = V.normalised(c, column, dtype)
         exprs += [value.alias(f"{'l' if c.kind == 'loose' else 'e'}{i}"), column.alias(f"r{i}")]
         if c.kind != "loose":
-            exact.append(value)
+            exact.append((c, value))
         if table_side and c.kind == "integer":
             frac += [f for f in [V.fractional(column, dtype)] if f is not None]
     inputs = V.hash_inputs(exact)
-    exprs += [F.xxhash64(F.lit(1), *inputs).alias("h1"), F.xxhash64(F.lit(2), *inputs).alias("h2"),
+    # Two different hashes: the same inputs in opposite orders.
+    h1, h2 = (F.xxhash64(*inputs), F.xxhash64(*reversed(inputs))) if inputs else (F.lit(0), F.lit(1))
+    exprs += [h1.alias("h1"), h2.alias("h2"),
               (reduce(lambda a, b: a + b, frac) if frac else F.lit(0)).alias("frac")]
     return df.select(*exprs).withColumn("b", F.pmod("h1", F.lit(BUCKETS)))
 
 
-class _Comparison:
-    def __init__(self, name: str, cols: list[V.Compared], truth, actual, examples: int):
-        self.name, self.cols, self.k = name, cols, examples
-        self.truth, self.actual = truth, actual
-        self.exact = [f"e{i}" for i, c in enumerate(cols) if c.kind != "loose"]
-        self.loose = [(f"l{i}", c) for i, c in enumerate(cols) if c.kind == "loose"]
-
-    def run(self) -> TableResult:
-        buckets = self._buckets()
-        truth_rows = sum(t[0] for t, _ in buckets.values())
-        actual_rows = sum(a[0] for _, a in buckets.values())
-        check = sorted(b for b, (t, a) in buckets.items() if self.loose or t != a)
-        res = TableResult(self.name, "ok", truth_rows, actual_rows)
-        for chunk in _chunks(check, {b: t[0] + a[0] for b, (t, a) in buckets.items()}):
-            self._pair(chunk, res)
-        res.status = "ok" if res.missing == res.unexpected == res.mismatched == 0 else "mismatch"
-        return res
-
-    def _buckets(self) -> dict[int, tuple[tuple, tuple]]:
-        """Per bucket: (truth's, table's) (rows, s1..s4); raises _Fractional when the table's
-        integer columns hold fractional values."""
-        def fingerprint(df, side: str, frac: bool):
-            aggs = [F.count(F.lit(1)).alias(f"{side}n")]
-            for h in ("h1", "h2"):
-                aggs += [F.sum(F.col(h).bitwiseAND(F.lit(MASK32))), F.sum(F.shiftright(h, 32))]
-            aggs = aggs[:1] + [a.alias(f"{side}{s}") for a, s in zip(aggs[1:], SUMS)]
-            if frac:
-                aggs.append(F.sum("frac").alias("frac"))
-            return df.groupBy("b").agg(*aggs)
-
-        both = fingerprint(self.truth, "t", False).join(fingerprint(self.actual, "a", True), "b", "full_outer")
-        table = both.toArrow().to_pydict()
-        if any(table["frac"][i] for i in range(len(table["b"]))):
-            raise _Fractional()
-        out = {}
-        for i, b in enumerate(table["b"]):
-            t = tuple(table[f"t{s}"][i] or 0 for s in ("n",) + SUMS)
-            a = tuple(table[f"a{s}"][i] or 0 for s in ("n",) + SUMS)
-            out[b] = (t, a)
-        return out
-
-    def _pair(self, chunk: list[int], res: TableResult) -> None:
-        def ranked(df, side: str):
-            order = [F.col(n).asc() for n, _ in self.loose] or [F.col("h1")]
-            w = Window.partitionBy("h1", *self.exact).orderBy(*order)
-            df = df.filter(F.col("b").isin(chunk)).withColumn("k", F.row_number().over(w))
-            return df.select(*[F.col(c).alias(f"{side}{c}") for c in df.columns])
-
-        t, a = ranked(self.truth, "t_"), ranked(self.actual, "a_")
-        on = [t["t_h1"] == a["a_h1"], t["t_k"] == a["a_k"]] + [t[f"t_{e}"].eqNullSafe(a[f"a_{e}"]) for e in self.exact]
-        joined = t.join(a, reduce(lambda x, y: x & y, on), "full_outer")
-        missing, unexpected = F.col("a_k").isNull(), F.col("t_k").isNull()
-        within = [V.within_tolerance(c, F.col(f"t_{n}"), F.col(f"a_{n}"), REL_TOL, ABS_TOL, APPROX_TOL, APPROX_MIN)
-                  for n, c in self.loose]
-        bad = ~missing & ~unexpected & ~reduce(lambda x, y: x & y, within) if within else F.lit(False)
-        counts = joined.agg(*[F.sum(w.cast("long")).alias(n) for n, w in
-                              (("missing", missing), ("unexpected", unexpected), ("bad", bad))]).collect()[0]
-        found = {"missing": counts["missing"] or 0, "unexpected": counts["unexpected"] or 0,
-                 "bad": counts["bad"] or 0}
-        res.missing += found["missing"]
-        res.unexpected += found["unexpected"]
-        res.mismatched += found["bad"]
-        for kind, where, side, into in (("missing", missing, "t_", res.missing_examples),
-                                        ("unexpected", unexpected, "a_", res.unexpected_examples)):
-            need = self.k - len(into)
-            if found[kind] and need > 0:
-                rows = joined.filter(where).orderBy(*[f"{side}{e}" for e in self.exact]) \
-                    .select(*[F.col(f"{side}r{i}") for i in range(len(self.cols))]).limit(need)
-                into += [{c.name: _show(v) for c, v in zip(self.cols, row.values())}
-                         for row in rows.toArrow().to_pylist()]
-        need = self.k - len(res.mismatch_examples)
-        if found["bad"] and need > 0:
-            loose = {n[1:] for n, _ in self.loose}
-            picked = [F.col(f"t_r{i}").alias(f"t{i}") for i in range(len(self.cols))] + \
-                     [F.col(f"a_r{i}").alias(f"a{i}") for i in map(int, loose)]
-            rows = joined.filter(bad).orderBy(*[f"t_{e}" for e in self.exact]).select(*picked).limit(need)
-            for row in rows.toArrow().to_pylist():
-                res.mismatch_examples.append({
-                    c.name: (f"{_show(row[f't{i}'])!r} -> {_show(row[f'a{i}'])!r}" if str(i) in loose
-                             else _show(row[f"t{i}"])) for i, c in enumerate(self.cols)})
+def _compare(name: str, cols: list[V.Compared], truth, truth_rows: int, actual, k: int) -> TableResult:
+    loose = any(c.kind == "loose" for c in cols)
+    buckets, tn, an = _fingerprints(truth, actual, loose)
+    res = TableResult(name, "ok", truth_rows, truth_rows + int(an.sum()) - int(tn.sum()))
+    pair = P.pair_loose if loose else P.pair_exact
+    limit = CHUNK_ROWS if loose else CHUNK_ROWS_EXACT
+    for chunk in _chunks(buckets, tn + an, limit):
+        keep = _in_buckets(truth.sparkSession, chunk)
+        pair(cols, keep(truth), keep(actual), res, k)
+    res.status = "ok" if res.missing == res.unexpected == res.mismatched == 0 else "mismatch"
+    return res
 
 
-def _chunks(buckets: list[int], rows: dict[int, int]):
-    """The buckets in groups of at most CHUNK_ROWS rows (a bucket larger than that alone)."""
-    chunk, size = [], 0
-    for b in buckets:
-        if chunk and size + rows[b] > CHUNK_ROWS:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(b)
-        size += rows[b]
-    if chunk:
-        yield chunk
+def _fingerprints(truth, actual, everything: bool):
+    """The buckets to pair, sorted (those whose fingerprints differ; with loose columns, every
+    non-empty one), with their truth and table row counts (numpy arrays); raises _Fractional when
+    the table's integer columns hold fractional values."""
+    def fingerprint(df, side: str):
+        aggs = [F.count(F.lit(1)).alias(f"{side}n")]
+        for h, (low, high) in (("h1", SUMS[:2]), ("h2", SUMS[2:])):
+            aggs += [F.sum(F.col(h).bitwiseAND(F.lit(MASK32))).alias(f"{side}{low}"),
+                     F.sum(F.shiftright(h, 32)).alias(f"{side}{high}")]
+        if side == "a":
+            aggs.append(F.sum("frac").alias("frac"))
+        return df.groupBy("b").agg(*aggs)
+
+    both = fingerprint(truth, "t").join(fingerprint(actual, "a"), "b", "full_outer")
+    frac = F.coalesce(F.col("frac"), F.lit(0)) > 0
+    if not everything:
+        differ = [F.coalesce(F.col(f"t{s}"), F.lit(0)) != F.coalesce(F.col(f"a{s}"), F.lit(0))
+                  for s in ("n",) + SUMS]
+        both = both.filter(reduce(lambda x, y: x | y, differ) | frac)
+    got = both.select("b", F.coalesce("tn", F.lit(0)).alias("tn"), F.coalesce("an", F.lit(0)).alias("an"),
+                      frac.alias("frac")).toArrow()
+    if pc.any(got["frac"]).as_py():
+        raise _Fractional()
+    got = got.sort_by("b")
+    return (got["b"].to_numpy(), got["tn"].to_numpy().astype(np.int64), got["an"].to_numpy().astype(np.int64))
+
+
+def _in_buckets(spark, chunk: np.ndarray):
+    """A filter keeping the rows of these buckets: a list of literals, or for many, a semi-join."""
+    if len(chunk) <= MAX_LITERALS:
+        values = [int(b) for b in chunk]
+        return lambda df: df.filter(F.col("b").isin(values))
+    ids = spark.createDataFrame(pa.table({"b": pa.array(chunk, pa.int64())}).to_pandas())
+    return lambda df: df.join(ids, "b", "left_semi")
+
+
+def _chunks(buckets: np.ndarray, rows: np.ndarray, limit: int):
+    """The buckets in groups of at most `limit` rows (a bucket larger than that alone)."""
+    start, size = 0, 0
+    for i, n in enumerate(rows.tolist()):
+        if i > start and size + n > limit:
+            yield buckets[start:i]
+            start, size = i, 0
+        size += n
+    if start < len(buckets):
+        yield buckets[start:]
