@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from assay.runtime import key_index
+from assay.runtime import key_index, routing
 from tests.conftest import cli, table
 
 PIPELINE = """
@@ -112,3 +112,25 @@ def test_killed_around_the_index_update_loses_and_keeps_nothing(project, point):
             assert crashed.returncode == -9, crashed.stdout + crashed.stderr
         cli("run", cwd=folder, check=True)
         assert survivors(folder) == expected(day + 1)
+
+
+@pytest.mark.parametrize("rows_per_slice", [3, 5])
+def test_a_backlog_goes_in_one_pass_sliced_by_key_with_the_same_survivors(project, run_pipeline, monkeypatch,
+                                                                           rows_per_slice):
+    """Bronze lands a drop per batch; silver then takes the whole backlog as one batch, sliced by
+    key hash into engine jobs of a few rows: the slices share no key, so nothing changes but the size
+    of each job."""
+    monkeypatch.setattr("assay.runtime.execute.DEDUPE_SUBJOB_ROWS", rows_per_slice)
+    jobs = []
+    real_routes = routing.dedupe_routes
+    monkeypatch.setattr(routing, "dedupe_routes", lambda *a, **k: jobs.append(1) or real_routes(*a, **k))
+    folder = project({"transformations/p.py": PIPELINE})
+    land(folder, 0)
+    run_pipeline(folder)
+    for day in range(1, len(DROPS)):
+        land(folder, day)
+        run_pipeline(folder, refresh={"events"})          # bronze alone: a commit per drop
+    jobs.clear()
+    assert run_pipeline(folder)["clean"].batches == 1
+    assert 1 < len(jobs) <= -(-11 // rows_per_slice)       # the backlog's 11 rows, sliced (a slice may be empty)
+    assert survivors(folder) == expected(len(DROPS))

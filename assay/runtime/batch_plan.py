@@ -24,6 +24,20 @@ class BatchPlan:
         return self.record.get("state_version")
 
     @property
+    def rows_hint(self) -> int | None:
+        """The rows the batch reads, when each of its sources counted them when planning (upstream
+        Delta tables do, from their commits' statistics); None when one cannot tell."""
+        total = 0
+        for planned in self.record.get("plans") or []:
+            info = (planned or {}).get("info") or {}
+            if info.get("unchanged"):
+                continue
+            if info.get("rows") is None:
+                return None
+            total += int(info["rows"])
+        return total
+
+    @property
     def previous_max(self) -> datetime | None:
         """The highest event time committed before this batch (the watermark's base)."""
         value = self.record.get("previous_max")

@@ -14,14 +14,16 @@ of the batch left in the other tables.
 """
 from __future__ import annotations
 
+import math
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyspark.sql import functions as F
 
 from .. import fs
 from ..definitions import Dataset
@@ -37,6 +39,10 @@ from .staging import staging_dir
 
 QUARANTINE_SUFFIX = "_quarantine"
 LATE_SUFFIX = "_late"
+# Rows of a deduplicated batch per engine job: a larger backlog is sliced by key hash (one pass).
+# 8 M rows of activity logs stayed under 3 GB of engine memory; the 1 GB benchmarks run as one slice.
+DEDUPE_SUBJOB_ROWS = 8_000_000
+SLICE = "_assay_slice"
 
 
 @dataclass
@@ -162,11 +168,13 @@ class BatchRun:
         columns = list(df.columns)
         verdicted = routing.with_verdicts(df, ds.expectations, f"'{ds.name}' (at {ds.location})")
         if self.dedupe is not None:
-            routed = self._dedupe_routes(verdicted, columns, plan)
+            jobs = self._dedupe_routes(verdicted, columns, plan)
         else:
-            routed = routing.simple_routes(verdicted, columns, ds.expectations, ds.quarantine)
+            jobs = [routing.simple_routes(verdicted, columns, ds.expectations, ds.quarantine)]
         folder = self.path() / self.attempt
-        self.engine.write_files(routed, folder, partition_by=(routing.ROUTE, *ds.partition_cols))
+        for routed in jobs:
+            self.engine.write_files(routed, folder, partition_by=(routing.ROUTE, *ds.partition_cols))
+        routed = jobs[0]
         faults.crash_point(faults.WRITTEN)
         try:
             written = self._written(folder)
@@ -179,15 +187,21 @@ class BatchRun:
         fs.delete_tree(self._staging())
         return result
 
-    def _dedupe_routes(self, verdicted, columns, plan: BatchPlan):
+    def _dedupe_routes(self, verdicted, columns, plan: BatchPlan) -> list:
+        """The routes of a deduplicated batch, as one engine job per slice of its keys: a backlog
+        larger than DEDUPE_SUBJOB_ROWS is staged by key hash into slices that share no key, each
+        deduplicated on its own (exact: duplicates and survivors never cross slices), so one pass
+        takes it whatever its size and the engine's memory follows the slice, not the backlog."""
         resolved = resolve_dedupe(self.dedupe, columns, self.dataset.name, self.dataset.location)
+        slices = max(1, math.ceil((plan.rows_hint or 0) / DEDUPE_SUBJOB_ROWS))
         staging = self._staging()
-        self.engine.write_files(verdicted, staging)
-        if any(staging.rglob("*.parquet")):
-            staged = self.engine.read_parquet([staging])
-        else:      # engines write no file for an empty result
-            staged = self.engine.spark.createDataFrame([], verdicted.schema)
-        state = None
+        if slices > 1:
+            sliced = verdicted.withColumn(SLICE, F.pmod(key_hash(resolved.keys), F.lit(slices)))
+            self.engine.write_files(sliced, staging, partition_by=(SLICE,))
+        else:
+            self.engine.write_files(verdicted, staging)
+        staged = self._read_staged([staging], verdicted)
+        state, known = None, None
         state_version = plan.state_version
         if state_version is not None and state_version >= 0:
             table = self.states["target"].table
@@ -197,19 +211,24 @@ class BatchRun:
                 state = self.engine.read_delta_files(data_files(self.path(), table), arrow_schema(table),
                                                      table.metadata().partition_columns)
                 state = state.select(*resolved.keys, *[c for c in resolved.order if c not in resolved.keys])
-                state = self._survivors_of_seen_keys(staged, state, resolved.keys, table)
-        inputs = routing.dedupe_inputs(staged, resolved, state, plan.previous_max)
-        return routing.dedupe_routes(staged, columns, self.dataset.expectations, self.dataset.quarantine, inputs)
+                self.key_index = KeyIndex(self.graph.checkpoint_dir(self.flow_name) / "keyindex", self.engine,
+                                          resolved.keys)
+                known = self.key_index.hashes(self.path(), table)
+                self.key_index_version = table.version()
+        inputs = routing.dedupe_inputs(staged, resolved, None, plan.previous_max)   # per-file watermarks: whole batch
+        jobs = []
+        for part in ([staged] if slices == 1 else
+                     [self._read_staged([staging / f"{SLICE}={i}"], verdicted) for i in range(slices)
+                      if fs.exists(staging / f"{SLICE}={i}")]):
+            seen = None if state is None else _survivors_of_seen_keys(part, state, resolved.keys, known)
+            jobs.append(routing.dedupe_routes(part, columns, self.dataset.expectations, self.dataset.quarantine,
+                                              replace(inputs, state=seen)))
+        return jobs
 
-    def _survivors_of_seen_keys(self, staged, state, keys, table):
-        """The target's rows of the keys this batch shares with it: the batch's key hashes probed in
-        the key index (one int64 column), then the hits confirmed on the real keys."""
-        self.key_index = KeyIndex(self.graph.checkpoint_dir(self.flow_name) / "keyindex", self.engine, keys)
-        known = self.key_index.hashes(self.path(), table)
-        self.key_index_version = table.version()
-        hits = (staged.select(*keys, key_hash(keys).alias(HASH)).join(known, HASH, "left_semi")
-                .select(*keys))
-        return state.join(hits, list(keys), "left_semi")
+    def _read_staged(self, folders, verdicted):
+        if any(f for folder in folders for f in fs.walk_files(folder) if f.path.endswith(".parquet")):
+            return self.engine.read_parquet(folders).select(*verdicted.columns)
+        return self.engine.spark.createDataFrame([], verdicted.schema)    # engines write no file for nothing
 
     # --- what the engine wrote ------------------------------------------------------------
 
@@ -349,6 +368,13 @@ class BatchRun:
             target.adds.append(stats.add_action(self.path(), relative, tuple(parts), columns)[0])
         for c in affected:
             target.removes.append(remove_action(c["path"], c.get("size_bytes")))
+
+
+def _survivors_of_seen_keys(staged, state, keys, known):
+    """The target's rows of the keys a batch shares with it: the batch's key hashes probed in the key
+    index (one int64 column), then the hits confirmed on the real keys."""
+    hits = staged.select(*keys, key_hash(keys).alias(HASH)).join(known, HASH, "left_semi").select(*keys)
+    return state.join(hits, list(keys), "left_semi")
 
 
 def _arrow_schema(df) -> pa.Schema:

@@ -15,10 +15,13 @@ removed since) only cost a comparison that finds nothing; a missing hash would k
 every file the version holds is covered before the index is used. Files a replacement rewrote
 (`<attempt>/rewrite/`) hold only rows of files covered when that batch started: they are marked
 covered without reading them. The index lives in the flow's checkpoint folder, so a full refresh
-resets it; a damaged manifest, or hashes made by another engine, make it rebuild from the target.
+resets it; a damaged manifest, or hashes made by another engine (the engines agree on every key type
+tests/test_engine_parity.py tries, but a switch rebuilds rather than trusting that), make it rebuild
+from the target.
 
-Layout: `manifest.json` {"probe": hash of a fixed value, "parts": [folders], "covered": [files]},
-`parts/<id>/*.parquet` with one bigint column `h`. The manifest is replaced whole after its parts
+Layout: `manifest.json` {"keys", "engine", "probe": its hash of a fixed value, "parts": [folders],
+"covered": [files]},
+`parts/<id>/*.parquet` with one bigint column `_assay_h`. The manifest is replaced whole after its parts
 are written, so a crash leaves either the old index or the new one (and orphan parts, removed).
 """
 from __future__ import annotations
@@ -56,13 +59,14 @@ class KeyIndex:
         except (FileNotFoundError, ValueError):
             return None
         if not isinstance(manifest, dict) or manifest.get("keys") != list(self.keys) \
-                or manifest.get("probe") != self._probe():
+                or manifest.get("engine") != self.engine.name or manifest.get("probe") != self._probe():
             return None                       # other keys, or another engine's hashes: rebuild
         return manifest
 
     def _write_manifest(self, parts: list[str], covered: set[str]) -> None:
         fs.write_json(self.folder / "manifest.json",
-                      {"keys": list(self.keys), "probe": self._probe(), "parts": parts, "covered": sorted(covered)})
+                      {"keys": list(self.keys), "engine": self.engine.name, "probe": self._probe(), "parts": parts,
+                       "covered": sorted(covered)})
         for child in fs.list_dir(self.folder / "parts"):
             if child.name not in parts:
                 fs.delete_tree(child)         # a crashed update's parts, or merged ones

@@ -18,9 +18,9 @@ from .base import BatchLimits, LoadContext, Plan, Source
 # dominates its batches.
 DEFAULT_MAX_RECORDS = 1_000_000
 # A deduplicated table's batch compares with the whole target and may rewrite files holding replaced
-# keys: each batch pays for the history once, so a backlog goes in as few batches as memory allows
-# (issue: a backlog in one pass). 8 M rows of activity logs (~0.7 GB of CSV) per batch.
-DEDUPE_MAX_RECORDS = 8_000_000
+# keys: each batch pays for the history once, so it takes a backlog in one pass, which the batch
+# slices by key hash into engine jobs of bounded size (runtime/execute.py, DEDUPE_SUBJOB_ROWS).
+DEDUPE_MAX_RECORDS = 1_000_000_000
 
 
 class DeltaSource(Source):
