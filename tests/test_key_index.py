@@ -134,3 +134,15 @@ def test_a_backlog_goes_in_one_pass_sliced_by_key_with_the_same_survivors(projec
     assert run_pipeline(folder)["clean"].batches == 1
     assert 1 < len(jobs) <= -(-11 // rows_per_slice)       # the backlog's 11 rows, sliced (a slice may be empty)
     assert survivors(folder) == expected(len(DROPS))
+
+
+def test_keys_constant_in_a_file_hash_like_any_other(engine, tmp_path):
+    """A Parquet file whose key columns hold one value each (min = max, no NULL): the embedded
+    engine's xxhash64 used to panic on such columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+    pq.write_table(pa.table({"k": pa.array([1, 1, 1], pa.int64()), "s": ["a", "a", "a"]}), tmp_path / "a.parquet")
+    hashed = engine.read_parquet([tmp_path]).select(key_index.key_hash(["k", "s"]).alias("h")).collect()
+    expected = engine.spark.range(1).select(F.xxhash64(F.lit(1).cast("bigint"), F.lit("a"))).collect()[0][0]
+    assert [row["h"] for row in hashed] == [expected] * 3

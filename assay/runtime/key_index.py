@@ -41,8 +41,10 @@ MAX_PARTS = 32                         # then the parts are merged into one
 
 
 def key_hash(keys) -> "F.Column":
-    """The keys' xxhash64 (Spark's, seed 42); the same function on every engine (checked by a probe)."""
-    return F.xxhash64(*[F.col(f"`{k}`") for k in keys])
+    """The keys' xxhash64 (Spark's, seed 42). Each key goes through coalesce(k, k), the same value:
+    the embedded engine's xxhash64 panics ("index out of bounds") when all its inputs are columns
+    its Parquet reader took as constants (a file whose key has min = max and no NULL)."""
+    return F.xxhash64(*[F.coalesce(F.col(f"`{k}`"), F.col(f"`{k}`")) for k in keys])
 
 
 class KeyIndex:
