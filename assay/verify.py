@@ -10,6 +10,10 @@ approximate distinct counts within 25 %, at least 3 (what HyperLogLog++ at Spark
 default 5 % relative standard error stays within; below); timestamps as UTC instants at microsecond
 precision (naive timestamps are taken as UTC); `source_file` columns by base name (a
 pipeline may keep the full path or URI). Metrics in manifest.json are the caller's.
+
+This module compares tables held in memory: the reference for these rules, used by tests and for
+the PostgreSQL mirrors. `assay verify` computes the same comparison in the engine, over the truth's
+Parquet and the Delta tables, with memory bounded whatever their size (verify_engine.py).
 """
 from __future__ import annotations
 
