@@ -178,8 +178,7 @@ from assay.verify_engine import compare_frames, verify_in_engine  # noqa: E402
 from tests.conftest import ROOT, cli, write_project  # noqa: E402
 
 
-@pytest.fixture
-def in_engine(engine, tmp_path):
+def _compare_in(engine, tmp_path):
     """compare(), computed by the engine: the truth as a Parquet file, the table as a Delta table."""
     count = [0]
 
@@ -191,6 +190,11 @@ def in_engine(engine, tmp_path):
         return compare_frames("t", engine.read_parquet([path]), truth.num_rows, engine.read_table(table),
                               approx=approx, examples=examples)
     return run
+
+
+@pytest.fixture
+def in_engine(engine, tmp_path):
+    return _compare_in(engine, tmp_path)
 
 
 def test_engine_equal_tables_pass_regardless_of_order_types_and_extra_columns(in_engine):
@@ -406,3 +410,32 @@ def test_engine_compares_files_whose_every_column_is_constant(in_engine):
     res = in_engine(t, pa.table({"k": pa.array([1, 1], pa.int64()), "s": ["a", "a"]}))
     assert (res.missing, res.unexpected) == (1, 0) and res.missing_examples == [{"k": 1, "s": "a"}]
     assert in_engine(pa.table({"k": [2, 2], "x": [1.0, 1.0]}), pa.table({"k": [2, 2], "x": [1.0, 1.0]})).ok
+
+
+def test_spark_computes_the_same_comparison(spark_server, tmp_path, monkeypatch):
+    # The engine of a pipeline on Apache Spark: the same functions, the same answers.
+    from assay.engines import create_engine
+    with create_engine("spark", {"remote": spark_server}) as spark:
+        run = _compare_in(spark, tmp_path)
+        t = _truth()
+        rows = t.to_pylist()
+        rows[0]["revenue"] = 30.04
+        rows[1]["purchases"] = 7
+        del rows[2]
+        rows.append(dict(rows[-1]))
+        actual = pa.Table.from_pylist(rows, schema=t.schema)
+        res, ref = run(t, actual), compare("t", t, actual)
+        assert (res.missing, res.unexpected, res.mismatched) == (2, 2, 1)
+        assert res.mismatch_examples == ref.mismatch_examples
+        assert sorted(map(str, res.missing_examples)) == sorted(map(str, ref.missing_examples))
+        constant = pa.table({"k": pa.array([1, 1, 1], pa.int64()), "s": ["a", "a", "a"]})
+        assert run(constant, constant).ok
+        monkeypatch.setattr(verify_engine, "BUCKETS", 4)
+        monkeypatch.setattr(verify_engine, "CHUNK_ROWS", 20)
+        rng = random.Random(7)
+        for _ in range(4):
+            t = _random_table(rng, rng.randint(5, 30))
+            a = _perturbed(rng, t)
+            ref, res = compare("t", t, a, approx=["c"]), run(t, a, approx=["c"])
+            assert (res.status, res.missing, res.unexpected, res.mismatched) == \
+                   (ref.status, ref.missing, ref.unexpected, ref.mismatched)
