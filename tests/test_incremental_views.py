@@ -225,7 +225,7 @@ def test_a_view_that_requires_incremental_refresh_fails_with_the_reason(tmp_path
     assert "avg(amount) is not mergeable" in str(failed.value)
     assert sorted(r["amount"] for r in storage.read_arrow(folder / "storage" / "03_gold" / "totals").to_pylist()) == [3, 7]
     status = {r["flow"]: r for r in json.loads(cli("status", "--format", "json", cwd=folder, check=True).stdout)}
-    assert status["totals"]["refresh"].startswith("append: events had only appends since version 0 (1 file(s) up to version 1)")
+    assert status["totals"]["refresh"].startswith("append: events had only appends since version 0 (up to version 1)")
     assert status["means"]["last_outcome"] == "flow_failed" and status["events"]["refresh"] is None
     with pytest.raises(AssayError) as failed:
         run_pipeline(folder, refresh={"sql_totals"})

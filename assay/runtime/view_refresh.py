@@ -138,7 +138,10 @@ class ViewRefresh:
     def _append(self, df):
         inc = self.increment
         try:
-            root = df._plan.to_proto(df.sparkSession.client).root
+            shaped = self.graph.run_query(self.flow, FlowContext(graph=self.graph, flow=self.flow,
+                                                                 spark=self.engine.spark,
+                                                                 reads=ShapeReads(self.graph, self.engine)))
+            root = shaped._plan.to_proto(shaped.sparkSession.client).root
         except Exception as exc:            # not a Spark Connect DataFrame: nothing to read its shape from
             return None, Technique(FULL, f"its plan could not be read ({type(exc).__name__})")
         columns = list(df.columns)
@@ -158,8 +161,9 @@ class ViewRefresh:
             return None, Technique(FULL, "its query over the appended rows has other columns")
         rows = inc.rows
         said = f"{rows:,} row(s)" if rows is not None else "the rows"
-        reason = (f"{inc.table} had only appends since version {inc.after} ({len(inc.files)} file(s) up to "
-                  f"version {inc.upto}): {said} aggregated and merged by "
+        # No file count in the reason: engines split the same rows into different numbers of files.
+        reason = (f"{inc.table} had only appends since version {inc.after} (up to version {inc.upto}): "
+                  f"{said} aggregated and merged by "
                   f"{', '.join(c for c, r in zip(columns, shape.roles) if r == 'key') or 'its single group'}")
         return merge(view, partial, columns, shape.roles), Technique(APPEND, reason)
 
@@ -181,6 +185,18 @@ def merge(view, partial, columns: list[str], roles: list[str]):
     values = [getattr(F, r)(col(c)).alias(c) for c, r in zip(columns, roles) if r != "key"]
     merged = both.groupBy(*keys).agg(*values) if values else both.dropDuplicates()
     return merged.select(*[col(c).cast(types[c]).alias(c) for c in columns])
+
+
+class ShapeReads(RunReads):
+    """dp.read of a table answers a Delta read of its folder, whatever the engine: the query's plan
+    then names its inputs alike on every engine (Spark's own reads list the table's Parquet files),
+    so the shape and the reason logged are the same. Its rows are not what gets written."""
+
+    def table(self, name: str):
+        path = self.graph.table_path(name)
+        if not (path / "_delta_log").exists():
+            return super().table(name)
+        return self.engine.spark.read.format("delta").load(str(path))
 
 
 class IncrementReads(RunReads):
