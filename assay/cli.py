@@ -17,14 +17,22 @@ from rich.console import Console
 from rich.table import Table
 
 from . import native_stderr, secrets
+from .command_engine import lent_for, open_engine
 from .errors import AssayError, ConfigError
 from .units import parse_bytes, parse_seconds
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Assay: medallion lakehouse pipelines, on a laptop in seconds and on Spark unchanged.")
-# Without a terminal (pipes, CI), print wide lines rather than wrapping tables at 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+def _consoles() -> tuple[Console, Console]:
+    """stdout's and stderr's as they are now. Without a terminal (pipes, CI), wide lines rather than
+    tables wrapped at 80 columns."""
+    return (Console(width=None if sys.stdout.isatty() else 200),
+            Console(stderr=True, width=None if sys.stderr.isatty() else 200))
+
+
+console, err = _consoles()
 
 ProjectOpt = typer.Option(".", "--project", "-p", help="The pipeline folder (holding assay.yml).")
 TargetOpt = typer.Option(None, "--target", "-t", help="A target of assay.yml (dev, prod...).")
@@ -96,7 +104,8 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
     pause = parse_seconds(interval)
     from .maintenance import Policy
     upkeep = Policy.from_spec(spec)      # assay.yml maintenance: checked now, applied between rounds
-    runner = Runner(spec, options)
+    lent = lent_for(spec)
+    runner = Runner(spec, options, engine=lent)
     runner.events.on_warning = lambda message: err.print(f"[yellow]warning:[/] {message}", highlight=False)
     runner.events.on_notice = lambda message: console.print(message, highlight=False, soft_wrap=True)
     signal.signal(signal.SIGTERM, request_stop)
@@ -118,7 +127,8 @@ def run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storage: O
         else:
             run_round()
     finally:
-        runner.engine.stop()
+        if lent is None:
+            runner.engine.stop()
 
 
 def _say_run_ended(run_id: str, summaries, storage) -> None:
@@ -139,10 +149,9 @@ def dry_run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storag
             landing: Optional[str] = LandingOpt, conf: Optional[list[str]] = ConfOpt,
             engine: Optional[str] = EngineOpt, remote: Optional[str] = RemoteOpt):
     """Validate the whole graph without writing anything."""
-    from .engines import create_engine
     from .graph import build_graph
     spec = _spec(project, target, storage, landing, conf, engine, remote)
-    with create_engine(spec.engine, spec.engine_conf) as session:
+    with open_engine(spec) as session:
         graph = build_graph(spec, session)
     console.print(f"[green]pipeline '{spec.name}' is valid[/]: {len(graph.registry.datasets)} datasets, "
                   f"{len(graph.order)} flows, in this order: {', '.join(graph.order)}")
@@ -153,10 +162,9 @@ def graph(project: str = ProjectOpt, target: Optional[str] = TargetOpt, conf: Op
           format: str = typer.Option("text", "--format", help="text or json"),
           engine: Optional[str] = EngineOpt, remote: Optional[str] = RemoteOpt):
     """Print the dataflow graph: datasets, what each reads, and how (stream or batch)."""
-    from .engines import create_engine
     from .graph import build_graph
     spec = _spec(project, target, None, None, conf, engine, remote)
-    with create_engine(spec.engine, spec.engine_conf) as session:
+    with open_engine(spec) as session:
         g = build_graph(spec, session)
     nodes = []
     for name in g.order:
@@ -179,8 +187,7 @@ def graph(project: str = ProjectOpt, target: Optional[str] = TargetOpt, conf: Op
 
 def _query(spec, sql: str, fmt: str, limit: int | None = None):
     from . import catalog
-    from .engines import create_engine
-    with create_engine(spec.engine, spec.engine_conf) as engine:
+    with open_engine(spec) as engine:
         refs = catalog.register_views(engine.spark, spec)
         sql = catalog.bind_qualified(engine.spark, spec, refs, sql)     # silver.orders, as the code names it
         try:
@@ -382,13 +389,12 @@ def verify(pipeline: str = typer.Argument(..., help="The pipeline the truth was 
            target: Optional[str] = TargetOpt, storage: Optional[str] = StorageOpt,
            conf: Optional[list[str]] = ConfOpt):
     """Compare the pipeline's tables with a truth manifest, row for row; print a clear diff."""
-    from .engines import create_engine
     from .truth import check_metrics, frame_reader
     from .verify_engine import verify_in_engine
     if project is None:
         project = f"pipelines/{pipeline}" if Path(f"pipelines/{pipeline}/assay.yml").exists() else "."
     spec = _spec(project, target, storage, None, conf)      # --conf postgres.port=… reaches the mirrors
-    with create_engine(spec.engine, spec.engine_conf) as engine:   # the comparison runs in the engine
+    with open_engine(spec) as engine:   # the comparison runs in the engine
         report = verify_in_engine(truth, engine, frame_reader(spec, engine))
     from .sinks.commands import verify_mirrors
     report.tables += verify_mirrors(spec, truth)         # published tables: their PostgreSQL mirrors too
@@ -439,41 +445,49 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*No Partition Defined for Window.*")
     os.environ.setdefault("RUST_LOG", "error")
     native_stderr.hide_panics()      # a Rust panic's report and backtrace are not the user's business
+    _exit(execute())
+
+
+def execute(args: list[str] | None = None) -> int:
+    """Run one command line (default: this process's arguments) and return its exit code, each
+    error said on stderr in one paragraph. Ctrl-C in `assay run` leaves the process at once."""
+    global console, err
+    console, err = _consoles()           # the streams of this command line (a caller may capture them)
     try:
         # An int when Typer turned an exit into a code: --help (0), Ctrl-C during a command (130).
-        code = app(standalone_mode=False, prog_name="assay")
+        code = app(args, standalone_mode=False, prog_name="assay")
         if code == 130:
             err.print(INTERRUPTED)
-        _exit(code if isinstance(code, int) else 0)
+        return code if isinstance(code, int) else 0
     except AssayError as exc:
         err.print(f"[red]error:[/] {secrets.redact(str(exc))}", highlight=False)
-        _exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
         err.print(INTERRUPTED)
-        _exit(130)
+        return 130
     except Interrupted:
         _leave_interrupted()
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         if code is not None and not isinstance(code, int):
             err.print(str(code), highlight=False)
-        _exit(code if isinstance(code, int) else 0 if code is None else 1)
+        return code if isinstance(code, int) else 0 if code is None else 1
     except typer.Abort:
         err.print("[yellow]aborted[/]")
-        _exit(1)
+        return 1
     except typer.TyperException as exc:  # usage errors (Typer vendors click): Typer's own message, exit 2
         if hasattr(exc, "show"):
             exc.show()
         else:
             err.print(f"[red]error:[/] {exc.format_message()}", highlight=False)
-        _exit(exc.exit_code)
+        return exc.exit_code
     except BaseException as exc:  # anything unexpected (a Rust panic too): one paragraph, no traceback unless asked for
         if os.environ.get("ASSAY_DEBUG"):
             sys.stderr.write(secrets.redact("".join(traceback.format_exception(exc))))
-            _exit(1)
+            return 1
         err.print(f"[red]error:[/] {type(exc).__name__}: {secrets.redact(str(exc))}\n"
                   "(an unexpected error: set ASSAY_DEBUG=1 to see the traceback)", highlight=False)
-        _exit(1)
+        return 1
 
 
 if __name__ == "__main__":

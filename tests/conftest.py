@@ -1,10 +1,13 @@
 """Shared fixtures: one embedded engine per test session, and small projects written from strings."""
 from __future__ import annotations
 
+import io
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -87,4 +90,45 @@ def cli(*args, cwd: Path, timeout: float = 180, env: dict | None = None, check: 
                             env={**os.environ, "RUST_LOG": "error", **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"assay {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def assay_cli(engine):
+    """`assay ARGS` run in this process on the session's engine, as cli() runs it in a new one: the
+    same CompletedProcess (returncode, stdout, stderr) without a Python start and a server start.
+    For what only prints and returns an exit code; whatever needs the process itself (signals,
+    crashes, the entry point, environment read at import, other engines) stays with cli()."""
+    return lambda *args, cwd, env=None, check=False, timeout=None: run_in_process(
+        engine, args, cwd=cwd, env=env, check=check)
+
+
+def run_in_process(engine, args, cwd: Path, env: dict | None = None, check: bool = False):
+    from assay import cli as command
+    from assay.command_engine import lend
+    out, errors = io.StringIO(), io.StringIO()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}   # `assay run` sets its own
+    views = {t.name for t in engine.spark.catalog.listTables() if t.isTemporary}
+    saved_env = {k: os.environ.get(k) for k in env or {}}
+    here = os.getcwd()
+    try:
+        os.environ.update(env or {})
+        os.chdir(cwd)
+        with lend(engine), redirect_stdout(out), redirect_stderr(errors):
+            code = command.execute([str(a) for a in args])
+    finally:
+        os.chdir(here)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        for table in engine.spark.catalog.listTables():        # the command's views: the next test sees none
+            if table.isTemporary and table.name not in views:
+                engine.spark.catalog.dropTempView(table.name)
+    result = subprocess.CompletedProcess(["assay", *args], code, out.getvalue(), errors.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"assay {' '.join(map(str, args))} failed ({code}):\n{result.stdout}\n{result.stderr}")
     return result
