@@ -5,7 +5,7 @@ its documented error conditions."""
 import pytest
 
 from assay.engine_errors import explain, sql_type, translate
-from tests.conftest import cli, write_project
+from tests.conftest import write_project
 
 SAIL = {
     "missing": 'attribute ObjectName([Identifier("nope")]) is missing from the schema: cannot resolve attribute',
@@ -145,7 +145,7 @@ def test_the_embedded_engine_still_says_these(engine, provoke, key):
     assert said == explain(SAIL[key]).split("\n")[0]
 
 
-def test_dry_run_names_the_missing_column_and_the_inputs(tmp_path):
+def test_dry_run_names_the_missing_column_and_the_inputs(tmp_path, assay_cli):
     folder = write_project(tmp_path / "p", {"transformations/a.py": """
         from assay import pipelines as dp
 
@@ -163,7 +163,7 @@ def test_dry_run_names_the_missing_column_and_the_inputs(tmp_path):
         def checked():
             return dp.read("raw")
         """})
-    result = cli("dry-run", cwd=folder)
+    result = assay_cli("dry-run", cwd=folder)
     assert result.returncode == 3 and "Traceback" not in result.stderr
     err = " ".join(result.stderr.split())   # the console may wrap long lines
     assert ("dataset 'totals' (at transformations/a.py:8): column 'nope' does not exist; the columns of its "

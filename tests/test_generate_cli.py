@@ -6,14 +6,14 @@ from assay.sources.kafka import KafkaSource
 from tests.conftest import cli
 
 
-def test_generate_to_files_and_land(tmp_path):
-    result = cli("generate", "activity_logs", "--out", str(tmp_path / "gen"), "--rows", "3000", "--drops", "2",
+def test_generate_to_files_and_land(tmp_path, assay_cli):
+    result = assay_cli("generate", "activity_logs", "--out", str(tmp_path / "gen"), "--rows", "3000", "--drops", "2",
                  "--seed", "5", "--landing", str(tmp_path / "landing"), cwd=tmp_path, check=True)
     assert "3,000 rows in 2 drop(s)" in result.stdout
     manifest = json.loads((tmp_path / "gen/truth/manifest.json").read_text())
     landed = sorted(p.relative_to(tmp_path / "landing").as_posix() for p in (tmp_path / "landing").rglob("*.csv"))
     assert landed == sorted(manifest["files"]["0"] + manifest["files"]["1"])
-    bad = cli("generate", "nope", "--out", str(tmp_path / "x"), cwd=tmp_path)
+    bad = assay_cli("generate", "nope", "--out", str(tmp_path / "x"), cwd=tmp_path)
     assert bad.returncode == 2 and "unknown pipeline 'nope'" in bad.stderr
 
 

@@ -1,6 +1,5 @@
 """`assay optimize` z-orders tables declared with cluster_by and compacts the others; `assay vacuum`."""
 from assay.delta import table as storage
-from tests.conftest import cli
 
 PIPELINE = """
 from assay import pipelines as dp
@@ -11,7 +10,7 @@ def events():
 """
 
 
-def test_optimize_z_orders_by_cluster_columns_and_vacuum(project, run_pipeline):
+def test_optimize_z_orders_by_cluster_columns_and_vacuum(project, run_pipeline, assay_cli):
     folder = project({"transformations/p.py": PIPELINE})
     (folder / "landing/in").mkdir(parents=True)
     for i in range(4):
@@ -20,15 +19,15 @@ def test_optimize_z_orders_by_cluster_columns_and_vacuum(project, run_pipeline):
         run_pipeline(folder)
     path = folder / "storage/01_bronze/events"
     assert len(storage.open_table(path).file_uris()) == 4
-    result = cli("optimize", cwd=folder, check=True)
+    result = assay_cli("optimize", cwd=folder, check=True)
     assert "events: z-order by user, 4 files → 1" in result.stdout
     table = storage.open_table(path)
     assert len(table.file_uris()) == 1 and table.to_pyarrow_table().num_rows == 200
     assert table.history(1)[0]["operation"] == "OPTIMIZE"
-    result = cli("vacuum", "events", "--retention-hours", "0", cwd=folder, check=True)
+    result = assay_cli("vacuum", "events", "--retention-hours", "0", cwd=folder, check=True)
     assert "events: 4 files deleted" in result.stdout
     assert storage.open_table(path).to_pyarrow_table().num_rows == 200
-    assert cli("optimize", "nope", cwd=folder).returncode == 1
+    assert assay_cli("optimize", "nope", cwd=folder).returncode == 1
 
 
 def test_table_properties_delta_ones_on_the_table_others_in_the_catalog(project, run_pipeline):
@@ -68,7 +67,7 @@ def _maintenance_events(folder):
     return [{**r, "metrics": json.loads(r["metrics"])} for r in log.to_pylist() if r["event_type"] == "maintenance"]
 
 
-def test_continuous_runs_compact_and_vacuum_by_the_policy_and_status_shows_it(project):
+def test_continuous_runs_compact_and_vacuum_by_the_policy_and_status_shows_it(project, assay_cli):
     import os
     import signal
     import subprocess
@@ -118,19 +117,19 @@ def test_continuous_runs_compact_and_vacuum_by_the_policy_and_status_shows_it(pr
     assert events[("events", "vacuum")]["metrics"]["files_removed"] == 4
     # The event log's own small files are compacted too.
     assert events[("event_log", "compact")]["status"] == "ok"
-    status = cli("status", cwd=folder, check=True).stdout
+    status = assay_cli("status", cwd=folder, check=True).stdout
     row = next(line for line in status.splitlines() if " events " in f" {line} " and "01_bronze" in line)
     assert "z-order by user: 4 → 1 files" in row and "4 deleted, 0h" in row, status
 
 
-def test_retention_below_7_days_is_refused_unless_forced(project):
+def test_retention_below_7_days_is_refused_unless_forced(project, assay_cli):
     folder = project({"transformations/p.py": PIPELINE}, MAINTAINED.replace("force_retention: true",
                                                                              "force_retention: false"))
-    result = cli("run", cwd=folder)
+    result = assay_cli("run", cwd=folder)
     assert result.returncode == 2 and "maintenance.force_retention" in result.stderr and "168h" in result.stderr
     folder.joinpath("assay.yml").write_text(MAINTAINED.replace("vacuum_retention: 0h", "vacuum_retention: 7 days")
                                             .replace("force_retention: true", "compact_after: 3"))
-    result = cli("run", cwd=folder)
+    result = assay_cli("run", cwd=folder)
     assert result.returncode == 2 and "maintenance.compact_after" in result.stderr
 
 
@@ -147,7 +146,7 @@ def test_policy_defaults_and_units(tmp_path):
             policy.vacuum_retention_hours) == (3, 1_000_000, 3600.0, 240.0)
 
 
-def test_streaming_readers_go_on_after_their_upstream_is_compacted(project, run_pipeline):
+def test_streaming_readers_go_on_after_their_upstream_is_compacted(project, run_pipeline, assay_cli):
     """Compaction rewrites files without changing rows (dataChange=false): a flow reading the table
     as a stream neither rereads the rewritten rows nor stops."""
     folder = project({"transformations/p.py": PIPELINE + '''
@@ -160,7 +159,7 @@ def users_seen():
     for i in range(3):
         (folder / f"landing/in/f{i}.json").write_text("".join(f'{{"id": "{i}-{j}", "user": {j}}}\n' for j in range(20)))
         run_pipeline(folder, max_files=1)
-    result = cli("optimize", "events", cwd=folder, check=True)
+    result = assay_cli("optimize", "events", cwd=folder, check=True)
     assert "3 files → 1" in result.stdout
     (folder / "landing/in/f3.json").write_text('{"id": "3-0", "user": 0}\n')
     summaries = run_pipeline(folder)

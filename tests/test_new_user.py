@@ -117,14 +117,14 @@ def test_sigterm_names_the_flows_that_did_not_complete(tmp_path):
     assert "completed none; not completed events, copies" in final[0], final[0]
 
 
-def test_conf_key_nobody_reads_stops_with_its_name(tmp_path):
+def test_conf_key_nobody_reads_stops_with_its_name(tmp_path, assay_cli):
     folder = write_project(tmp_path / "proj", {"transformations/p.py": BRONZE_SILVER})
-    result = cli("run", "-p", str(folder), "--conf", "sallt_buckets=3", cwd=ROOT)
+    result = assay_cli("run", "-p", str(folder), "--conf", "sallt_buckets=3", cwd=ROOT)
     assert result.returncode == ConfigError.exit_code, result.stdout + result.stderr
     assert "--conf sallt_buckets" in result.stderr and "no dataset" in result.stderr
 
 
-def test_unknown_batch_key_stops_with_its_name(tmp_path):
+def test_unknown_batch_key_stops_with_its_name(tmp_path, assay_cli):
     folder = write_project(tmp_path / "proj", {"transformations/p.py": BRONZE_SILVER}, config="""
         name: t
         batch: {max_recordz: 10}
@@ -132,10 +132,10 @@ def test_unknown_batch_key_stops_with_its_name(tmp_path):
           prod:
             batch: {max_filez: 2}
     """)
-    result = cli("dry-run", "-p", str(folder), cwd=ROOT)
+    result = assay_cli("dry-run", "-p", str(folder), cwd=ROOT)
     assert result.returncode == ConfigError.exit_code and "batch.max_recordz" in result.stderr, result.stderr
     (folder / "assay.yml").write_text("name: t\ntargets:\n  prod:\n    batch: {max_filez: 2}\n")
-    result = cli("dry-run", "-p", str(folder), "--target", "prod", cwd=ROOT)
+    result = assay_cli("dry-run", "-p", str(folder), "--target", "prod", cwd=ROOT)
     assert result.returncode == ConfigError.exit_code and "max_filez" in result.stderr, result.stderr
 
 

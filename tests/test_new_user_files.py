@@ -195,7 +195,7 @@ def test_readme_verify_example_names_the_project():
     assert lines and all(" -p pipelines/" in line for line in lines)
 
 
-def test_query_reads_tables_by_the_names_the_code_gives_them(tmp_path, engine):
+def test_query_reads_tables_by_the_names_the_code_gives_them(tmp_path, engine, assay_cli):
     from assay import catalog
     from assay.spec import load_spec
     folder = pipeline(tmp_path / "proj")
@@ -212,7 +212,7 @@ def test_query_reads_tables_by_the_names_the_code_gives_them(tmp_path, engine):
         [{"id": "a"}, {"id": "b"}]
     assert query("SELECT COUNT(*) AS n FROM _system.event_log WHERE event_type = 'run_started'") == [{"n": 1}]
     assert query("SELECT COUNT(*) AS n FROM copies") == [{"n": 2}]          # bare names as before
-    result = cli("query", "SELECT n FROM silver.copies WHERE id = 'b'", "-p", str(folder), "--format", "json",
+    result = assay_cli("query", "SELECT n FROM silver.copies WHERE id = 'b'", "-p", str(folder), "--format", "json",
                  cwd=ROOT)
     assert result.returncode == 0 and json.loads(result.stdout) == [{"n": 2}], result.stderr
 
@@ -308,7 +308,7 @@ def events():
 """
 
 
-def test_history_shows_a_killed_run_as_interrupted_and_a_live_one_as_running(tmp_path):
+def test_history_shows_a_killed_run_as_interrupted_and_a_live_one_as_running(tmp_path, assay_cli):
     folder = pipeline(tmp_path / "proj", SLOW)
     land(folder, "a.json", [{"id": "a", "n": 1}])
     log = tmp_path / "run.log"
@@ -324,10 +324,10 @@ def test_history_shows_a_killed_run_as_interrupted_and_a_live_one_as_running(tmp
     from assay.runtime.lock import PipelineLock
     with PipelineLock(folder / "storage/_system"):                            # a run in progress holds the lock
         EventLog(folder / "storage/_system/event_log", "t").record(Event(RUN_STARTED))
-        result = cli("history", "-p", str(folder), "--format", "json", cwd=ROOT)
+        result = assay_cli("history", "-p", str(folder), "--format", "json", cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert [r["outcome"] for r in json.loads(result.stdout)] == ["running", "interrupted"]
-    result = cli("history", "-p", str(folder), "--format", "json", cwd=ROOT)
+    result = assay_cli("history", "-p", str(folder), "--format", "json", cwd=ROOT)
     assert [r["outcome"] for r in json.loads(result.stdout)] == ["interrupted", "interrupted"]
 
 

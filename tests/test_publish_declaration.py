@@ -8,7 +8,7 @@ import pytest
 from assay.errors import GraphError
 from assay.graph import build_graph
 from assay.spec import load_spec
-from tests.conftest import ROOT, cli
+from tests.conftest import ROOT
 
 BRONZE = """
 from assay import pipelines as dp
@@ -54,9 +54,9 @@ def test_wrong_sql_and_python_declarations_are_graph_errors_naming_each(project,
     assert f"'unkeyed' (at {py}:12) is published to PostgreSQL without keys" in text
 
 
-def test_dry_run_rejects_a_wrong_sql_publish_declaration(project):
+def test_dry_run_rejects_a_wrong_sql_publish_declaration(project, assay_cli):
     folder = project({"transformations/a.py": BRONZE, "transformations/b.sql": WRONG_SQL})
-    result = cli("dry-run", "-p", str(folder), cwd=ROOT)
+    result = assay_cli("dry-run", "-p", str(folder), cwd=ROOT)
     assert result.returncode == GraphError.exit_code, result.stdout + result.stderr
     assert "b.sql:1" in result.stderr and "assay.publish.replace = 'atomic'" in result.stderr, result.stderr
     assert "b.sql:5" in result.stderr and "assay.publish.key'" in result.stderr, result.stderr

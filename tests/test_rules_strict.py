@@ -12,7 +12,7 @@ from assay.graph import build_graph
 from assay.loader import load_registry
 from assay.quality import rule_problem
 from assay.spec import load_spec
-from tests.conftest import ROOT, cli, table
+from tests.conftest import ROOT, table
 
 BRONZE = '''
 from assay import pipelines as dp
@@ -142,9 +142,9 @@ def test_rule_whose_result_is_not_boolean_is_rejected_by_analysis(project, engin
                                  f"columns: its result is double, not boolean")
 
 
-def test_dry_run_exits_3_naming_the_rule(project):
+def test_dry_run_exits_3_naming_the_rule(project, assay_cli):
     folder = project({"transformations/p.py": BRONZE.format(rule="amount >> 0 AND")})
-    result = cli("dry-run", cwd=folder)
+    result = assay_cli("dry-run", cwd=folder)
     assert result.returncode == 3, result.stdout + result.stderr
     output = " ".join((result.stdout + result.stderr).split())
     assert ("transformations/p.py:5: expectation 'r' (amount >> 0 AND) is not one complete boolean expression: "
