@@ -26,9 +26,10 @@ def run_in_process(pipeline: Path, engine, landing: Path, store: Path, **options
     return {s.flow: s for s in Runner(spec, RunOptions(**options), engine=engine).run()}
 
 
-def verify_cli(pipeline: Path, truth: Path, store: Path, timeout: float = 180) -> None:
-    """`assay verify` as a user runs it: the verdict, and exit code 0 (any other exit fails)."""
-    result = cli("verify", pipeline.name, "--truth", str(truth), "-p", str(pipeline), "--storage", str(store),
+def verify_cli(pipeline: Path, truth: Path, store: Path, timeout: float = 180, run=cli) -> None:
+    """`assay verify` as a user runs it: the verdict, and exit code 0 (any other exit fails). `run`:
+    cli (a process of its own) or the assay_cli fixture (in this one, on the session's engine)."""
+    result = run("verify", pipeline.name, "--truth", str(truth), "-p", str(pipeline), "--storage", str(store),
                  cwd=ROOT, timeout=timeout)
     assert "every table matches the truth" in result.stdout, result.stdout + result.stderr
     assert result.returncode == 0, result.stdout + result.stderr
@@ -217,12 +218,12 @@ class ReferenceContract:
         assert check_metrics(load_spec(self.pipeline, storage=str(store)), out / "truth") == []
         return report
 
-    def test_one_run_over_every_drop_matches_the_truth(self, generated, one_run):
+    def test_one_run_over_every_drop_matches_the_truth(self, generated, one_run, assay_cli):
         out, manifest = generated
         report = self.assert_truth(out, one_run)
         assert {t.name for t in report.tables} == set(manifest["tables"])
         self.check_one_run(one_run, manifest)
-        verify_cli(self.pipeline, out / "truth", one_run)        # the same through the command a user runs
+        verify_cli(self.pipeline, out / "truth", one_run, run=assay_cli)   # the same through the command a user runs
 
     @pytest.mark.slow
     def test_one_run_per_drop_gives_the_same_tables(self, engine, generated, one_run, tmp_path):
