@@ -216,7 +216,7 @@ def test_fixture_gold_rows_are_exact(fixture_storage):
 # ---------------------------------------------------------------- where the data lives
 
 @pytest.mark.slow
-def test_landing_and_storage_come_from_assay_yml_and_are_overridable(tmp_path, monkeypatch):
+def test_landing_and_storage_come_from_assay_yml_and_are_overridable(tmp_path, monkeypatch, assay_cli):
     for var in ("ASSAY_LANDING", "ASSAY_STORAGE", "ASSAY_TARGET"):
         monkeypatch.delenv(var, raising=False)
     yml = (PIPELINE / "assay.yml").read_bytes()
@@ -228,13 +228,13 @@ def test_landing_and_storage_come_from_assay_yml_and_are_overridable(tmp_path, m
     land_tree(FIXTURES / "reference", tmp_path / "env_landing")
     land_tree(FIXTURES / "run1", tmp_path / "env_landing")
     env = {"ASSAY_LANDING": "env_landing", "ASSAY_STORAGE": "env_storage"}     # relative to the working folder
-    cli("run", "-p", str(PIPELINE), cwd=tmp_path, env=env, check=True)
+    assay_cli("run", "-p", str(PIPELINE), cwd=tmp_path, env=env, check=True)
     assert read(tmp_path / "env_storage", "silver", "silver_activity_logs").num_rows == 6
 
     shutil.copytree(tmp_path / "env_landing", tmp_path / "flag_landing")
-    cli("run", "-p", str(PIPELINE), "--landing", str(tmp_path / "flag_landing"), "--storage",
-        str(tmp_path / "flag_storage"), cwd=tmp_path, env={"ASSAY_LANDING": "nowhere", "ASSAY_STORAGE": "nowhere"},
-        check=True)
+    assay_cli("run", "-p", str(PIPELINE), "--landing", str(tmp_path / "flag_landing"), "--storage",
+              str(tmp_path / "flag_storage"), cwd=tmp_path,
+              env={"ASSAY_LANDING": "nowhere", "ASSAY_STORAGE": "nowhere"}, check=True)
     assert read(tmp_path / "flag_storage", "silver", "silver_activity_logs").num_rows == 6
     assert not (tmp_path / "nowhere").exists()
 

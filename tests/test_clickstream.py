@@ -341,22 +341,22 @@ def test_apache_spark_gives_the_same_tables(spark_server, fixture_storage, tmp_p
 
 
 @pytest.mark.slow
-def test_landing_and_storage_come_from_the_environment(tmp_path):
+def test_landing_and_storage_come_from_the_environment(tmp_path, assay_cli):
     land_tree(FIXTURES / "run1", tmp_path / "env_landing")
     env = {"ASSAY_LANDING": "env_landing", "ASSAY_STORAGE": "env_storage"}
-    cli("run", "-p", str(PIPELINE), cwd=tmp_path, env=env, check=True)
+    assay_cli("run", "-p", str(PIPELINE), cwd=tmp_path, env=env, check=True)
     assert read(tmp_path / "env_storage", "silver", "silver_clickstream").num_rows == 18
-    missing = cli("run", "-p", str(PIPELINE), cwd=tmp_path, env={**env, "CLICKSTREAM_PII_KEY": ""})
+    missing = assay_cli("run", "-p", str(PIPELINE), cwd=tmp_path, env={**env, "CLICKSTREAM_PII_KEY": ""})
     assert missing.returncode != 0 and "CLICKSTREAM_PII_KEY" in missing.stderr
 
 
 @pytest.mark.slow
-def test_rotating_the_key_rekeys_silver_and_gold_from_bronze(tmp_path):
+def test_rotating_the_key_rekeys_silver_and_gold_from_bronze(tmp_path, assay_cli):
     """A new key under a new variable and version, then a full refresh of the keyed tables: every key
     is rebuilt from the raw values bronze kept, under the new key and with its prefix."""
     land_tree(FIXTURES / "run1", tmp_path / "landing")
     base = ("run", "-p", str(PIPELINE), "--landing", str(tmp_path / "landing"), "--storage", str(tmp_path / "storage"))
-    cli(*base, cwd=tmp_path, check=True)
+    assay_cli(*base, cwd=tmp_path, check=True)
     before = read(tmp_path / "storage", "gold", "dim_users")
     new_key = "the-rotated-clickstream-key-" + "8" * 20
     result = cli(*base, "--conf", "pii_key_env=CLICKSTREAM_PII_KEY_V2", "--conf", "pii_key_version=v2",

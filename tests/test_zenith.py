@@ -319,7 +319,7 @@ def test_fixture_top_customers_are_customers(fixture_storage, assay_cli):
 # ---------------------------------------------------------------- where the data lives
 
 @pytest.mark.slow
-def test_landing_and_storage_come_from_assay_yml_and_are_overridable(tmp_path, monkeypatch):
+def test_landing_and_storage_come_from_assay_yml_and_are_overridable(tmp_path, monkeypatch, assay_cli):
     for var in ("ASSAY_LANDING", "ASSAY_STORAGE", "ASSAY_TARGET"):
         monkeypatch.delenv(var, raising=False)
     yml = (PIPELINE / "assay.yml").read_bytes()
@@ -332,17 +332,17 @@ def test_landing_and_storage_come_from_assay_yml_and_are_overridable(tmp_path, m
     land_tree(FIXTURES / "run1", tmp_path / "env_landing")
     # Environment variables, relative to where the command runs.
     env = {"ASSAY_LANDING": "env_landing", "ASSAY_STORAGE": "env_storage"}
-    cli("run", "-p", str(PIPELINE), cwd=tmp_path, env=env, check=True)
+    assay_cli("run", "-p", str(PIPELINE), cwd=tmp_path, env=env, check=True)
     assert read(tmp_path / "env_storage", "02_silver", "silver_sessionized_activity").num_rows == 7
-    count = cli("query", "SELECT COUNT(*) AS n FROM silver_sessionized_activity", "-p", str(PIPELINE),
-                "--format", "json", cwd=tmp_path, env=env, check=True)
+    count = assay_cli("query", "SELECT COUNT(*) AS n FROM silver_sessionized_activity", "-p", str(PIPELINE),
+                      "--format", "json", cwd=tmp_path, env=env, check=True)
     assert json.loads(count.stdout) == [{"n": 7}]
 
     # Flags win over the environment.
     shutil.copytree(tmp_path / "env_landing", tmp_path / "flag_landing")
-    cli("run", "-p", str(PIPELINE), "--landing", str(tmp_path / "flag_landing"), "--storage",
-        str(tmp_path / "flag_storage"), cwd=tmp_path, env={"ASSAY_LANDING": "nowhere", "ASSAY_STORAGE": "nowhere"},
-        check=True)
+    assay_cli("run", "-p", str(PIPELINE), "--landing", str(tmp_path / "flag_landing"), "--storage",
+              str(tmp_path / "flag_storage"), cwd=tmp_path,
+              env={"ASSAY_LANDING": "nowhere", "ASSAY_STORAGE": "nowhere"}, check=True)
     assert read(tmp_path / "flag_storage", "02_silver", "silver_sessionized_activity").num_rows == 7
     assert not (tmp_path / "nowhere").exists()
 
