@@ -82,9 +82,11 @@ def last_metric(store: Path, name: str):
     return max(values)[1] if values else None
 
 
-def query(assay_cli, sql_file: Path, store: Path) -> list[dict]:
-    result = assay_cli("query", "-f", str(sql_file), "-p", str(PIPELINE), "--storage", str(store), "--format",
-                       "json", cwd=ROOT, check=True)
+def query(sql_file: Path, store: Path) -> list[dict]:
+    # In a process of its own: on the session's engine, one of these queries once failed with a gRPC
+    # response the client could not decode ("Wire format was corrupt"); the cause is not known yet.
+    result = cli("query", "-f", str(sql_file), "-p", str(PIPELINE), "--storage", str(store), "--format", "json",
+                 cwd=ROOT, check=True)
     return json.loads(result.stdout)
 
 
@@ -120,22 +122,22 @@ class TestReferenceContract(support.ReferenceContract):
 
 # ---------------------------------------------------------------- the analytics SQL against the manifest
 
-def test_analytics_sql_answers_what_the_manifest_says(generated, one_run, assay_cli):
+def test_analytics_sql_answers_what_the_manifest_says(generated, one_run):
     metrics = generated[1]["metrics"]
 
-    top5 = query(assay_cli, ANALYTICS / "top_products.sql", one_run)
+    top5 = query(ANALYTICS / "top_products.sql", one_run)
     assert {r["event_date"] for r in top5} == {metrics["latest_event_date"]}
     assert [(r["product_id"], r["product_name"], r["purchases"]) for r in top5] == \
         [(r["product_id"], r["product_name"], r["purchases"]) for r in metrics["top5_products_latest_date"]]
 
-    daily = query(assay_cli, ANALYTICS / "daily_revenue_by_category.sql", one_run)
+    daily = query(ANALYTICS / "daily_revenue_by_category.sql", one_run)
     assert sorted((r["event_date"], r["category"], r["total_revenue"]) for r in daily) == \
         sorted((r["event_date"], r["category"], r["revenue"]) for r in metrics["daily_revenue_by_category"])
     # Within a day, the SQL lists categories by revenue, largest first.
     for a, b in zip(daily, daily[1:]):
         assert a["event_date"] < b["event_date"] or a["total_revenue"] >= b["total_revenue"]
 
-    top10 = query(assay_cli, ANALYTICS / "top_customers.sql", one_run)
+    top10 = query(ANALYTICS / "top_customers.sql", one_run)
     assert [(r["user_id"], r["total_purchase_value"]) for r in top10] == \
         [(r["user_id"], r["total_purchase_value"]) for r in metrics["top10_customers"]]
 
@@ -290,14 +292,14 @@ def test_fixture_gold_rows_are_exact(fixture_storage):
     assert last_metric(store, "null_region_events") == 5
 
 
-def test_fixture_analytics_answers(fixture_storage, assay_cli):
+def test_fixture_analytics_answers(fixture_storage):
     store, _ = fixture_storage
     assert [(r["event_date"], r["product_id"], r["purchases"], r["revenue"])
-            for r in query(assay_cli, ANALYTICS / "top_products.sql", store)] == [
+            for r in query(ANALYTICS / "top_products.sql", store)] == [
         ("2026-11-03", "P100", 2, 20.18), ("2026-11-03", "P200", 1, 25.03), ("2026-11-03", "P300", 1, 7.01),
         ("2026-11-03", "P400", 1, 20.18), ("2026-11-03", "P500", 0, 0.0)]
     assert [(r["event_date"], r["category"], r["total_revenue"], r["purchases"])
-            for r in query(assay_cli, ANALYTICS / "daily_revenue_by_category.sql", store)] == [
+            for r in query(ANALYTICS / "daily_revenue_by_category.sql", store)] == [
         ("2026-11-02", "Home & Kitchen", 60.15, 3), ("2026-11-02", "Books", 7.01, 1),
         ("2026-11-03", "Home & Kitchen", 65.39, 4), ("2026-11-03", "Books", 7.01, 1)]
 
@@ -309,9 +311,9 @@ def test_check_metrics_reads_the_latest_run(fixture_storage, tmp_path):
     assert check_metrics(load_spec(PIPELINE, storage=str(store)), tmp_path) == []
 
 
-def test_fixture_top_customers_are_customers(fixture_storage, assay_cli):
+def test_fixture_top_customers_are_customers(fixture_storage):
     store, _ = fixture_storage
-    top = query(assay_cli, ANALYTICS / "top_customers.sql", store)
+    top = query(ANALYTICS / "top_customers.sql", store)
     assert [(r["user_id"], r["total_purchase_value"]) for r in top] == [
         (1001, 35.12), (1005, 30.27), (1002, 25.03), (1004, 25.03), (1003, 7.01), (1006, 7.01)]
 
