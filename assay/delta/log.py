@@ -30,6 +30,8 @@ class Commit:
     removes: bool
     operation: str | None
     mode: str | None
+    removed: int = 0                 # data files removed (dataChange)
+    new_schema: bool = False         # a metaData action: the schema or properties changed
 
     @property
     def changes_rows(self) -> bool:
@@ -46,7 +48,7 @@ def read_commit(path, version: int) -> Commit:
     except FileNotFoundError:
         raise FlowError(f"the Delta log of {root} no longer has version {version} (its log was cleaned up): "
                         "a retry cannot help; run the tables reading it as a stream with --full-refresh") from None
-    added, removes, operation, mode = [], False, None, None
+    added, removed, new_schema, operation, mode = [], 0, False, None, None
     for line in text.splitlines():
         if not line.strip():
             continue
@@ -57,12 +59,14 @@ def read_commit(path, version: int) -> Commit:
             added.append(DataFile(str(root / unquote(add["path"])), add.get("partitionValues") or {},
                                   int(add.get("size", 0)), stats.get("numRecords")))
         elif "remove" in action and action["remove"].get("dataChange", True):
-            removes = True
+            removed += 1
+        elif "metaData" in action:
+            new_schema = True
         elif "commitInfo" in action:
             info = action["commitInfo"]
-            operation = info.get("operation")
+            operation = info.get("assay.operation") or info.get("operation")
             mode = (info.get("operationParameters") or {}).get("mode")
-    return Commit(version, added, removes, operation, mode)
+    return Commit(version, added, bool(removed), operation, mode, removed, new_schema)
 
 
 def last_reset(path, up_to_version: int) -> int:

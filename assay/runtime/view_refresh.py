@@ -14,15 +14,12 @@ transaction), so a crash at any instant neither leaves the view stale nor counts
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from urllib.parse import unquote
 
-from .. import fs
 from ..definitions import FAIL, WARN
-from ..delta.log import DataFile
+from ..delta.log import DataFile, read_commit
 from ..delta.table import arrow_schema, open_table
-from ..errors import AssayError
+from ..errors import AssayError, FlowError
 from ..plan.context import FlowContext
 from ..plan.refresh import APPEND, FULL, INCREMENTAL, NOOP, Technique, aggregate_shape, refresh_mode
 from .execute import batch_mark
@@ -224,37 +221,21 @@ def _changes(path, after: int, upto: int) -> Changes:
     """What commits (after, upto] of a table did: the files they added, or why they were not
     only appends (files removed: a dedupe replacement, an AUTO CDC update or delete, an overwrite,
     a full refresh; a schema change; a log cleaned up)."""
-    root = fs.as_path(path)
     added: list[DataFile] = []
     removed, operations, schema_at = 0, [], None
     for version in range(after + 1, upto + 1):
         try:
-            text = fs.read_bytes(root / "_delta_log" / f"{version:020d}.json").decode("utf-8")
-        except FileNotFoundError:
+            commit = read_commit(path, version)
+        except FlowError:
             return Changes([], f"no longer has version {version} in its log (cleaned up), so what was appended "
                                f"since version {after} is unknown")
-        removes_here, operation, overwrite = 0, None, False
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            action = json.loads(line)
-            if "add" in action and action["add"].get("dataChange", True):
-                add = action["add"]
-                stats = json.loads(add["stats"]) if add.get("stats") else {}
-                added.append(DataFile(str(root / unquote(add["path"])), add.get("partitionValues") or {},
-                                      int(add.get("size", 0)), stats.get("numRecords")))
-            elif "remove" in action and action["remove"].get("dataChange", True):
-                removes_here += 1
-            elif "metaData" in action and schema_at is None:
-                schema_at = version
-            elif "commitInfo" in action:
-                info = action["commitInfo"]
-                overwrite = (info.get("operationParameters") or {}).get("mode") == "Overwrite"
-                operation = info.get("assay.operation") or info.get("operation")
-        if removes_here or overwrite:
-            removed += removes_here
-            if operation:
-                operations.append(f"{operation.lower()} at version {version}")
+        added.extend(commit.added)
+        if commit.new_schema and schema_at is None:
+            schema_at = version
+        if commit.removed or commit.mode == "Overwrite":
+            removed += commit.removed
+            if commit.operation:
+                operations.append(f"{commit.operation.lower()} at version {version}")
     if removed or operations:
         what = f"; {', '.join(dict.fromkeys(operations))}" if operations else ""
         return Changes([], f"had {removed} removed file(s) since version {after} (rows replaced or deleted: "
