@@ -214,14 +214,20 @@ def test_engine_equal_tables_pass_regardless_of_order_types_and_extra_columns(in
     assert res.truth_rows == res.actual_rows == 4
 
 
-def test_engine_reports_missing_unexpected_and_tolerance_as_the_reference_does(in_engine):
+def _truth_and_a_wrong_copy():
+    """A truth table and a copy with one value off tolerance, one exact value changed, a row lost
+    and a row doubled."""
     t = _truth()
     rows = t.to_pylist()
     rows[0]["revenue"] = 30.04
     rows[1]["purchases"] = 7
     del rows[2]
     rows.append(dict(rows[-1]))
-    actual = pa.Table.from_pylist(rows, schema=t.schema)
+    return t, pa.Table.from_pylist(rows, schema=t.schema)
+
+
+def test_engine_reports_missing_unexpected_and_tolerance_as_the_reference_does(in_engine):
+    t, actual = _truth_and_a_wrong_copy()
     res, ref = in_engine(t, actual), compare("t", t, actual)
     assert res.status == "mismatch"
     assert (res.missing, res.unexpected, res.mismatched) == (2, 2, 1)
@@ -417,13 +423,7 @@ def test_spark_computes_the_same_comparison(spark_server, tmp_path, monkeypatch)
     from assay.engines import create_engine
     with create_engine("spark", {"remote": spark_server}) as spark:
         run = _compare_in(spark, tmp_path)
-        t = _truth()
-        rows = t.to_pylist()
-        rows[0]["revenue"] = 30.04
-        rows[1]["purchases"] = 7
-        del rows[2]
-        rows.append(dict(rows[-1]))
-        actual = pa.Table.from_pylist(rows, schema=t.schema)
+        t, actual = _truth_and_a_wrong_copy()
         res, ref = run(t, actual), compare("t", t, actual)
         assert (res.missing, res.unexpected, res.mismatched) == (2, 2, 1)
         assert res.mismatch_examples == ref.mismatch_examples
