@@ -99,15 +99,20 @@ def _fmt_row(r: dict) -> str:
     return "{" + ", ".join(f"{k}: {v!r}" for k, v in r.items()) + "}"
 
 
-def verify(truth_dir, read_table: Callable[[str], pa.Table | None], *, tables: list[str] | None = None,
-           examples: int = 5) -> Report:
+def truth_tables(truth_dir, tables: list[str] | None = None):
+    """(name, manifest entry, Parquet path) of each truth table, or of those named."""
     truth_dir = Path(truth_dir)
     manifest = json.loads((truth_dir / "manifest.json").read_text())
-    results = []
     for name, info in manifest["tables"].items():
-        if tables is not None and name not in tables:
-            continue
-        truth = pq.read_table(truth_dir / f"{name}.parquet")
+        if tables is None or name in tables:
+            yield name, info, truth_dir / f"{name}.parquet"
+
+
+def verify(truth_dir, read_table: Callable[[str], pa.Table | None], *, tables: list[str] | None = None,
+           examples: int = 5) -> Report:
+    results = []
+    for name, info, path in truth_tables(truth_dir, tables):
+        truth = pq.read_table(path)
         try:
             actual = read_table(name)
         except Exception as e:       # a broken table is a finding, not a crash of the comparison

@@ -17,9 +17,7 @@ Two passes per table, each memory-bounded whatever the table's size:
 """
 from __future__ import annotations
 
-import json
 from functools import reduce
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -30,7 +28,7 @@ from pyspark.sql import functions as F
 
 from . import verify_columns as V
 from . import verify_pairing as P
-from .verify import Report, TableResult
+from .verify import Report, TableResult, truth_tables
 
 BUCKETS = 1 << 20          # a few numbers each per side: 1 M buckets aggregate in ~100 MB
 CHUNK_ROWS = 4_000_000     # truth + table rows paired row by row in one engine query (loose columns)
@@ -45,13 +43,8 @@ def verify_in_engine(truth_dir, engine, read_frame: Callable, *, tables: list[st
     """assay.verify.verify with `read_frame(name)` giving the pipeline's table as an engine
     DataFrame (None when there is no such table), the truth read by the engine from its Parquet."""
     from .engine_errors import first_line
-    truth_dir = Path(truth_dir)
-    manifest = json.loads((truth_dir / "manifest.json").read_text())
     results = []
-    for name, info in manifest["tables"].items():
-        if tables is not None and name not in tables:
-            continue
-        path = truth_dir / f"{name}.parquet"
+    for name, info, path in truth_tables(truth_dir, tables):
         truth_rows = pq.ParquetFile(path).metadata.num_rows
         try:
             actual = read_frame(name)
