@@ -211,8 +211,7 @@ class BatchRun:
                 state = self.engine.read_delta_files(data_files(self.path(), table), arrow_schema(table),
                                                      table.metadata().partition_columns)
                 state = state.select(*resolved.keys, *[c for c in resolved.order if c not in resolved.keys])
-                self.key_index = KeyIndex(self.graph.checkpoint_dir(self.flow_name) / "keyindex", self.engine,
-                                          resolved.keys)
+                self.key_index = KeyIndex(self._key_index_folder(), self.engine, resolved.keys)
                 known = self.key_index.hashes(self.path(), table)
                 self.key_index_version = table.version()
         inputs = routing.dedupe_inputs(staged, resolved, None, plan.previous_max)   # per-file watermarks: whole batch
@@ -323,8 +322,23 @@ class BatchRun:
         if target_made and self.key_index is not None and target.removes and current is not None \
                 and current.version() == self.key_index_version:     # the rewrite read only covered files
             self.key_index.cover([a.path for a in target.adds])
+        if target_made and self.dedupe is not None:
+            self._index_new_files(target_schema.names)
         if not target_made:
             fs.delete_tree(folder)   # empty, or recomputed a batch that had landed
+
+    def _index_new_files(self, columns: list[str]) -> None:
+        """Hash the files this batch added into the key index now, while they are few, so that the
+        next batch finds the index ready (built lazily, the first increment after a full run paid
+        for hashing the whole table: zenith 1 GB, +1 % 4.6 s → 6.5 s)."""
+        keys = resolve_dedupe(self.dedupe, columns, self.dataset.name, self.dataset.location).keys
+        index = self.key_index or KeyIndex(self._key_index_folder(), self.engine, keys)
+        table = open_table(self.path())
+        if table is not None:
+            index.catch_up(self.path(), table)
+
+    def _key_index_folder(self) -> Path:
+        return self.graph.checkpoint_dir(self.flow_name) / "keyindex"
 
     def _side_commit(self, role: str, path: Path, schema: pa.Schema, written: list[Written], folder: Path,
                      kinds: tuple[str, ...]) -> TableCommit:

@@ -87,6 +87,12 @@ class KeyIndex:
     def hashes(self, root, table) -> DataFrame:
         """The index caught up with every data file of `table` (a version of the target at `root`):
         a DataFrame of one column `_assay_h`, a superset of the hashes of the keys that version holds."""
+        return self._read(self.catch_up(root, table))
+
+    def catch_up(self, root, table) -> list[str]:
+        """Hash the data files of `table` the index does not cover yet; its parts after that.
+        A batch calls it right after its commit too, so that each run hashes the files it added
+        (the next run's index is ready; the cost follows the new data, not the history)."""
         manifest = self._manifest() or {"parts": [], "covered": []}
         parts, covered = list(manifest["parts"]), set(manifest["covered"])
         prefix = str(root).rstrip("/") + "/"
@@ -100,7 +106,7 @@ class KeyIndex:
         if new or parts != manifest["parts"]:
             faults.crash_point(faults.KEY_INDEXED)
             self._write_manifest(parts, covered)
-        return self._read(parts)
+        return parts
 
     def cover(self, relative_paths) -> None:
         """Files written by a replacement of a batch that used this index: their rows were already
