@@ -151,3 +151,31 @@ def test_file_still_changing_waits_for_next_run(project, run_pipeline):
     old = time.time() - 60
     os.utime(folder / "landing/in/fresh.json", (old, old))
     assert run_pipeline(folder)["raw"].rows_written == 1
+
+
+def test_plans_of_committed_batches_are_merged_and_each_file_still_read_once(project, run_pipeline, monkeypatch):
+    """A run reads the merge of the committed batches' plans and the plans after it, not one file per
+    batch ever run; what a merge replaced is deleted, and a plan left behind by a crash between the
+    merge and the deletes is never read again."""
+    monkeypatch.setattr("assay.sources.files.source.MERGE_AFTER", 2)
+    folder = project(bronze())
+    for i in range(3):
+        land(folder, f"a{i}.json", '{"id": "a%d", "n": %d}\n' % (i, i))
+    assert run_pipeline(folder, max_files=1)["raw"].batches == 3
+    state = next((folder / "storage" / "_system" / "checkpoints" / "raw" / "sources").iterdir())
+    plans = lambda: sorted(p.name for p in state.glob("*.parquet"))       # noqa: E731
+    assert plans() == [f"files-0000000{i}.parquet" for i in (1, 2, 3)]
+    kept = (state / "files-00000001.parquet").read_bytes()
+    land(folder, "b.json", '{"id": "b", "n": 9}\n')
+    assert run_pipeline(folder)["raw"].rows_read == 1                      # merged at its start: batches 1-3
+    assert plans() == ["files-00000004.parquet", "seen-00000003.parquet"]
+    (state / "files-00000001.parquet").write_bytes(kept)                  # as if a crash stopped the deletes
+    land(folder, "c.json", '{"id": "c", "n": 9}\n')
+    assert run_pipeline(folder)["raw"].rows_read == 1
+    assert sorted(r["id"] for r in rows(folder)) == ["a0", "a1", "a2", "b", "c"]
+    for name in ("d", "e"):
+        land(folder, f"{name}.json", '{"id": "%s", "n": 9}\n' % name)
+        assert run_pipeline(folder)["raw"].rows_read == 1
+    # the run of e started with 6 committed, 3 merged: merged again, the leftover plan deleted
+    assert plans() == ["files-00000007.parquet", "seen-00000006.parquet"]
+    assert sorted(r["id"] for r in rows(folder)) == ["a0", "a1", "a2", "b", "c", "d", "e"]

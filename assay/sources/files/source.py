@@ -32,6 +32,7 @@ FORMATS = ("json", "csv", "parquet")
 OPTIONS = {"header", "schema_hints", "schema_evolution_mode", "max_files_per_batch", "max_bytes_per_batch",
            "allow_overwrites", "include_metadata", "rescued_data_column", "delimiter", "min_file_age",
            "recursive", "glob"}
+MERGE_AFTER = 64          # plans of committed batches read one by one before they are merged into one file
 _PLAN_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
                           ("header", pa.string()), ("columns", pa.list_(pa.string()))])
 
@@ -103,18 +104,47 @@ class FileSource(Source):
         return self.state_dir / f"files-{seq:08d}.parquet"
 
     def _load_seen(self, position: int | None) -> dict:
-        """Files planned by batches up to `position` (the plans are written ahead of processing)."""
-        seen: dict = {}
-        parts = [self._part(seq) for seq in range(1, (position or 0) + 1)]
+        """Files planned by batches up to `position` (the plans are written ahead of processing):
+        the latest merge of committed plans, then the plans after it."""
+        position = position or 0
+        listed = self._state_files()
+        base = max((n for kind, n in listed if kind == "seen" and n <= position), default=0)
+        parts = ([self._merged(base)] if base else []) + [self._part(seq) for seq in range(base + 1, position + 1)]
         try:
             tables = fs.read_parquet_many(parts, columns=["path", "size", "mtime_ns"])
         except FileNotFoundError:
             raise self._unknown_files(next(p.name for p in parts if not p.exists())) from None
+        seen: dict = {}
         for table in tables:
             for row in table.to_pylist():
                 entry = FileEntry(row["path"], row["size"], row["mtime_ns"])
                 seen[self._identity(entry)] = entry
+        if position - base > MERGE_AFTER:
+            self._merge(position, tables, listed)
         return seen
+
+    def _merged(self, upto: int) -> fs.StoragePath:
+        return self.state_dir / f"seen-{upto:08d}.parquet"
+
+    def _state_files(self) -> list[tuple[str, int]]:
+        """The plans (`files`, batch) and merges (`seen`, last batch) in the state folder."""
+        if not fs.exists(self.state_dir):
+            return []
+        found = []
+        for child in fs.list_dir(self.state_dir):
+            kind, _, number = child.name.removesuffix(".parquet").partition("-")
+            if kind in ("files", "seen") and number.isdigit() and child.name.endswith(".parquet"):
+                found.append((kind, int(number)))
+        return found
+
+    def _merge(self, position: int, tables: list, listed: list[tuple[str, int]]) -> None:
+        """One file for the plans of committed batches 1..position, so that a run reads a few files,
+        not one per batch ever run (10 000 runs: 10 000 reads, GETs on an object store). Written
+        before what it replaces is deleted: a crash in between leaves both, and the merge is read."""
+        fs.write_parquet(self._merged(position), pa.concat_tables(tables))
+        for kind, n in listed:
+            if (kind == "files" and n <= position) or (kind == "seen" and n < position):
+                fs.delete(self._merged(n) if kind == "seen" else self._part(n))
 
     def _unknown_files(self, missing: str) -> FlowError:
         """Committed batches whose file lists are not under this folder's checkpoint: mostly the landing
