@@ -179,3 +179,26 @@ def test_a_run_ends_with_the_upkeep_and_replays_an_interrupted_batch(project, ru
     rows = sorted(r["id"] for r in storage.read_arrow(folder / "storage/01_bronze/events").to_pylist())
     assert rows == ["0", "1", "2", "3", "4"]
     assert sorted(int(p.stem) for p in (ckpt / "commits").iterdir()) == [3, 4]
+
+
+def test_failing_runs_compact_the_event_log_too(project, run_pipeline, monkeypatch):
+    """A schedule that fails every time (here: a query that raises) still ends each run with the
+    upkeep, so its events do not pile up as one small file each."""
+    monkeypatch.setattr(history, "COMPACT_EVERY", 5)
+    folder = project({"transformations/p.py": textwrap.dedent("""
+        from assay import pipelines as dp
+
+        @dp.table(name="bronze.events")
+        def events():
+            df = dp.read_files("in", "json", schema="id STRING")
+            return df.selectExpr("assert_true(id != 'bad') AS ok", "id")
+    """)})
+    (folder / "landing/in").mkdir(parents=True)
+    for i in range(4):
+        (folder / f"landing/in/f{i}.json").write_text('{"id": "bad"}\n')
+        with pytest.raises(Exception):
+            run_pipeline(folder, max_files=1)
+    log = storage.open_table(folder / "storage/_system/event_log")
+    assert "OPTIMIZE" in [h["operation"] for h in log.history()]
+    kinds = [r["event_type"] for r in storage.read_arrow(folder / "storage/_system/event_log").to_pylist()]
+    assert kinds.count("run_failed") == 4

@@ -102,6 +102,7 @@ class Runner:
             except BaseException as exc:         # any failure is in history (an engine panic, a full disk)
                 if not isinstance(exc, (KeyboardInterrupt, SystemExit)):   # those: history shows it interrupted
                     self._record_failure(exc, started)
+                    self._upkeep()          # failing runs leave events too: a failing schedule must not grow them
                 raise
             return self._finish(started)
 
@@ -135,9 +136,12 @@ class Runner:
         self.events.record(Event(RUN_COMPLETED, status="stopped" if stopped else "completed",
                                  duration_s=time.monotonic() - started,
                                  metrics={name: s.rows_written for name, s in self.summaries.items()}))
-        from .history import after_run          # the event log and checkpoints kept from growing per run
-        after_run(self.spec, self.events, self.fence)
+        self._upkeep()
         return list(self.summaries.values())
+
+    def _upkeep(self) -> None:
+        from .history import after_run          # the event log and checkpoints kept from growing per run
+        after_run(self.spec, self.events, self.fence)     # never raises: a failure is said, tried next run
 
     def _record_failure(self, exc: BaseException, started: float) -> None:
         not_run = [s.flow for s in self.summaries.values() if s.status == "queued"]
