@@ -1,5 +1,6 @@
 """Incremental materialized views (issue 20): each refresh is `noop`, `append` (the rows appended
-to its input aggregated and merged into the view by group key) or `full`, logged with its reason.
+to its input aggregated and merged into the view by group key), `partitions` (the partitions the
+changed rows fall in recomputed) or `full`, logged with its reason.
 
 Differential proof: after every drop of files, every view equals its full recompute (the same
 storage copied and the views refreshed with --full-refresh), whichever technique refreshed it,
@@ -77,6 +78,23 @@ def v_part():
     return dp.read("clean").groupBy("region", "user").agg(F.sum("amount").alias("amount"),
                                                          F.max("event_time").alias("last"))
 
+@dp.materialized_view(name="gold.v_part_rank", partition_cols=["region"])
+def v_part_rank():
+    salted = (dp.read("clean").withColumn("salt", F.floor(F.rand(seed=3) * 3).cast("int"))
+              .groupBy("region", "user", "salt").agg(F.sum("amount").alias("amount")))
+    totals = salted.groupBy("region", "user").agg(F.sum("amount").alias("amount"))
+    in_region = Window.partitionBy("region").orderBy(F.col("amount").desc(), "user")
+    return totals.withColumn("place", F.rank().over(in_region))
+
+@dp.materialized_view(name="gold.v_part_avg", partition_cols=["region"])
+def v_part_avg():
+    return dp.read("clean").groupBy("region").agg(F.avg("amount").alias("mean"), F.countDistinct("user").alias("users"))
+
+@dp.materialized_view(name="gold.v_part_overall", partition_cols=["region"])
+def v_part_overall():
+    totals = dp.read("clean").groupBy("region").agg(F.count("*").alias("n"))
+    return totals.withColumn("place", F.rank().over(Window.orderBy(F.col("n").desc(), "region")))
+
 @dp.materialized_view(name="gold.v_global")
 def v_global():
     return dp.read("clean").groupBy().agg(F.count("*").alias("n"), F.sum("amount").alias("amount"))
@@ -87,9 +105,13 @@ def v_distinct():
 """
 
 VIEWS = ["v_count", "v_count_col", "v_sum", "v_minmax", "v_avg", "v_filter", "v_join", "v_window", "v_part",
-         "v_global", "v_distinct"]
+         "v_part_rank", "v_part_avg", "v_part_overall", "v_global", "v_distinct"]
 NEVER_APPEND = {"v_avg": "avg(amount) is not mergeable", "v_window": "window function rank()",
-                "v_distinct": "countDistinct(user) is not mergeable"}
+                "v_distinct": "countDistinct(user) is not mergeable", "v_part_rank": "rand() in",
+                "v_part_avg": "avg(amount) is not mergeable", "v_part_overall": "window function rank()"}
+# Partitioned views whose partitions are computed apart: recomputed by partition when not appended.
+BY_PARTITION = {"v_part", "v_part_rank", "v_part_avg"}
+NOT_BY_PARTITION = {"v_part_overall": "window function rank() over (...) is not partitioned by region"}
 
 
 def ev(i, minute, user=1, region="north", amount=1, price="1.50", hour=10):
@@ -153,22 +175,27 @@ def test_every_view_equals_its_recompute_after_every_drop(folder, tmp_path, run_
     assert second["clean"].rows_replaced == 0
     techniques = check(folder, tmp_path, run_pipeline, second)
     for view, technique in techniques.items():
-        if view in NEVER_APPEND:
-            assert technique["refresh"] == "full" and NEVER_APPEND[view] in technique["reason"], technique
-        else:
+        if view not in NEVER_APPEND:
             assert technique["refresh"] == "append", (view, technique)
             assert "clean had only appends since version" in technique["reason"]
+            continue
+        assert NEVER_APPEND[view] in technique["reason"], technique
+        assert technique["refresh"] == ("partitions" if view in BY_PARTITION else "full"), (view, technique)
+    assert NOT_BY_PARTITION["v_part_overall"] in techniques["v_part_overall"]["reason"]
+    assert "the partitions of region its added rows fall in" in techniques["v_part_rank"]["reason"]
 
     # A row that beats an earlier survivor of its key (an earlier event time, inside the watermark):
-    # silver's dedupe replaces it, which removes files: every view is recomputed, saying so.
+    # silver's dedupe replaces it, which removes files: views computed by partition recompute the
+    # partitions of the rows added and removed, every other view is recomputed, saying so.
     land(folder, "events", "f3.json", [ev(5, 15, user=2, region="south", amount=11, price="3.00"),
                                        ev(8, 22, user=5, amount=2)])
     third = run_pipeline(folder)
     assert third["clean"].rows_replaced == 1
     techniques = check(folder, tmp_path, run_pipeline, third)
     for view, technique in techniques.items():
-        assert technique["refresh"] == "full", (view, technique)
+        assert technique["refresh"] == ("partitions" if view in BY_PARTITION else "full"), (view, technique)
         assert "clean had 1 removed file(s) since version" in technique["reason"], technique
+    assert "its added and removed rows fall in" in techniques["v_part"]["reason"]
 
     # Appends again after that full refresh; new groups, NULL amounts into existing groups.
     land(folder, "events", "f4.json", [ev(9, 30, user=9, region="east", amount=4),
@@ -177,6 +204,7 @@ def test_every_view_equals_its_recompute_after_every_drop(folder, tmp_path, run_
     fourth = run_pipeline(folder)
     techniques = check(folder, tmp_path, run_pipeline, fourth)
     assert {v for v, t in techniques.items() if t["refresh"] == "append"} == set(VIEWS) - set(NEVER_APPEND)
+    assert {v for v, t in techniques.items() if t["refresh"] == "partitions"} == BY_PARTITION & set(NEVER_APPEND)
 
     # Nothing new: nothing refreshed, and the event log says why for each view.
     fifth = run_pipeline(folder)
@@ -265,3 +293,35 @@ def test_a_refresh_interrupted_after_it_landed_or_before_is_merged_once(folder, 
     check(folder, tmp_path, run_pipeline, last)
     totals = {r["user"]: r["amount"] for r in storage.read_arrow(folder / "storage" / "03_gold" / "v_sum").to_pylist()}
     assert totals == {1: 1 + 20 + 30 + 1, 2: 5}
+
+
+def test_partition_shapes_that_keep_partitions_apart_and_those_that_do_not(engine):
+    """The plan reading behind `partitions`: each blocker names what mixes partitions."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from assay.plan.refresh import partition_blockers
+    spark = engine.spark
+    tables = {"clean": "/data/clean", "regions": "/data/regions"}
+    clean = spark.read.format("delta").load("/data/clean")
+    regions = spark.read.format("delta").load("/data/regions")
+
+    def blockers(df):
+        return partition_blockers(df._plan.to_proto(spark.client).root, ["region"], "clean", tables)
+
+    by_region = Window.partitionBy("region").orderBy("n")
+    assert blockers(clean.where(F.col("amount") > 0).select("region", "user", "amount")) == []
+    assert blockers(clean.groupBy("region").agg(F.count("*").alias("n")).withColumn("r", F.rank().over(by_region))) == []
+    assert blockers(clean.withColumn("id", F.expr("uuid()")).dropDuplicates(["region", "user"])) == []
+    assert blockers(clean.groupBy("user").agg(F.count("*").alias("n"))) == [
+        "an aggregate that does not group by region"]
+    assert blockers(clean.join(regions, "region")) == [
+        "'clean' is joined there (its rows would meet rows of other partitions)"]
+    assert "unioned" in blockers(clean.unionByName(clean.where("amount > 1")))[0]
+    assert blockers(clean.withColumn("region", F.upper("region"))) == [
+        "partition column 'region' is computed (upper(region)), not the input's"]
+    assert blockers(clean.withColumnRenamed("region", "area")) == ["a partition column (region) is renamed"]
+    assert blockers(clean.withColumn("at", F.current_timestamp())) == [
+        "current_timestamp() in a computed column depends on when or where it runs"]
+    assert blockers(clean.dropDuplicates(["user"])) == ["distinct rows by columns without region"]
+    assert blockers(clean.limit(5)) == ["limit over 'clean' mixes partitions"]

@@ -32,6 +32,7 @@ class Commit:
     mode: str | None
     removed: int = 0                 # data files removed (dataChange)
     new_schema: bool = False         # a metaData action: the schema or properties changed
+    removed_files: list[DataFile] = field(default_factory=list)
 
     @property
     def changes_rows(self) -> bool:
@@ -48,7 +49,7 @@ def read_commit(path, version: int) -> Commit:
     except FileNotFoundError:
         raise FlowError(f"the Delta log of {root} no longer has version {version} (its log was cleaned up): "
                         "a retry cannot help; run the tables reading it as a stream with --full-refresh") from None
-    added, removed, new_schema, operation, mode = [], 0, False, None, None
+    added, removed, new_schema, operation, mode = [], [], False, None, None
     for line in text.splitlines():
         if not line.strip():
             continue
@@ -59,14 +60,16 @@ def read_commit(path, version: int) -> Commit:
             added.append(DataFile(str(root / unquote(add["path"])), add.get("partitionValues") or {},
                                   int(add.get("size", 0)), stats.get("numRecords")))
         elif "remove" in action and action["remove"].get("dataChange", True):
-            removed += 1
+            remove = action["remove"]
+            removed.append(DataFile(str(root / unquote(remove["path"])), remove.get("partitionValues") or {},
+                                    int(remove.get("size") or 0)))
         elif "metaData" in action:
             new_schema = True
         elif "commitInfo" in action:
             info = action["commitInfo"]
             operation = info.get("assay.operation") or info.get("operation")
             mode = (info.get("operationParameters") or {}).get("mode")
-    return Commit(version, added, bool(removed), operation, mode, removed, new_schema)
+    return Commit(version, added, bool(removed), operation, mode, len(removed), new_schema, removed)
 
 
 def last_reset(path, up_to_version: int) -> int:

@@ -1,10 +1,18 @@
-"""How a materialized view's refresh is done, and why: `noop`, `append` or `full` (issue 20).
+"""How a materialized view's refresh is done, and why: `noop`, `append`, `partitions` or `full`
+(issue 20).
 
 `append` merges the view's query over only the rows appended to one input since the last refresh
 into the view's rows, by group key. That equals a full recompute when the query is a decomposable
 aggregate of that input: the input, then row-wise filters and projections (and joins with inputs
 that did not change, keeping the input's rows on their preserved side), then one GROUP BY with only
 count, sum, min and max, then at most renames, a selection of its columns, or a sort.
+
+`partitions` recomputes only the partitions of a partitioned view that the changed input's added
+or removed rows fall in, and keeps the others. That equals a full recompute when each of the view's
+rows is computed from input rows of its own partition only: the partition columns pass unchanged
+from the input to the view, every aggregate groups by them, every window is partitioned by them,
+and the input is not joined or unioned (its rows would meet rows of other partitions). It takes
+removed rows too (dedupe replacements, AUTO CDC updates and deletes), and any aggregate.
 
 The query's shape is read from its Spark Connect plan (a protobuf both engines receive, so the
 reading is engine-neutral): relations (`aggregate`, `filter`, `project`, `join`, `read`) and the
@@ -20,7 +28,7 @@ from ..errors import GraphError
 REFRESH_PROPERTY = "assay.refresh"
 AUTO, INCREMENTAL = "auto", "incremental"
 MODES = (AUTO, INCREMENTAL)
-NOOP, APPEND, FULL = "noop", "append", "full"
+NOOP, APPEND, PARTITIONS, FULL = "noop", "append", "partitions", "full"
 
 # Merge of two partial results of one aggregate (count and sum add, min and max keep the least and
 # the greatest); SQL's NULL rules hold because the merge is itself sum/min/max over the partials.
@@ -31,6 +39,9 @@ NONDETERMINISTIC = {"rand", "randn", "random", "uuid", "shuffle", "monotonically
                     "spark_partition_id", "input_file_name", "input_file_block_start", "input_file_block_length",
                     "current_timestamp", "current_date", "now", "localtimestamp", "reflect", "try_reflect",
                     "randstr", "uniform", "rand_int"}
+# Of those, the random ones: a partition recomputed with them is as good a recompute as the kept
+# ones were (not so for time or layout: a kept partition would show an older clock or clash ids).
+RANDOM = {"rand", "randn", "random", "uuid", "shuffle", "randstr", "uniform", "rand_int"}
 AGGREGATES = {"count", "sum", "min", "max", "avg", "mean", "count_distinct", "approx_count_distinct", "first",
               "last", "first_value", "last_value", "collect_list", "collect_set", "stddev", "stddev_samp",
               "stddev_pop", "variance", "var_samp", "var_pop", "percentile", "percentile_approx",
@@ -288,6 +299,113 @@ def _row_wise(expr, where: str, blockers: list[str]) -> None:
                     blockers.append(f"{fn}() in {where} is not deterministic")
             if " over " in f" {text} " or " over(" in text:
                 blockers.append(f"a window function in {where}")
+        elif name == "SubqueryExpression":
+            blockers.append(f"a subquery in {where}")
+
+
+# --- partitions ------------------------------------------------------------------------------------
+
+# Relations under which a partition's rows stay apart, when they do not redefine a partition column.
+KEEPS_PARTITIONS = {"filter", "project", "with_columns", "with_columns_renamed", "drop", "sort", "subquery_alias",
+                    "hint", "repartition", "repartition_by_expression", "drop_na", "aggregate", "deduplicate"}
+
+
+def partition_blockers(root, partition_cols: list[str], changed: str, tables: dict[str, str]) -> list[str]:
+    """Why a partition of the view may hold values computed from rows of `changed` outside it
+    (empty: recomputing the touched partitions equals a full recompute)."""
+    blockers: list[str] = []
+    names = {str(path).rstrip("/"): name for name, path in tables.items()}
+    found = _partition_path(root, set(partition_cols), changed, names, blockers)
+    if found == 0:
+        blockers.append(f"'{changed}' is not read where the view's rows come from")
+    elif found > 1:
+        blockers.append(f"'{changed}' is read {found} times")
+    return list(dict.fromkeys(blockers))
+
+
+def _partition_path(rel, parts: set[str], changed: str, names: dict[str, str], blockers: list[str]) -> int:
+    kind = _kind(rel)
+    if kind == "read":
+        return _input_path(rel, changed, names, blockers)
+    if kind in ("local_relation", "cached_local_relation", "range"):
+        return 0
+    if kind == "sql":
+        blockers.append("part of it is SQL text (its shape is not visible)")
+        return 0
+    for expr in _expressions(rel):
+        _not_time_or_layout(expr, WHERE.get(kind, f"a {kind.replace('_', ' ')}"), blockers)
+    found = sum(_partition_path(c, parts, changed, names, blockers) for c in _children(rel))
+    if not found:
+        return 0                                  # a branch the change does not reach: read whole
+    shown = ", ".join(sorted(parts))
+    if kind not in KEEPS_PARTITIONS:
+        what = {"join": "joined", "set_op": "unioned, intersected or subtracted"}.get(kind)
+        blockers.append(f"'{changed}' is {what} there (its rows would meet rows of other partitions)" if what
+                        else f"{kind.replace('_', ' ')} over '{changed}' mixes partitions")
+        return found
+    if kind == "aggregate":
+        agg = rel.aggregate
+        keys = {_attr(e) for e in agg.grouping_expressions if e.WhichOneof("expr_type") == "unresolved_attribute"}
+        if agg.group_type != type(agg).GroupType.GROUP_TYPE_GROUPBY or not parts <= keys:
+            blockers.append(f"an aggregate that does not group by {shown}")
+    elif kind == "deduplicate":
+        dedupe = rel.deduplicate
+        if not dedupe.all_columns_as_keys and not parts <= set(dedupe.column_names):
+            blockers.append(f"distinct rows by columns without {shown}")
+    elif kind == "with_columns_renamed":
+        renamed = dict(rel.with_columns_renamed.rename_columns_map)
+        renamed.update({r.col_name: r.new_col_name for r in getattr(rel.with_columns_renamed, "renames", [])})
+        if parts & (set(renamed) | set(renamed.values())):
+            blockers.append(f"a partition column ({shown}) is renamed")
+    elif kind == "drop":
+        if parts & ({_name(e) for e in rel.drop.columns} | set(rel.drop.column_names)):
+            blockers.append(f"a partition column ({shown}) is dropped under the view")
+    elif kind in ("with_columns", "project"):
+        _keeps_partition_columns(rel, kind, parts, blockers)
+    return found
+
+
+def _keeps_partition_columns(rel, kind: str, parts: set[str], blockers: list[str]) -> None:
+    """A projection or computed columns: no partition column computed anew, every window over them."""
+    shown = ", ".join(sorted(parts))
+    if kind == "with_columns":
+        items = [(a.name[0] if a.name else None, a.expr) for a in rel.with_columns.aliases]
+    else:
+        items = []
+        for expr in rel.project.expressions:
+            inner, alias = _unalias(expr)
+            items.append((alias or _name(expr), inner))
+    kept = set()
+    for name, expr in items:
+        if expr.WhichOneof("expr_type") == "unresolved_star":
+            kept |= parts
+            continue
+        if expr.WhichOneof("expr_type") == "unresolved_attribute" and _attr(expr) == name:
+            kept.add(name)
+        elif name in parts:
+            blockers.append(f"partition column '{name}' is computed ({_brief(expr)}), not the input's")
+        for msg in _messages(expr):
+            if type(msg).__name__ == "Window":
+                over = {_attr(e) for e in msg.partition_spec if e.WhichOneof("expr_type") == "unresolved_attribute"}
+                if not parts <= over:
+                    blockers.append(f"window function {_window_name_of(msg)} is not partitioned by {shown}")
+    if kind == "project" and not parts <= kept:
+        blockers.append(f"a projection without the partition column(s) {', '.join(sorted(parts - kept))}")
+
+
+def _not_time_or_layout(expr, where: str, blockers: list[str]) -> None:
+    for msg in _messages(expr):
+        name = type(msg).__name__
+        if name in ("UnresolvedFunction", "CallFunction"):
+            fn = msg.function_name.lower()
+            if fn in NONDETERMINISTIC - RANDOM:
+                blockers.append(f"{fn}() in {where} depends on when or where it runs")
+        elif name == "ExpressionString":
+            text = msg.expression.lower().replace(" (", "(")
+            blockers.extend(f"{fn}() in {where} depends on when or where it runs"
+                            for fn in NONDETERMINISTIC - RANDOM if f"{fn}(" in text)
+            if " over " in f" {text} " or " over(" in text:
+                blockers.append(f"a window function in {where} (as SQL text: its partitioning is not visible)")
         elif name == "SubqueryExpression":
             blockers.append(f"a subquery in {where}")
 

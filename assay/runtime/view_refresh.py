@@ -1,11 +1,15 @@
-"""A materialized view's refresh, done one of three ways and logged with why (plan/refresh.py):
+"""A materialized view's refresh, done one of four ways and logged with why (plan/refresh.py):
 `noop` (nothing it reads changed), `append` (one input changed only by appends and the query is a
 decomposable aggregate of it: the query over the appended rows, merged into the view's rows by
-group key) or `full` (recomputed, as always before).
+group key), `partitions` (one input changed, and each partition of the view is computed from its
+own rows only: the touched partitions recomputed, the others kept) or `full` (recomputed, as
+always before).
 
 The rows stay in the engine: the appended rows are the data files the input's commits added
 (named by its Delta log, read by the engine), the view's rows are read by the engine, and the
-merge is one GROUP BY over both. The Python process reads only Delta logs.
+merge is one GROUP BY over both; the touched partitions are the distinct partition values of the
+files the commits added and removed, joined in the engine. The Python process reads only Delta
+logs.
 
 Crash safety: the refresh's plan (`offsets/N.json`) records the input versions it reflects; the
 record of the refresh (`commits/N.json`) repeats them. The next refresh merges only the rows
@@ -14,14 +18,18 @@ transaction), so a crash at any instant neither leaves the view stale nor counts
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from pyspark.sql import functions as F
+
+from .. import fs
 from ..definitions import FAIL, WARN
 from ..delta.log import DataFile, read_commit
 from ..delta.table import arrow_schema, open_table
 from ..errors import AssayError, FlowError
 from ..plan.context import FlowContext
-from ..plan.refresh import APPEND, FULL, INCREMENTAL, NOOP, Technique, aggregate_shape, refresh_mode
+from ..plan.refresh import (APPEND, FULL, INCREMENTAL, NOOP, PARTITIONS, Technique, aggregate_shape,
+                            partition_blockers, refresh_mode)
 from .execute import batch_mark
 from .fingerprint import digest
 from .reads import RunReads
@@ -33,11 +41,15 @@ def noop(last: tuple[int, dict]) -> Technique:
 
 @dataclass
 class Increment:
-    """The rows appended to one input since the view's last refresh: versions (after, upto]."""
+    """What changed in one input since the view's last refresh: versions (after, upto]. `removed`:
+    the data files its commits removed (then only the partitions technique can take it, and
+    `not_appends` says why the append technique cannot)."""
     table: str
     after: int
     upto: int
     files: list[DataFile]
+    removed: list[DataFile] = field(default_factory=list)
+    not_appends: str | None = None
 
     @property
     def rows(self) -> int | None:
@@ -108,12 +120,13 @@ class ViewRefresh:
         if upto < after:
             return Technique(FULL, f"{name} is older (version {upto}) than at refresh {last[0]} (version {after})")
         changes = _changes(self.tables[name], after, upto)
-        if changes.blocker:
+        if changes.blocker and not (changes.removed and self.dataset.partition_cols):
             return Technique(FULL, f"{name} {changes.blocker}")
         mark = batch_mark(ckpt.generation, self.name, "target", last[0])
         if table.transaction_version(mark.app_id) != last[0]:
             return Technique(FULL, f"its table does not hold refresh {last[0]} (written outside this pipeline?)")
-        self.increment = Increment(name, after, upto, changes.added)
+        self.increment = Increment(name, after, upto, changes.added, changes.removed,
+                                   f"{name} {changes.blocker}" if changes.blocker else None)
         return None
 
     # --- what the query's shape decides ----------------------------------------------------------
@@ -124,7 +137,7 @@ class ViewRefresh:
         technique = self.full
         merged = None
         if technique is None:
-            merged, technique = self._append(df)
+            merged, technique = self._incremental(df)
         if technique.kind == FULL and self.mode == INCREMENTAL and not technique.required:
             raise AssayError(f"materialized view '{self.flow.target}' (at {self.dataset.location}) requires an "
                              f"incremental refresh (refresh=\"incremental\"), but this one would be full: "
@@ -132,8 +145,9 @@ class ViewRefresh:
                              f"recompute, or run with --full-refresh {self.flow.target}.")
         return (merged if merged is not None else df), technique
 
-    def _append(self, df):
-        inc = self.increment
+    def _incremental(self, df):
+        """Append when the increment is only appends and the shape merges; else the touched
+        partitions when the shape keeps them apart; else full, with the reasons of both."""
         try:
             shaped = self.graph.run_query(self.flow, FlowContext(graph=self.graph, flow=self.flow,
                                                                  spark=self.engine.spark,
@@ -142,15 +156,23 @@ class ViewRefresh:
         except Exception as exc:            # not a Spark Connect DataFrame: nothing to read its shape from
             return None, Technique(FULL, f"its plan could not be read ({type(exc).__name__})")
         columns = list(df.columns)
+        if len(set(columns)) != len(columns):
+            return None, Technique(FULL, "two of its columns have the same name")
+        view = self.engine.read_table(self.graph.table_path(self.flow.target))
+        if set(view.columns) != set(columns):
+            return None, Technique(FULL, "its table's columns are not the query's")
+        merged, technique = self._append(root, view, columns)
+        if technique.kind != FULL or not self.dataset.partition_cols:
+            return merged, technique
+        return self._partitions(root, view, columns, technique.reason)
+
+    def _append(self, root, view, columns):
+        inc = self.increment
+        if inc.not_appends:
+            return None, Technique(FULL, inc.not_appends)
         shape = aggregate_shape(root, columns, inc.table, {n: str(p) for n, p in self.tables.items()})
         if not shape.mergeable:
             return None, Technique(FULL, "; ".join(dict.fromkeys(shape.blockers)))
-        if len(set(columns)) != len(columns):
-            return None, Technique(FULL, "two of its columns have the same name")
-        view_path = self.graph.table_path(self.flow.target)
-        view = self.engine.read_table(view_path)
-        if set(view.columns) != set(columns):
-            return None, Technique(FULL, "its table's columns are not the query's")
         ctx = FlowContext(graph=self.graph, flow=self.flow, spark=self.engine.spark,
                           reads=IncrementReads(self.graph, self.engine, inc))
         partial = self.graph.run_query(self.flow, ctx)
@@ -163,6 +185,34 @@ class ViewRefresh:
                   f"{said} aggregated and merged by "
                   f"{', '.join(c for c, r in zip(columns, shape.roles) if r == 'key') or 'its single group'}")
         return merge(view, partial, columns, shape.roles), Technique(APPEND, reason)
+
+    def _partitions(self, root, view, columns, not_append: str):
+        """The view's partitions that the changed input's added or removed rows fall in, recomputed
+        by the query over the input's rows of those partitions; the other partitions kept."""
+        inc, parts = self.increment, list(self.dataset.partition_cols)
+        blockers = partition_blockers(root, parts, inc.table, {n: str(p) for n, p in self.tables.items()})
+        gone = [f.path for f in inc.removed if not fs.exists(f.path)]
+        if gone:
+            blockers.append(f"{len(gone)} file(s) {inc.table} removed are gone (vacuumed): their partitions "
+                            "are unknown")
+        if blockers:
+            return None, Technique(FULL, f"{not_append}; not by partition: {'; '.join(blockers)}")
+        table = open_table(self.graph.table_path(inc.table), version=inc.upto)
+        changed = self.engine.read_delta_files(inc.files + inc.removed, arrow_schema(table),
+                                               table.metadata().partition_columns)
+        touched = changed.select(*[F.col(f"`{p}`").alias(f"_assay_part_{i}") for i, p in enumerate(parts)]).distinct()
+        ctx = FlowContext(graph=self.graph, flow=self.flow, spark=self.engine.spark,
+                          reads=PartitionReads(self.graph, self.engine, inc.table, touched, parts))
+        recomputed = _in_partitions(self.graph.run_query(self.flow, ctx), touched, parts, "left_semi")
+        types = {f.name: f.dataType for f in recomputed.schema.fields}
+        kept = _in_partitions(view, touched, parts, "left_anti")
+        rows = kept.select(*[F.col(f"`{c}`").cast(types[c]).alias(c) for c in columns]).unionByName(
+            recomputed.select(*[F.col(f"`{c}`") for c in columns]))
+        what = "added and removed" if inc.removed else "added"
+        reason = (f"{inc.table} changed since version {inc.after} (up to version {inc.upto}): the partitions of "
+                  f"{', '.join(parts)} its {what} rows fall in are recomputed, the others kept (not appended: "
+                  f"{not_append})")
+        return rows, Technique(PARTITIONS, reason)
 
 
 def merge(view, partial, columns: list[str], roles: list[str]):
@@ -211,10 +261,34 @@ class IncrementReads(RunReads):
                                             table.metadata().partition_columns)
 
 
+def _in_partitions(df, touched, parts: list[str], how: str):
+    """The rows of `df` in (left_semi) or out of (left_anti) the touched partitions; NULL is a
+    partition value like any other."""
+    condition = None
+    for i, p in enumerate(parts):
+        same = F.col(f"`{p}`").eqNullSafe(F.col(f"_assay_part_{i}"))
+        condition = same if condition is None else condition & same
+    return df.join(touched, condition, how)
+
+
+class PartitionReads(RunReads):
+    """dp.read of the changed input answers its rows in the touched partitions; every other read,
+    the table now."""
+
+    def __init__(self, graph, engine, name: str, touched, parts: list[str]):
+        super().__init__(graph, engine)
+        self.name, self.touched, self.parts = name, touched, parts
+
+    def table(self, name: str):
+        rows = super().table(name)
+        return _in_partitions(rows, self.touched, self.parts, "left_semi") if name == self.name else rows
+
+
 @dataclass
 class Changes:
     added: list[DataFile]
     blocker: str | None
+    removed: list[DataFile] = field(default_factory=list)
 
 
 def _changes(path, after: int, upto: int) -> Changes:
@@ -222,7 +296,8 @@ def _changes(path, after: int, upto: int) -> Changes:
     only appends (files removed: a dedupe replacement, an AUTO CDC update or delete, an overwrite,
     a full refresh; a schema change; a log cleaned up)."""
     added: list[DataFile] = []
-    removed, operations, schema_at = 0, [], None
+    removed: list[DataFile] = []
+    operations, schema_at, overwritten = [], None, False
     for version in range(after + 1, upto + 1):
         try:
             commit = read_commit(path, version)
@@ -233,13 +308,16 @@ def _changes(path, after: int, upto: int) -> Changes:
         if commit.new_schema and schema_at is None:
             schema_at = version
         if commit.removed or commit.mode == "Overwrite":
-            removed += commit.removed
+            removed.extend(commit.removed_files)
+            overwritten = overwritten or commit.mode == "Overwrite"
             if commit.operation:
                 operations.append(f"{commit.operation.lower()} at version {version}")
-    if removed or operations:
-        what = f"; {', '.join(dict.fromkeys(operations))}" if operations else ""
-        return Changes([], f"had {removed} removed file(s) since version {after} (rows replaced or deleted: "
-                           f"dedupe replacements, AUTO CDC updates or deletes, an overwrite or a full refresh{what})")
     if schema_at is not None:
         return Changes([], f"changed its schema at version {schema_at} (since version {after})")
+    if removed or operations:
+        what = f"; {', '.join(dict.fromkeys(operations))}" if operations else ""
+        blocker = (f"had {len(removed)} removed file(s) since version {after} (rows replaced or deleted: "
+                   f"dedupe replacements, AUTO CDC updates or deletes, an overwrite or a full refresh{what})")
+        # An overwrite (a full refresh upstream) replaces everything: recomputing is the cheaper way.
+        return Changes([], blocker) if overwritten else Changes(added, blocker, removed)
     return Changes(added, None)
