@@ -492,3 +492,23 @@ def test_key_hashes_agree(engines):
         df = spark.sql(query)
         return [[row[0] for row in df.select(key_hash(keys)).collect()] for keys in keysets]
     assert hashes(engines["sail"].spark) == hashes(engines["spark"].spark)
+
+
+def test_incremental_views_refresh_alike(engines, tmp_path):
+    """tests/test_incremental_views.py's views (append, partitions and full refreshes, with their
+    reasons in the event log) over its drops: plain appends with a duplicate and a late row, a row
+    replacing an earlier survivor (removed files upstream), then appends again."""
+    from tests.test_incremental_views import PIPELINE, ev, land
+    project = write_project(tmp_path / "proj", {"transformations/p.py": PIPELINE})
+    steps = [lambda: (land(project, "regions", "r.json", [{"region": "north", "zone": "N"}]),
+                      land(project, "events", "f1.json", [ev(1, 0), ev(2, 5, user=2, region="south", amount=5),
+                                                          ev(4, 7, user=3, region=None, amount=3)])),
+             lambda: land(project, "events", "f2.json", [ev(5, 20, amount=7), ev(1, 0), ev(7, 1, amount=100, hour=9)]),
+             lambda: land(project, "events", "f3.json", [ev(5, 15, user=2, region="south", amount=11),
+                                                         ev(8, 22, user=5, amount=2)]),
+             lambda: land(project, "events", "f4.json", [ev(9, 30, user=9, region="east", amount=4)])]
+    stores = run_both(engines, project, None, tmp_path, steps)
+    assert_same(stores)
+    techniques = {json.loads(e["metrics"])["refresh"] for e in storage.read_arrow(stores["spark"] / "_system" / "event_log")
+                  .to_pylist() if e["event_type"] == "flow_completed" and e["flow"] == "v_part_rank"}
+    assert techniques == {"full", "partitions"}, techniques
