@@ -16,13 +16,11 @@ from .fs import StoragePath, is_uri
 from .loader import load_registry
 from .plan import autocdc
 from .plan import dedupe as dedupe_rules
-from .plan.context import FlowContext, Pending, SourceSpec
+from .plan.context import FlowContext, Pending, SourceSpec, run_query
 from .quality import check_sql
-from .registry import flow_query
 from .sinks.declaration import problems as publish_problems
 from .sources.files.schema import resolve_schema
 from .spec import PipelineSpec
-from .sql import run_sql_flow
 
 
 @dataclass
@@ -70,10 +68,6 @@ class Graph:
             raise Pending(name)
         return self._schemas[name]
 
-    def evaluate_view(self, name: str, ctx: FlowContext):
-        flow = self.registry.flows_into(name)[0]
-        return self.run_query(flow, ctx)
-
     def file_source(self, flow: Flow, spec: SourceSpec, tracked: bool = True):
         from .sources.files import FileSource
         key = (flow.name, spec.args["path"], spec.args["format"], tracked)
@@ -95,14 +89,6 @@ class Graph:
     def checkpoint_dir(self, flow_name: str) -> Path:
         return self.spec.system_dir / "checkpoints" / flow_name
 
-    # --- running queries ----------------------------------------------------------------
-
-    def run_query(self, flow: Flow, ctx: FlowContext):
-        with flow_query(ctx):
-            if flow.sql is not None:
-                return run_sql_flow(ctx, flow.sql)
-            return flow.func()
-
     # --- analysis -----------------------------------------------------------------------
 
     def analyse(self) -> "Graph":
@@ -119,7 +105,7 @@ class Graph:
             for flow in list(pending):
                 ctx = FlowContext(graph=self, flow=flow, spark=self.spark)
                 try:
-                    df = self.run_query(flow, ctx)
+                    df = run_query(flow, ctx)
                     if df is None or not hasattr(df, "schema"):
                         raise GraphError(f"the query of '{flow.name}' (at {flow.location}) returned "
                                          f"{type(df).__name__}, not a DataFrame")

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import GraphError
+from ..registry import flow_query
+from ..sql import run_sql_flow
 
 
 class Pending(Exception):
@@ -22,6 +24,14 @@ class SourceSpec:
     kind: str                 # delta | files | kafka
     args: dict
     stream_of: str | None = None   # for delta: the upstream dataset
+
+
+def run_query(flow, ctx: "FlowContext"):
+    """A flow's query, its dp.read* answered by `ctx` (empty frames in analysis, data in a run)."""
+    with flow_query(ctx):
+        if flow.sql is not None:
+            return run_sql_flow(ctx, flow.sql)
+        return flow.func()
 
 
 @dataclass
@@ -58,15 +68,19 @@ class FlowContext:
         ds = self._dataset(name)
         self.static_reads.add(name)
         if ds.kind == "temporary_view":
-            return self.graph.evaluate_view(name, self)
+            return self._view(name)
         if self.analysing:
             return self.spark.createDataFrame([], self.graph.schema_of(name))
         return self.reads.table(name)
 
+    def _view(self, name: str):
+        """A temporary view is its query, run in the reading flow's context (its reads count there)."""
+        return run_query(self.graph.registry.flows_into(name)[0], self)
+
     def read_stream(self, name: str):
         ds = self._dataset(name)
         if ds.kind == "temporary_view":
-            return self.graph.evaluate_view(name, self)
+            return self._view(name)
         if ds.kind != "streaming_table":
             raise GraphError(f"flow '{self.flow.name}' (at {self.flow.location}) reads '{name}' as a stream, but it "
                              f"is a {ds.kind.replace('_', ' ')}: only streaming tables can be read incrementally; "

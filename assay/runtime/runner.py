@@ -18,6 +18,7 @@ from ..delta.table import open_table, write_small
 from ..engines import create_engine
 from ..errors import AssayError, FlowError, storage_unwritable
 from ..graph import Graph, build_graph
+from ..plan.context import run_query
 from ..sources.base import BatchLimits
 from ..sources.delta import DEDUPE_MAX_RECORDS
 from ..spec import PipelineSpec
@@ -257,7 +258,7 @@ class Runner:
         self._batch_started(name, batch)
         ctx = run_context(graph, flow, self.engine)
         started = time.monotonic()
-        df, technique = refresh.dataframe(graph.run_query(flow, ctx), ctx)
+        df, technique = refresh.dataframe(run_query(flow, ctx), ctx)
         result = BatchRun(graph, dataset, name, ckpt.generation, batch, "overwrite", self.fence).execute(df)
         result.metrics.update(technique.metrics())
         self.summaries[name].refresh = technique.metrics()

@@ -11,7 +11,7 @@ from datetime import datetime
 from .. import fs
 from ..delta.table import current_version
 from ..errors import FlowError
-from ..plan.context import FlowContext
+from ..plan.context import FlowContext, run_query
 from ..sources.base import BatchLimits, LoadContext, Plan
 from ..sources.delta import DeltaSource
 from . import faults
@@ -89,7 +89,7 @@ class StreamSources:
             else:
                 loaded[index] = src.load(LoadContext(self.engine.spark, str(folder), self.engine), source_plan)
         ctx = run_context(self.graph, self.flow, self.engine, loaded=loaded)
-        df = self.graph.run_query(self.flow, ctx)
+        df = run_query(self.flow, ctx)
         run = (AutoCdcRun(self.graph, self.dataset, self.flow, generation, plan.batch, self.fence)
                if self.flow.auto_cdc is not None
                else BatchRun(self.graph, self.dataset, self.flow.name, generation, plan.batch, "append", self.fence))

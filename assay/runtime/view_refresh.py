@@ -20,7 +20,7 @@ from ..definitions import FAIL, WARN
 from ..delta.log import DataFile, read_commit
 from ..delta.table import arrow_schema, open_table
 from ..errors import AssayError, FlowError
-from ..plan.context import FlowContext
+from ..plan.context import FlowContext, run_query
 from ..plan.refresh import APPEND, FULL, INCREMENTAL, NOOP, Technique, aggregate_shape, refresh_mode
 from .execute import batch_mark
 from .fingerprint import digest
@@ -135,9 +135,8 @@ class ViewRefresh:
     def _append(self, df):
         inc = self.increment
         try:
-            shaped = self.graph.run_query(self.flow, FlowContext(graph=self.graph, flow=self.flow,
-                                                                 spark=self.engine.spark,
-                                                                 reads=ShapeReads(self.graph, self.engine)))
+            shaped = run_query(self.flow, FlowContext(graph=self.graph, flow=self.flow, spark=self.engine.spark,
+                                                      reads=ShapeReads(self.graph, self.engine)))
             root = shaped._plan.to_proto(shaped.sparkSession.client).root
         except Exception as exc:            # not a Spark Connect DataFrame: nothing to read its shape from
             return None, Technique(FULL, f"its plan could not be read ({type(exc).__name__})")
@@ -153,7 +152,7 @@ class ViewRefresh:
             return None, Technique(FULL, "its table's columns are not the query's")
         ctx = FlowContext(graph=self.graph, flow=self.flow, spark=self.engine.spark,
                           reads=IncrementReads(self.graph, self.engine, inc))
-        partial = self.graph.run_query(self.flow, ctx)
+        partial = run_query(self.flow, ctx)
         if list(partial.columns) != columns:
             return None, Technique(FULL, "its query over the appended rows has other columns")
         rows = inc.rows
