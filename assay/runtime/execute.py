@@ -98,11 +98,11 @@ class BatchRun:
     """Runs one batch of `flow_name` into `dataset` (mode append: a streaming batch; overwrite:
     a materialized view's refresh)."""
 
-    def __init__(self, graph, dataset: Dataset, flow_name: str, generation: str, batch: int, mode: str,
+    def __init__(self, services, dataset: Dataset, flow_name: str, generation: str, batch: int, mode: str,
                  fence=no_fence):
-        self.graph = graph
+        self.services, self.graph = services, services.graph
         self.fence = fence          # the pipeline lock's check, before each commit
-        self.engine = graph.engine
+        self.engine = services.engine
         self.dataset = dataset
         self.flow_name = flow_name
         self.generation = generation
@@ -117,7 +117,7 @@ class BatchRun:
     # --- tables and marks --------------------------------------------------------------
 
     def path(self, suffix: str = "") -> Path:
-        return self.graph.table_path(self.dataset.name, suffix)
+        return self.services.table_path(self.dataset.name, suffix)
 
     def mark(self, role: str) -> BatchMark:
         return batch_mark(self.generation, self.flow_name, role, self.batch)
@@ -211,7 +211,7 @@ class BatchRun:
                 state = self.engine.read_delta_files(data_files(self.path(), table), arrow_schema(table),
                                                      table.metadata().partition_columns)
                 state = state.select(*resolved.keys, *[c for c in resolved.order if c not in resolved.keys])
-                self.key_index = KeyIndex(self.graph.checkpoint_dir(self.flow_name) / "keyindex", self.engine,
+                self.key_index = KeyIndex(self.services.checkpoint_dir(self.flow_name) / "keyindex", self.engine,
                                           resolved.keys)
                 known = self.key_index.hashes(self.path(), table)
                 self.key_index_version = table.version()
