@@ -149,10 +149,10 @@ def dry_run(project: str = ProjectOpt, target: Optional[str] = TargetOpt, storag
             landing: Optional[str] = LandingOpt, conf: Optional[list[str]] = ConfOpt,
             engine: Optional[str] = EngineOpt, remote: Optional[str] = RemoteOpt):
     """Validate the whole graph without writing anything."""
-    from .graph import build_graph
+    from .runtime.services import analyse
     spec = _spec(project, target, storage, landing, conf, engine, remote)
     with open_engine(spec) as session:
-        graph = build_graph(spec, session)
+        graph = analyse(spec, session).graph
     console.print(f"[green]pipeline '{spec.name}' is valid[/]: {len(graph.registry.datasets)} datasets, "
                   f"{len(graph.order)} flows, in this order: {', '.join(graph.order)}")
 
@@ -162,10 +162,10 @@ def graph(project: str = ProjectOpt, target: Optional[str] = TargetOpt, conf: Op
           format: str = typer.Option("text", "--format", help="text or json"),
           engine: Optional[str] = EngineOpt, remote: Optional[str] = RemoteOpt):
     """Print the dataflow graph: datasets, what each reads, and how (stream or batch)."""
-    from .graph import build_graph
+    from .runtime.services import analyse
     spec = _spec(project, target, None, None, conf, engine, remote)
     with open_engine(spec) as session:
-        g = build_graph(spec, session)
+        g = analyse(spec, session).graph
     nodes = []
     for name in g.order:
         flow = g.registry.flows[name]

@@ -7,22 +7,18 @@ reported together.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .definitions import MATERIALIZED_VIEW, STREAMING_TABLE, TEMPORARY_VIEW, Dataset, Flow, Registry
 from .engine_errors import translate
 from .errors import AssayError, GraphError
-from .fs import StoragePath, is_uri
 from .loader import load_registry
 from .plan import autocdc
 from .plan import dedupe as dedupe_rules
-from .plan.context import FlowContext, Pending, SourceSpec
+from .plan.context import FileSources, FlowContext, Pending, SourceSpec, run_query
 from .quality import check_sql
-from .registry import flow_query
 from .sinks.declaration import problems as publish_problems
 from .sources.files.schema import resolve_schema
 from .spec import PipelineSpec
-from .sql import run_sql_flow
 
 
 @dataclass
@@ -39,73 +35,37 @@ class FlowAnalysis:
 
 
 class Graph:
-    def __init__(self, spec: PipelineSpec, registry: Registry, engine):
+    """A pipeline's analysis: its definitions, each flow's reads and schema, and the order to run them.
+    It holds no engine or storage: the runtime's RunServices (runtime/services.py) runs it."""
+
+    def __init__(self, spec: PipelineSpec, registry: Registry):
         self.spec = spec
         self.registry = registry
-        self.engine = engine
         self.analyses: dict[str, FlowAnalysis] = {}
         self._schemas: dict[str, object] = {}
         self.order: list[str] = []           # flow names, dependencies first
-        self._file_sources: dict = {}
         # configuration keys read with dp.config (and by the runtime), to catch --conf keys nothing reads
         self.config_keys_read: set[str] = {"kafka.bootstrap_servers"}
 
-    # --- lookups used by FlowContext ----------------------------------------------------
-
-    @property
-    def spark(self):
-        return self.engine.spark
+    # --- lookups ------------------------------------------------------------------------
 
     def dataset(self, name: str) -> Dataset:
         return self.registry.datasets[name]
 
     def schema_name(self, name: str) -> str:
+        """The catalog schema `name` is in (its declared one, or the target's default)."""
         return self.spec.schema_for(self.dataset(name).schema_name)
-
-    def table_path(self, name: str, suffix: str = "") -> Path:
-        return self.spec.table_path(self.schema_name(name), name + suffix)
 
     def schema_of(self, name: str):
         if name not in self._schemas:
             raise Pending(name)
         return self._schemas[name]
 
-    def evaluate_view(self, name: str, ctx: FlowContext):
-        flow = self.registry.flows_into(name)[0]
-        return self.run_query(flow, ctx)
-
-    def file_source(self, flow: Flow, spec: SourceSpec, tracked: bool = True):
-        from .sources.files import FileSource
-        key = (flow.name, spec.args["path"], spec.args["format"], tracked)
-        if key not in self._file_sources:
-            given = str(spec.args["path"])     # a URI or an absolute path as it is, else under the landing root
-            root = StoragePath(given) if is_uri(given) or Path(given).is_absolute() else self.spec.landing / given
-            options = dict(spec.args["options"])
-            source = FileSource(root, spec.args["format"], spec.args["schema"], options,
-                                self.checkpoint_dir(flow.name), table=flow.target)
-            source.resolve(self.spark)
-            self._file_sources[key] = source
-        return self._file_sources[key]
-
-    def whole_folder_sources(self, flow_name: str, read: str) -> list:
-        """The file sources behind a flow's static read `read` ('files:<path>', a folder read whole)."""
-        return [s for (f, path, _, tracked), s in self._file_sources.items()
-                if f == flow_name and not tracked and f"files:{path}" == read]
-
-    def checkpoint_dir(self, flow_name: str) -> Path:
-        return self.spec.system_dir / "checkpoints" / flow_name
-
-    # --- running queries ----------------------------------------------------------------
-
-    def run_query(self, flow: Flow, ctx: FlowContext):
-        with flow_query(ctx):
-            if flow.sql is not None:
-                return run_sql_flow(ctx, flow.sql)
-            return flow.func()
-
     # --- analysis -----------------------------------------------------------------------
 
-    def analyse(self) -> "Graph":
+    def analyse(self, spark, files: FileSources) -> "Graph":
+        """Runs every query on empty DataFrames of `spark`, its file sources from `files` (kept by
+        the caller: the runs read the sources analysis resolved)."""
         errors: list[str] = []
         pending = list(self.registry.flows.values())
         for flow in pending:
@@ -117,9 +77,9 @@ class Graph:
         while pending:
             progressed = False
             for flow in list(pending):
-                ctx = FlowContext(graph=self, flow=flow, spark=self.spark)
+                ctx = FlowContext(graph=self, flow=flow, spark=spark, files=files)
                 try:
-                    df = self.run_query(flow, ctx)
+                    df = run_query(flow, ctx)
                     if df is None or not hasattr(df, "schema"):
                         raise GraphError(f"the query of '{flow.name}' (at {flow.location}) returned "
                                          f"{type(df).__name__}, not a DataFrame")
@@ -155,7 +115,7 @@ class Graph:
                             errors.append(f"dataset '{flow.target}' (at {flow.location}) cannot be analysed because "
                                           f"'{dep}' failed")
                 break
-        errors += self._validate()
+        errors += self._validate(spark)
         if errors:
             raise GraphError(f"{len(errors)} problem(s) in pipeline '{self.spec.name}':\n- " + "\n- ".join(errors))
         self.order = self._topological_order()
@@ -181,7 +141,7 @@ class Graph:
                                   if n in self.registry.flows else n for n in loop)
         return None
 
-    def _validate(self) -> list[str]:
+    def _validate(self, spark) -> list[str]:
         errors = []
         for ds in self.registry.datasets.values():
             flows = self.registry.flows_into(ds.name)
@@ -193,7 +153,7 @@ class Graph:
                 continue
             columns = [f.name for f in schema.fields]
             for rule in ds.expectations:
-                problem = check_sql(self.spark, schema, rule)
+                problem = check_sql(spark, schema, rule)
                 if problem:
                     errors.append(f"expectation '{rule.name}' of '{ds.name}' (at {ds.location}) is not valid SQL "
                                   f"over its columns: {problem}")
@@ -210,7 +170,7 @@ class Graph:
                     except GraphError as exc:
                         errors.append(str(exc))
             if ds.schema is not None:
-                declared = resolve_schema(self.spark, ds.schema)
+                declared = resolve_schema(spark, ds.schema)
                 missing = [f.name for f in declared.fields if f.name not in columns]
                 if missing:
                     errors.append(f"'{ds.name}' (at {ds.location}) declares column(s) {', '.join(missing)} that its "
@@ -264,9 +224,9 @@ class Graph:
         return {n for n in self.order if set(self.analyses[n].inputs) & names}
 
 
-def build_graph(spec: PipelineSpec, engine) -> Graph:
-    engine.spark  # pipeline modules may define UDFs at import time, which needs an active session
-    return Graph(spec, load_registry(spec), engine).analyse()
+def build_graph(spec: PipelineSpec, spark, files: FileSources) -> Graph:
+    """Load and analyse the pipeline (runtime/services.py's `analyse` gives the engine's session and file sources)."""
+    return Graph(spec, load_registry(spec)).analyse(spark, files)
 
 
 def _auto_cdc_problems(ds: Dataset, flows: list[Flow]) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from . import secrets
 from .delta import table as storage
-from .runtime.checkpoint import Checkpoint
+from .runtime.checkpoint import Checkpoint, checkpoint_dir
 
 
 @dataclass
@@ -49,7 +49,7 @@ def _kafka_flows(spec) -> dict[str, dict]:
 
 
 def _position(spec, flow: str, topics: list[str]) -> dict[str, dict[int, int]]:
-    committed = Checkpoint(spec.system_dir / "checkpoints" / flow).last_committed()
+    committed = Checkpoint(checkpoint_dir(spec, flow)).last_committed()
     out: dict[str, dict[int, int]] = {}
     for position in (committed[1].get("positions") or []) if committed else []:
         if isinstance(position, dict) and position and set(position) <= set(topics):

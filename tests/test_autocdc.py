@@ -558,14 +558,12 @@ def test_full_refresh_rebuilds_from_the_source_with_a_fresh_change_log(scenario,
 # --- graph errors ---------------------------------------------------------------------------------
 
 def test_graph_errors_name_the_flow_file_and_line(tmp_path, engine):
-    from assay.graph import Graph
-    from assay.loader import load_registry
+    from assay.runtime import services
     from assay.spec import load_spec
 
     def analyse(files):
         folder = write_project(tmp_path / f"g{len(list(tmp_path.iterdir()))}", files)
-        spec = load_spec(folder)
-        return Graph(spec, load_registry(spec), engine).analyse()
+        return services.analyse(load_spec(folder), engine).graph
 
     bad = SOURCE + """
 dp.create_streaming_table("silver.a")

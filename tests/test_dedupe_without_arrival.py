@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from assay.graph import build_graph
+from assay.runtime.services import analyse
 from assay.spec import load_spec
 from tests.conftest import table
 
@@ -58,7 +58,7 @@ def test_watermark_dedupe_without_source_columns(project, run_pipeline, engine, 
         ("e3", "10:22", 30.0),     # earlier than the e3 kept: replaces it
     ])
     # dry-run (the graph's validation) and run agree: both accept the pipeline.
-    assert build_graph(load_spec(folder), engine).order == ["events", "clean"]
+    assert analyse(load_spec(folder), engine).graph.order == ["events", "clean"]
     result = run_pipeline(folder, max_files=1)["clean"]
     assert (result.batches, result.rows_read, result.rows_inserted, result.rows_replaced, result.rows_duplicate,
             result.rows_late) == (2, 10, 5, 1, 3, 1)

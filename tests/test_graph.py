@@ -2,7 +2,7 @@
 import pytest
 
 from assay.errors import GraphError
-from assay.graph import build_graph
+from assay.runtime import services
 from assay.spec import load_spec
 
 BRONZE = """
@@ -15,7 +15,7 @@ def raw():
 
 
 def analyse(folder, engine):
-    return build_graph(load_spec(folder), engine)
+    return services.analyse(load_spec(folder), engine).graph
 
 
 def test_valid_graph_is_ordered(project, engine):

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from assay.errors import GraphError
-from assay.graph import build_graph
+from assay.runtime.services import analyse
 from assay.spec import load_spec
 from tests.conftest import ROOT
 
@@ -43,7 +43,7 @@ def into_unkeyed():
 def test_wrong_sql_and_python_declarations_are_graph_errors_naming_each(project, engine):
     folder = project({"transformations/a.py": WRONG_PYTHON, "transformations/b.sql": WRONG_SQL})
     with pytest.raises(GraphError) as info:
-        build_graph(load_spec(folder), engine)
+        analyse(load_spec(folder), engine).graph
     text = str(info.value)
     sql, py = (os.path.relpath(folder / "transformations" / f) for f in ("b.sql", "a.py"))
     assert "5 problem(s)" in text, text
@@ -71,4 +71,4 @@ def clean():
 TBLPROPERTIES ('assay.publish' = 'postgres', 'assay.publish.keys' = 'id', 'assay.publish.replace' = 'in_place')
 AS SELECT id, count(*) AS n FROM raw GROUP BY id;
 """})
-    assert build_graph(load_spec(folder), engine).order == ["raw", "clean", "by_id"]
+    assert analyse(load_spec(folder), engine).graph.order == ["raw", "clean", "by_id"]

@@ -8,7 +8,7 @@ import pytest
 
 from assay.definitions import Expectation
 from assay.errors import GraphError
-from assay.graph import build_graph
+from assay.runtime.services import analyse
 from assay.loader import load_registry
 from assay.quality import rule_problem
 from assay.spec import load_spec
@@ -136,7 +136,7 @@ def test_rule_whose_result_is_not_boolean_is_rejected_by_analysis(project, engin
     """A function sqlglot cannot type is left to the engine: its result must be boolean, not cast."""
     folder = project({"transformations/p.py": BRONZE.format(rule="coalesce(amount, 0)")})
     with pytest.raises(GraphError) as caught:
-        build_graph(load_spec(folder), engine)
+        analyse(load_spec(folder), engine).graph
     assert str(caught.value) == (f"1 problem(s) in pipeline 't':\n- expectation 'r' of 'orders' "
                                  f"(at {where(folder, 'transformations/p.py', 4)}) is not valid SQL over its "
                                  f"columns: its result is double, not boolean")

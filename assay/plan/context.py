@@ -3,9 +3,11 @@ right schema; during a batch, the batch's data."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import GraphError
+from ..registry import flow_query
+from ..sql import run_sql_flow
 
 
 class Pending(Exception):
@@ -24,14 +26,32 @@ class SourceSpec:
     stream_of: str | None = None   # for delta: the upstream dataset
 
 
+class FileSources(Protocol):
+    """Where dp.read_files gets its source. The runtime provides it (runtime/services.py): a
+    source's schema is resolved against its flow's checkpoint, once, and the runs read the very
+    sources analysis resolved."""
+
+    def source(self, flow, spec: SourceSpec, tracked: bool = True):
+        """The FileSource of `flow`'s read `spec`, its schema resolved; `tracked=False`: a folder read whole."""
+
+
+def run_query(flow, ctx: "FlowContext"):
+    """A flow's query, its dp.read* answered by `ctx` (empty frames in analysis, data in a run)."""
+    with flow_query(ctx):
+        if flow.sql is not None:
+            return run_sql_flow(ctx, flow.sql)
+        return flow.func()
+
+
 @dataclass
 class FlowContext:
-    """Shared by analysis and execution; the `graph` provides dataset lookups and file sources.
-    While a flow runs, `reads` (the runtime's) returns data; without it, every read is an empty
-    DataFrame of the right schema (analysis)."""
+    """Shared by analysis and execution; the `graph` provides dataset lookups, `files` the file
+    sources. While a flow runs, `reads` (the runtime's) returns data; without it, every read is
+    an empty DataFrame of the right schema (analysis)."""
     graph: Any
     flow: Any
     spark: Any
+    files: FileSources
     reads: Any = None
     loaded: dict = field(default_factory=dict)       # source index → DataFrame (execution)
     sources: list = field(default_factory=list)      # SourceSpecs in call order
@@ -58,15 +78,19 @@ class FlowContext:
         ds = self._dataset(name)
         self.static_reads.add(name)
         if ds.kind == "temporary_view":
-            return self.graph.evaluate_view(name, self)
+            return self._view(name)
         if self.analysing:
             return self.spark.createDataFrame([], self.graph.schema_of(name))
         return self.reads.table(name)
 
+    def _view(self, name: str):
+        """A temporary view is its query, run in the reading flow's context (its reads count there)."""
+        return run_query(self.graph.registry.flows_into(name)[0], self)
+
     def read_stream(self, name: str):
         ds = self._dataset(name)
         if ds.kind == "temporary_view":
-            return self.graph.evaluate_view(name, self)
+            return self._view(name)
         if ds.kind != "streaming_table":
             raise GraphError(f"flow '{self.flow.name}' (at {self.flow.location}) reads '{name}' as a stream, but it "
                              f"is a {ds.kind.replace('_', ' ')}: only streaming tables can be read incrementally; "
@@ -80,12 +104,12 @@ class FlowContext:
         batch = bool(options.pop("batch", False))
         spec = SourceSpec("files", {"path": path, "format": fmt, "schema": schema, "options": options})
         if batch:  # every file currently in the folder, each run (for reference data)
-            source = self.graph.file_source(self.flow, spec, tracked=False)
+            source = self.files.source(self.flow, spec, tracked=False)
             self.static_reads.add(f"files:{path}")
             if self.analysing:
                 return source.analysis_frame(self.spark)
             return self.reads.all_files(source)
-        return self._source(spec, lambda: self.graph.file_source(self.flow, spec).analysis_frame(self.spark))
+        return self._source(spec, lambda: self.files.source(self.flow, spec).analysis_frame(self.spark))
 
     def record_metric(self, name: str, value) -> None:
         if self.analysing:

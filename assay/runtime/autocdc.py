@@ -62,13 +62,13 @@ def _arrow_schema(df: DataFrame):
 class AutoCdcRun(BatchRun):
     """One batch of an AUTO CDC flow: the source's new rows applied to the target by key."""
 
-    def __init__(self, graph, dataset, flow: Flow, generation: str, batch: int, fence=no_fence):
-        super().__init__(graph, dataset, flow.name, generation, batch, "append", fence)
+    def __init__(self, services, dataset, flow: Flow, generation: str, batch: int, fence=no_fence):
+        super().__init__(services, dataset, flow.name, generation, batch, "append", fence)
         self.flow = flow
         self.cdc = flow.auto_cdc
 
     def changes_path(self) -> Path:
-        return self.graph.checkpoint_dir(self.flow_name) / CHANGES
+        return self.services.checkpoint_dir(self.flow_name) / CHANGES
 
     def _tables(self) -> dict[str, Path]:
         return {"target": self.path(), "changes": self.changes_path()}
@@ -76,7 +76,7 @@ class AutoCdcRun(BatchRun):
     def _versions(self) -> dict[str, int]:
         """The versions of the tables before this batch, recorded before it commits anything (a
         rerun after a crash reads the change log as the first attempt did)."""
-        folder = self.graph.checkpoint_dir(self.flow_name) / "cdc_versions"
+        folder = self.services.checkpoint_dir(self.flow_name) / "cdc_versions"
         path = folder / f"{self.batch}.json"
         if path.exists():
             return read_json(path)
@@ -261,7 +261,7 @@ class AutoCdcRun(BatchRun):
 
 # --- snapshots -----------------------------------------------------------------------------------
 
-def snapshot_rows(graph, flow: Flow, snapshot: DataFrame, version: int, where: str) -> DataFrame:
+def snapshot_rows(services, flow: Flow, snapshot: DataFrame, version: int, where: str) -> DataFrame:
     """The target after one more snapshot: type 1 is the snapshot itself; type 2 keeps history,
     closes (at `version`) the current rows of keys that changed or vanished, opens rows for keys
     that changed or appeared, and updates untracked columns of the others in place."""
@@ -278,7 +278,7 @@ def snapshot_rows(graph, flow: Flow, snapshot: DataFrame, version: int, where: s
     if cdc.scd_type == 1:
         return snap
     at = F.lit(version).cast("bigint")
-    target = RunReads(graph, graph.engine).table(flow.target)
+    target = RunReads(services).table(flow.target)
     history = target.filter(F.col(END_AT).isNotNull())
     current = target.filter(F.col(END_AT).isNull())
     renamed = snap.select(*[col(k) for k in keys], *[col(c).alias(f"_s_{c}") for c in cols.data],
@@ -303,8 +303,8 @@ class SnapshotSource:
     new version (the version is the Delta version); a function source is asked for the snapshot
     after the last one applied until it returns None."""
 
-    def __init__(self, graph, flow: Flow, fence=no_fence):
-        self.graph, self.flow, self.cdc, self.fence = graph, flow, flow.auto_cdc, fence
+    def __init__(self, services, flow: Flow, fence=no_fence):
+        self.services, self.flow, self.cdc, self.fence = services, flow, flow.auto_cdc, fence
         self.where = flow_label(flow)
         self.snapshot = None              # the current batch's (DataFrame, FlowContext)
 
@@ -318,7 +318,7 @@ class SnapshotSource:
             if df is None:
                 return None
         else:
-            version = current_version(self.graph.table_path(self.cdc.source))
+            version = current_version(self.services.table_path(self.cdc.source))
             if version < 0 or version == last:
                 return None
             df, ctx = self._read_source(version)
@@ -349,9 +349,10 @@ class SnapshotSource:
         """The snapshot applied: the target becomes the rows the snapshot implies."""
         df, ctx = self.snapshot
         version = plan.record["version"]
-        rows = snapshot_rows(self.graph, self.flow, df, version, self.where)
-        result = BatchRun(self.graph, self.graph.dataset(self.flow.target), self.flow.name, generation, plan.batch,
-                          "overwrite", self.fence).execute(rows)
+        rows = snapshot_rows(self.services, self.flow, df, version, self.where)
+        dataset = self.services.graph.dataset(self.flow.target)
+        result = BatchRun(self.services, dataset, self.flow.name, generation, plan.batch, "overwrite",
+                          self.fence).execute(rows)
         result.metrics["snapshot_version"] = version
         return result, ctx
 
@@ -359,15 +360,14 @@ class SnapshotSource:
         return {"batch": plan.batch, "version": plan.record["version"], "rows": result.rows_written}
 
     def _read_source(self, version: int):
-        ctx = run_context(self.graph, self.flow, self.graph.engine,
-                          static_reads={self.cdc.source})
-        path = self.graph.table_path(self.cdc.source)
+        ctx = run_context(self.services, self.flow, static_reads={self.cdc.source})
+        path = self.services.table_path(self.cdc.source)
         table = open_table(path, version=version)
-        return keyed.read_files(self.graph.engine, path, table, add_actions(table)), ctx
+        return keyed.read_files(self.services.engine, path, table, add_actions(table)), ctx
 
     def next_snapshot(self, last):
-        graph, flow, cdc, where = self.graph, self.flow, self.cdc, self.where
-        ctx = run_context(graph, flow, graph.engine)
+        flow, cdc, where = self.flow, self.cdc, self.where
+        ctx = run_context(self.services, flow)
         with flow_query(ctx):
             found = cdc.snapshot_function(last)
         if found is None:

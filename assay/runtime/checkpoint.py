@@ -27,6 +27,11 @@ KEEP = 10                               # records of each kind kept (offsets/, c
 KINDS = ("offsets", "commits")
 
 
+def checkpoint_dir(spec, flow_name: str):
+    """A flow's checkpoint folder, under the pipeline's system folder."""
+    return spec.system_dir / "checkpoints" / flow_name
+
+
 class Checkpoint:
     def __init__(self, folder, fence: Callable[[], None] = no_fence, keep: int | None = None):
         self.folder = fs.as_path(folder)

@@ -98,11 +98,11 @@ class BatchRun:
     """Runs one batch of `flow_name` into `dataset` (mode append: a streaming batch; overwrite:
     a materialized view's refresh)."""
 
-    def __init__(self, graph, dataset: Dataset, flow_name: str, generation: str, batch: int, mode: str,
+    def __init__(self, services, dataset: Dataset, flow_name: str, generation: str, batch: int, mode: str,
                  fence=no_fence):
-        self.graph = graph
+        self.services, self.graph = services, services.graph
         self.fence = fence          # the pipeline lock's check, before each commit
-        self.engine = graph.engine
+        self.engine = services.engine
         self.dataset = dataset
         self.flow_name = flow_name
         self.generation = generation
@@ -117,7 +117,7 @@ class BatchRun:
     # --- tables and marks --------------------------------------------------------------
 
     def path(self, suffix: str = "") -> Path:
-        return self.graph.table_path(self.dataset.name, suffix)
+        return self.services.table_path(self.dataset.name, suffix)
 
     def mark(self, role: str) -> BatchMark:
         return batch_mark(self.generation, self.flow_name, role, self.batch)
@@ -338,7 +338,7 @@ class BatchRun:
             index.catch_up(self.path(), table)
 
     def _key_index_folder(self) -> Path:
-        return self.graph.checkpoint_dir(self.flow_name) / "keyindex"
+        return self.services.checkpoint_dir(self.flow_name) / "keyindex"
 
     def _side_commit(self, role: str, path: Path, schema: pa.Schema, written: list[Written], folder: Path,
                      kinds: tuple[str, ...]) -> TableCommit:

@@ -11,17 +11,18 @@ from time import time_ns
 from ..delta.table import current_version
 
 
-def input_fingerprint(graph, flow_name: str) -> str:
-    return digest(input_parts(graph, flow_name))
+def input_fingerprint(services, flow_name: str) -> str:
+    return digest(input_parts(services, flow_name))
 
 
 def digest(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def input_parts(graph, flow_name: str) -> dict:
+def input_parts(services, flow_name: str) -> dict:
     """What the fingerprint hashes: configuration, code, and per read a table version (an int), a
     folder's files, or a temporary view's own fingerprint."""
+    graph = services.graph
     flow = graph.registry.flows[flow_name]
     parts: dict = {"configuration": {k: str(v) for k, v in sorted(graph.spec.configuration.items())}}
     try:
@@ -31,11 +32,11 @@ def input_parts(graph, flow_name: str) -> dict:
         parts["nonce"] = time_ns()
     for read in sorted(graph.analyses[flow_name].static_reads):
         if read.startswith("files:"):
-            parts[read] = [(e.path, e.size, e.mtime_ns) for s in graph.whole_folder_sources(flow_name, read)
+            parts[read] = [(e.path, e.size, e.mtime_ns) for s in services.files.whole_folders(flow_name, read)
                            for e in s.list_files()]
         elif read in graph.registry.datasets and graph.dataset(read).is_table:
-            parts[read] = current_version(graph.table_path(read))
+            parts[read] = current_version(services.table_path(read))
         else:                                     # a temporary view: its own inputs count
             for writer in graph.registry.flows_into(read):
-                parts[read] = input_fingerprint(graph, writer.name)
+                parts[read] = input_fingerprint(services, writer.name)
     return parts

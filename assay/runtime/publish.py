@@ -184,10 +184,11 @@ class Publisher:
         ds = graph.dataset(dataset)
         return mirror_of(ds.name, ds.kind, ds.table_properties, str(ds.location))
 
-    def after_commit(self, graph, flow_name: str, batch: int | None) -> None:
+    def after_commit(self, services, flow_name: str, batch: int | None) -> None:
         """Publish the flow's target if it is mirrored (a no-op when PostgreSQL is up to date);
         `batch` is the flow's last batch, named in the event log."""
         self._last_call = time.time()
+        graph = services.graph
         flow = graph.registry.flows[flow_name]
         mirror = self.mirror(graph, flow.target)
         if mirror is None or flow.target in self.failed:
@@ -197,7 +198,7 @@ class Publisher:
             self.sink = sink_for(graph.spec)
         spec = graph.spec
         staging = staging_dir(spec, "publish") / flow.target
-        path = graph.table_path(flow.target)
+        path = services.table_path(flow.target)
         try:
             done = publish_table(self.sink, self.engine, path, mirror, f"assay:{spec.name}", staging)
         except PublishFailed as exc:              # PostgreSQL, the files, the engine: Delta stays as committed

@@ -7,15 +7,15 @@ from ..plan.context import FlowContext
 
 
 class RunReads:
-    def __init__(self, graph, engine):
-        self.graph = graph
-        self.engine = engine
+    def __init__(self, services):
+        self.services = services
+        self.engine = services.engine
 
     def table(self, name: str):
         """A table's current rows; before its first commit, none, with the schema analysis found."""
-        path = self.graph.table_path(name)
+        path = self.services.table_path(name)
         if not (path / "_delta_log").exists():
-            return self.engine.spark.createDataFrame([], self.graph.schema_of(name))
+            return self.engine.spark.createDataFrame([], self.services.graph.schema_of(name))
         return self.engine.read_table(path)
 
     def all_files(self, source):
@@ -26,6 +26,6 @@ class RunReads:
         return source.load_files(self.engine, files, tracked=False)
 
 
-def run_context(graph, flow, engine, **fields) -> FlowContext:
+def run_context(services, flow, **fields) -> FlowContext:
     """The context of a flow's query while it runs: dp.read* return data, not empty frames."""
-    return FlowContext(graph=graph, flow=flow, spark=engine.spark, reads=RunReads(graph, engine), **fields)
+    return services.context(flow, RunReads(services), **fields)

@@ -17,7 +17,8 @@ from ..delta.commit import landed, no_fence
 from ..delta.table import open_table, write_small
 from ..engines import create_engine
 from ..errors import AssayError, FlowError, storage_unwritable
-from ..graph import Graph, build_graph
+from ..graph import Graph
+from ..plan.context import run_query
 from ..sources.base import BatchLimits
 from ..sources.delta import DEDUPE_MAX_RECORDS
 from ..spec import PipelineSpec
@@ -33,6 +34,7 @@ from .lock import PipelineLock
 from .publish import Publisher
 from .reads import run_context
 from .reporting import RunEvents
+from .services import RunServices, analyse
 from .staging import staging_dir
 from .stream_sources import StreamSources, warn_missing_folder
 
@@ -93,11 +95,11 @@ class Runner:
             started = time.monotonic()
             try:
                 self.events.record(Event(RUN_STARTED, metrics={"engine": self.engine.name, "target": self.spec.target}))
-                graph = self._analyse()
-                selected = self._select(graph)
-                self._queue(graph, selected)
-                self._full_refresh(graph, selected)
-                self._run_flows(graph, selected)
+                services = self._analyse()
+                selected = self._select(services.graph)
+                self._queue(services.graph, selected)
+                self._full_refresh(services, selected)
+                self._run_flows(services, selected)
                 self.publisher.finish()               # fails the run naming tables PostgreSQL refused
             except BaseException as exc:         # any failure is in history (an engine panic, a full disk)
                 if not isinstance(exc, (KeyboardInterrupt, SystemExit)):   # those: history shows it interrupted
@@ -106,12 +108,12 @@ class Runner:
                 raise
             return self._finish(started)
 
-    def _analyse(self) -> Graph:
-        graph = build_graph(self.spec, self.engine)
+    def _analyse(self) -> RunServices:
+        services = analyse(self.spec, self.engine)
         from ..catalog import record_datasets
-        record_datasets(self.spec, graph)
-        self.spec.check_configuration_used(graph.config_keys_read)
-        return graph
+        record_datasets(self.spec, services.graph)
+        self.spec.check_configuration_used(services.graph.config_keys_read)
+        return services
 
     def _queue(self, graph: Graph, selected: set[str]) -> None:
         for name in graph.order:
@@ -120,12 +122,12 @@ class Runner:
                                                status="queued" if name in selected else "skipped")
             self.events.on_progress(self.summaries[name])
 
-    def _run_flows(self, graph: Graph, selected: set[str]) -> None:
-        for name in graph.order:
+    def _run_flows(self, services: RunServices, selected: set[str]) -> None:
+        for name in services.graph.order:
             if name in selected:
                 if self.options.stop_requested():
                     break
-                self._run_flow(graph, name)
+                self._run_flow(services, name)
 
     def _finish(self, started: float) -> list[FlowSummary]:
         """Flows a stop request left queued or cut short are "stopped"; the run ends in history."""
@@ -160,8 +162,9 @@ class Runner:
         wanted = set(self.options.refresh or set()) | self.options.full_refresh
         return {n for n in names if graph.registry.flows[n].target in wanted}
 
-    def _full_refresh(self, graph: Graph, selected: set[str]) -> None:
+    def _full_refresh(self, services: RunServices, selected: set[str]) -> None:
         """Reset checkpoints and tables of the refreshed datasets; a marker makes it crash-safe."""
+        graph = services.graph
         targets = set(self.options.full_refresh)
         if self.options.full_refresh_all:
             targets = {graph.registry.flows[n].target for n in selected}
@@ -174,9 +177,9 @@ class Runner:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
             for flow in graph.registry.flows_into(target):
-                Checkpoint(graph.checkpoint_dir(flow.name), self.fence).reset()
+                Checkpoint(services.checkpoint_dir(flow.name), self.fence).reset()
             for suffix in ("", QUARANTINE_SUFFIX, LATE_SUFFIX):
-                path = graph.table_path(target, suffix)
+                path = services.table_path(target, suffix)
                 table = open_table(path)
                 if table is not None:
                     import pyarrow as pa
@@ -187,7 +190,8 @@ class Runner:
 
     # --- one flow -----------------------------------------------------------------------
 
-    def _run_flow(self, graph: Graph, name: str) -> None:
+    def _run_flow(self, services: RunServices, name: str) -> None:
+        graph = services.graph
         flow = graph.registry.flows[name]
         dataset = graph.dataset(flow.target)
         summary = self.summaries[name]
@@ -207,10 +211,10 @@ class Runner:
         stopped_early = False
         try:
             if dataset.kind == MATERIALIZED_VIEW:
-                self._refresh_view(graph, name)
+                self._refresh_view(services, name)
             elif dataset.kind == STREAMING_TABLE:
-                stopped_early = self._run_stream(graph, name)
-            self.publisher.after_commit(graph, name, summary.batch)  # catches PostgreSQL up even when no batch ran
+                stopped_early = self._run_stream(services, name)
+            self.publisher.after_commit(services, name, summary.batch)  # catches PostgreSQL up even when no batch ran
         except AssayError as exc:
             failed(str(exc), getattr(exc, "batch", None))
             raise
@@ -236,33 +240,34 @@ class Runner:
             outputs.append(target + LATE_SUFFIX)
         return outputs
 
-    def _refresh_view(self, graph: Graph, name: str) -> None:
+    def _refresh_view(self, services: RunServices, name: str) -> None:
+        graph = services.graph
         flow = graph.registry.flows[name]
         dataset = graph.dataset(flow.target)
-        ckpt = Checkpoint(graph.checkpoint_dir(name), self.fence)
-        last = self._settle_interrupted_refresh(graph, name, ckpt)
+        ckpt = Checkpoint(services.checkpoint_dir(name), self.fence)
+        last = self._settle_interrupted_refresh(services, name, ckpt)
         batch = 0 if last is None else last[0] + 1
         for read in sorted(r for r in graph.analyses[name].static_reads if r.startswith("files:")):
-            for src in graph.whole_folder_sources(name, read):
+            for src in services.files.whole_folders(name, read):
                 if not fs.exists(src.root):
                     warn_missing_folder(self.events, flow, src)
-        parts = input_parts(graph, name)
+        parts = input_parts(services, name)
         fingerprint = digest(parts)
         asked = flow.target in (self.options.refresh or set())
         unchanged = last is not None and last[1].get("inputs") == fingerprint
-        if not asked and unchanged and open_table(graph.table_path(flow.target)):
+        if not asked and unchanged and open_table(services.table_path(flow.target)):
             self.summaries[name].refresh = view_refresh.noop(last).metrics()
             return                            # nothing it reads changed since its last refresh
-        refresh = view_refresh.ViewRefresh(graph, name, self.engine, ckpt, last, parts, asked, unchanged)
+        refresh = view_refresh.ViewRefresh(services, name, ckpt, last, parts, asked, unchanged)
         # Planned ahead with what it is computed from: a crash after the refresh landed must not
         # let a later refresh over newer inputs pass for this one (the batch mark alone cannot tell),
         # nor merge the rows appended up to these input versions twice.
         ckpt.write_plan(batch, {"batch": batch, "inputs": fingerprint, **refresh.record})
         self._batch_started(name, batch)
-        ctx = run_context(graph, flow, self.engine)
+        ctx = run_context(services, flow)
         started = time.monotonic()
-        df, technique = refresh.dataframe(graph.run_query(flow, ctx), ctx)
-        result = BatchRun(graph, dataset, name, ckpt.generation, batch, "overwrite", self.fence).execute(df)
+        df, technique = refresh.dataframe(run_query(flow, ctx), ctx)
+        result = BatchRun(services, dataset, name, ckpt.generation, batch, "overwrite", self.fence).execute(df)
         result.metrics.update(technique.metrics())
         self.summaries[name].refresh = technique.metrics()
         faults.crash_point(faults.REFRESHED)
@@ -270,9 +275,9 @@ class Runner:
         ckpt.write_commit(batch, {"batch": batch, "rows": result.rows_written, "inputs": fingerprint,
                                   **refresh.record, "refresh": technique.kind})
         fs.delete_tree(staging_dir(self.spec, name))
-        self._progress(graph, name, batch, result, {}, time.monotonic() - started, ctx)
+        self._progress(services, name, batch, result, {}, time.monotonic() - started, ctx)
 
-    def _settle_interrupted_refresh(self, graph: Graph, name: str, ckpt: Checkpoint):
+    def _settle_interrupted_refresh(self, services: RunServices, name: str, ckpt: Checkpoint):
         """A refresh planned but not recorded: when it landed in the view, record it with the inputs
         it was computed from, so the next step compares the current inputs with those (and refreshes
         as a new batch when they changed). When it did not land, it is simply computed again."""
@@ -280,18 +285,18 @@ class Runner:
         if planned is None or (last is not None and planned[0] <= last[0]):
             return last
         batch, record = planned
-        target = graph.registry.flows[name].target
-        if landed(graph.table_path(target), batch_mark(ckpt.generation, name, "target", batch)):
+        target = services.graph.registry.flows[name].target
+        if landed(services.table_path(target), batch_mark(ckpt.generation, name, "target", batch)):
             ckpt.write_commit(batch, {**record, "batch": batch, "rows": None})   # with the input versions it reflects
             return ckpt.last_committed()
         return last
 
-    def _run_stream(self, graph: Graph, name: str) -> bool:
+    def _run_stream(self, services: RunServices, name: str) -> bool:
         """Batches until the flow's input holds nothing more; True when a stop request cut it short.
         Each batch is planned in the flow's checkpoint before it runs and recorded after its tables
         committed, so after a crash at any instant the next run replays exactly the planned batch."""
-        ckpt = Checkpoint(graph.checkpoint_dir(name), self.fence)
-        source = self._batch_source(graph, name, ckpt)
+        ckpt = Checkpoint(services.checkpoint_dir(name), self.fence)
+        source = self._batch_source(services, name, ckpt)
         while True:
             if self.options.stop_requested():
                 return True
@@ -308,27 +313,29 @@ class Runner:
             started = time.monotonic()
             result, ctx = source.run(plan, ckpt.generation)
             ckpt.write_commit(plan.batch, source.commit_record(plan, result))
-            self._progress(graph, name, plan.batch, result, plan.offsets, time.monotonic() - started, ctx)
+            self._progress(services, name, plan.batch, result, plan.offsets, time.monotonic() - started, ctx)
             if plan.last:
                 return False
 
-    def _batch_source(self, graph: Graph, name: str, ckpt: Checkpoint):
+    def _batch_source(self, services: RunServices, name: str, ckpt: Checkpoint):
         """What the flow's batches read: snapshots (AUTO CDC FROM SNAPSHOT) or streaming sources."""
+        graph = services.graph
         flow = graph.registry.flows[name]
         if flow.auto_cdc is not None and flow.auto_cdc.snapshot:
-            return SnapshotSource(graph, flow, self.fence)
+            return SnapshotSource(services, flow, self.fence)
         limits = BatchLimits(max_files=self.options.max_files or self.spec.batch_max_files,
                              max_bytes=self.options.max_bytes or self.spec.batch_max_bytes,
                              max_records=self.options.max_records or self.spec.batch_max_records
                              or (DEDUPE_MAX_RECORDS if graph.dataset(flow.target).dedupe is not None else None))
-        return StreamSources(graph, flow, ckpt.folder, limits, self.events, self.fence)
+        return StreamSources(services, flow, ckpt.folder, limits, self.events, self.fence)
 
     def _batch_started(self, name: str, batch: int) -> None:
         summary = self.summaries[name]
         summary.batch = batch
         self.events.on_progress(summary)
 
-    def _progress(self, graph, name, batch, result: BatchResult, offsets, seconds, ctx) -> None:
+    def _progress(self, services, name, batch, result: BatchResult, offsets, seconds, ctx) -> None:
+        graph = services.graph
         flow = graph.registry.flows[name]
         summary = self.summaries[name]
         summary.add(result)
@@ -342,7 +349,7 @@ class Runner:
             metrics={**result.metrics, **ctx.metrics, "rows_inserted": result.rows_inserted,
                      "rows_replaced": result.rows_replaced},
             status="ok"))
-        self.publisher.after_commit(graph, name, batch)
+        self.publisher.after_commit(services, name, batch)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from datetime import datetime
 from .. import fs
 from ..delta.table import current_version
 from ..errors import FlowError
-from ..plan.context import FlowContext
+from ..plan.context import FlowContext, run_query
 from ..sources.base import BatchLimits, LoadContext, Plan
 from ..sources.delta import DeltaSource
 from . import faults
@@ -25,10 +25,10 @@ from .staging import staging_dir
 
 
 class StreamSources:
-    def __init__(self, graph, flow, folder, limits: BatchLimits, events: RunEvents, fence):
-        self.graph, self.flow, self.engine = graph, flow, graph.engine
-        self.dataset = graph.dataset(flow.target)
-        self.specs = graph.analyses[flow.name].sources
+    def __init__(self, services, flow, folder, limits: BatchLimits, events: RunEvents, fence):
+        self.services, self.graph, self.flow, self.engine = services, services.graph, flow, services.engine
+        self.dataset = self.graph.dataset(flow.target)
+        self.specs = self.graph.analyses[flow.name].sources
         self.sources = [self._make_source(spec) for spec in self.specs]
         self.once_done = folder / "once_done"    # a once flow read its input to the end
         self.limits, self.events, self.fence = limits, events, fence
@@ -48,7 +48,7 @@ class StreamSources:
         self.plans = [p if p is not None else Plan(start=pos, end=pos, info={"unchanged": True})
                       for p, pos in zip(plans, positions)]
         record = {"batch": batch, "plans": [p.__dict__ for p in self.plans],
-                  "state_version": current_version(self.graph.table_path(self.flow.target))
+                  "state_version": current_version(self.services.table_path(self.flow.target))
                   if self.dataset.dedupe is not None else None,
                   "previous_max": committed.get("watermark_max") if committed else None,
                   "planned_at": datetime.utcnow().isoformat() + "Z"}
@@ -88,11 +88,11 @@ class StreamSources:
                 loaded[index] = self._empty_like(self.specs[index])
             else:
                 loaded[index] = src.load(LoadContext(self.engine.spark, str(folder), self.engine), source_plan)
-        ctx = run_context(self.graph, self.flow, self.engine, loaded=loaded)
-        df = self.graph.run_query(self.flow, ctx)
-        run = (AutoCdcRun(self.graph, self.dataset, self.flow, generation, plan.batch, self.fence)
+        ctx = run_context(self.services, self.flow, loaded=loaded)
+        df = run_query(self.flow, ctx)
+        run = (AutoCdcRun(self.services, self.dataset, self.flow, generation, plan.batch, self.fence)
                if self.flow.auto_cdc is not None
-               else BatchRun(self.graph, self.dataset, self.flow.name, generation, plan.batch, "append", self.fence))
+               else BatchRun(self.services, self.dataset, self.flow.name, generation, plan.batch, "append", self.fence))
         return run.execute(df, plan), ctx
 
     def _repair_encoding(self) -> bool:
@@ -125,18 +125,18 @@ class StreamSources:
 
     def _empty_like(self, spec):
         """What an unchanged source gives the query: no rows, with the source's columns."""
-        ctx = FlowContext(graph=self.graph, flow=self.flow, spark=self.engine.spark)   # empty frames
+        ctx = self.services.context(self.flow)   # empty frames
         if spec.kind == "delta":
             return ctx.read_stream(spec.stream_of)
         if spec.kind == "files":
-            return self.graph.file_source(self.flow, spec).analysis_frame(self.engine.spark)
+            return self.services.files.source(self.flow, spec).analysis_frame(self.engine.spark)
         return ctx.read_kafka(**spec.args)
 
     def _make_source(self, spec):
         if spec.kind == "delta":
-            return DeltaSource(spec.stream_of, self.graph.table_path(spec.stream_of))
+            return DeltaSource(spec.stream_of, self.services.table_path(spec.stream_of))
         if spec.kind == "files":
-            return self.graph.file_source(self.flow, spec)
+            return self.services.files.source(self.flow, spec)
         if spec.kind == "kafka":
             from ..sources.kafka import make_kafka_source
             return make_kafka_source(spec.args, self.graph.spec.configuration,

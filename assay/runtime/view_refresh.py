@@ -27,7 +27,7 @@ from ..definitions import FAIL, WARN
 from ..delta.log import DataFile, read_commit
 from ..delta.table import arrow_schema, open_table
 from ..errors import AssayError, FlowError
-from ..plan.context import FlowContext
+from ..plan.context import run_query
 from ..plan.refresh import (APPEND, FULL, INCREMENTAL, NOOP, PARTITIONS, Technique, aggregate_shape,
                             partition_blockers, refresh_mode)
 from .execute import batch_mark
@@ -61,15 +61,16 @@ class ViewRefresh:
     """Chooses and prepares one refresh of the view written by flow `name`. Built before the plan
     is written (`record` goes into it), asked for the DataFrame to write once the query ran."""
 
-    def __init__(self, graph, name: str, engine, ckpt, last: tuple[int, dict] | None, parts: dict,
+    def __init__(self, services, name: str, ckpt, last: tuple[int, dict] | None, parts: dict,
                  asked: bool, unchanged: bool):
-        self.graph = graph
+        self.services, self.graph = services, services.graph
         self.name = name
-        self.engine = engine
+        self.engine = services.engine
+        graph = services.graph
         self.flow = graph.registry.flows[name]
         self.dataset = graph.dataset(self.flow.target)
         self.mode = refresh_mode(self.dataset)
-        self.tables = {read: graph.table_path(read) for read in graph.analyses[name].static_reads
+        self.tables = {read: services.table_path(read) for read in graph.analyses[name].static_reads
                        if read in graph.registry.datasets and graph.dataset(read).is_table}
         self.versions = {read: parts[read] for read in self.tables if isinstance(parts.get(read), int)}
         definition = digest({"configuration": parts.get("configuration"), "code": parts.get("code"),
@@ -83,7 +84,7 @@ class ViewRefresh:
     def _before_query(self, ckpt, last, definition, asked, unchanged) -> Technique | None:
         """A full refresh and its reason, when the logs already decide it; None: append if the
         query's shape allows."""
-        view_path = self.graph.table_path(self.flow.target)
+        view_path = self.services.table_path(self.flow.target)
         table = open_table(view_path)
         if last is None:
             return Technique(FULL, "first refresh", required=True)
@@ -149,16 +150,14 @@ class ViewRefresh:
         """Append when the increment is only appends and the shape merges; else the touched
         partitions when the shape keeps them apart; else full, with the reasons of both."""
         try:
-            shaped = self.graph.run_query(self.flow, FlowContext(graph=self.graph, flow=self.flow,
-                                                                 spark=self.engine.spark,
-                                                                 reads=ShapeReads(self.graph, self.engine)))
+            shaped = run_query(self.flow, self.services.context(self.flow, ShapeReads(self.services)))
             root = shaped._plan.to_proto(shaped.sparkSession.client).root
         except Exception as exc:            # not a Spark Connect DataFrame: nothing to read its shape from
             return None, Technique(FULL, f"its plan could not be read ({type(exc).__name__})")
         columns = list(df.columns)
         if len(set(columns)) != len(columns):
             return None, Technique(FULL, "two of its columns have the same name")
-        view = self.engine.read_table(self.graph.table_path(self.flow.target))
+        view = self.engine.read_table(self.services.table_path(self.flow.target))
         if set(view.columns) != set(columns):
             return None, Technique(FULL, "its table's columns are not the query's")
         merged, technique = self._append(root, view, columns)
@@ -173,9 +172,7 @@ class ViewRefresh:
         shape = aggregate_shape(root, columns, inc.table, {n: str(p) for n, p in self.tables.items()})
         if not shape.mergeable:
             return None, Technique(FULL, "; ".join(dict.fromkeys(shape.blockers)))
-        ctx = FlowContext(graph=self.graph, flow=self.flow, spark=self.engine.spark,
-                          reads=IncrementReads(self.graph, self.engine, inc))
-        partial = self.graph.run_query(self.flow, ctx)
+        partial = run_query(self.flow, self.services.context(self.flow, IncrementReads(self.services, inc)))
         if list(partial.columns) != columns:
             return None, Technique(FULL, "its query over the appended rows has other columns")
         rows = inc.rows
@@ -197,13 +194,13 @@ class ViewRefresh:
                             "are unknown")
         if blockers:
             return None, Technique(FULL, f"{not_append}; not by partition: {'; '.join(blockers)}")
-        table = open_table(self.graph.table_path(inc.table), version=inc.upto)
+        table = open_table(self.services.table_path(inc.table), version=inc.upto)
         changed = self.engine.read_delta_files(inc.files + inc.removed, arrow_schema(table),
                                                table.metadata().partition_columns)
         touched = changed.select(*[F.col(f"`{p}`").alias(f"_assay_part_{i}") for i, p in enumerate(parts)]).distinct()
-        ctx = FlowContext(graph=self.graph, flow=self.flow, spark=self.engine.spark,
-                          reads=PartitionReads(self.graph, self.engine, inc.table, touched, parts))
-        recomputed = _in_partitions(self.graph.run_query(self.flow, ctx), touched, parts, "left_semi")
+        reads = PartitionReads(self.services, inc.table, touched, parts)
+        recomputed = _in_partitions(run_query(self.flow, self.services.context(self.flow, reads)), touched, parts,
+                                    "left_semi")
         types = {f.name: f.dataType for f in recomputed.schema.fields}
         kept = _in_partitions(view, touched, parts, "left_anti")
         rows = kept.select(*[F.col(f"`{c}`").cast(types[c]).alias(c) for c in columns]).unionByName(
@@ -240,7 +237,7 @@ class ShapeReads(RunReads):
     so the shape and the reason logged are the same. Its rows are not what gets written."""
 
     def table(self, name: str):
-        path = self.graph.table_path(name)
+        path = self.services.table_path(name)
         if not (path / "_delta_log").exists():
             return super().table(name)
         return self.engine.spark.read.format("delta").load(str(path))
@@ -249,14 +246,14 @@ class ShapeReads(RunReads):
 class IncrementReads(RunReads):
     """dp.read of the changed input answers its appended rows; every other read, the table now."""
 
-    def __init__(self, graph, engine, increment: Increment):
-        super().__init__(graph, engine)
+    def __init__(self, services, increment: Increment):
+        super().__init__(services)
         self.increment = increment
 
     def table(self, name: str):
         if name != self.increment.table:
             return super().table(name)
-        table = open_table(self.graph.table_path(name), version=self.increment.upto)
+        table = open_table(self.services.table_path(name), version=self.increment.upto)
         return self.engine.read_delta_files(self.increment.files, arrow_schema(table),
                                             table.metadata().partition_columns)
 
@@ -275,8 +272,8 @@ class PartitionReads(RunReads):
     """dp.read of the changed input answers its rows in the touched partitions; every other read,
     the table now."""
 
-    def __init__(self, graph, engine, name: str, touched, parts: list[str]):
-        super().__init__(graph, engine)
+    def __init__(self, services, name: str, touched, parts: list[str]):
+        super().__init__(services)
         self.name, self.touched, self.parts = name, touched, parts
 
     def table(self, name: str):

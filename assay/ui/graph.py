@@ -38,8 +38,8 @@ def project_path(spec: PipelineSpec, location: str | None) -> str | None:
 
 def declared_graph(spec: PipelineSpec, engine) -> dict:
     """Flows and datasets as the code declares them, analysed as `assay graph` does (read-only)."""
-    from ..graph import build_graph
-    g = build_graph(spec, engine)
+    from ..runtime.services import analyse
+    g = analyse(spec, engine).graph
     flows = []
     for name in g.order:
         flow = g.registry.flows[name]
