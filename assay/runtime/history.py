@@ -1,5 +1,5 @@
 """What runs leave behind, kept from growing with their number: the event log's small files and
-log, and the flows' checkpoint records.
+log, the flows' checkpoint records, and the AUTO CDC change logs' small files.
 
 Every event of a run is its own Delta commit (one data file, one log entry): the event log must
 hold each event the moment it happens, so that `kill -9` loses none, and a `run_failed` is written
@@ -19,7 +19,9 @@ whole check), the run, still holding the pipeline lock:
 3. once a day, vacuums the log: deletes the replaced small files older than 7 days (readers of
    an older version keep theirs);
 4. deletes checkpoint records older than the newest `checkpoint.KEEP` of each flow (those a crash
-   or an older version left; each commit deletes its predecessor's by itself).
+   or an older version left; each commit deletes its predecessor's by itself);
+5. merges the AUTO CDC flows' change logs the same way once they hold CHANGE_LOG_SMALL_FILES small
+   files, and vacuums them with the event log.
 
 Each step only ever removes what a committed later state made unnecessary, so a kill at any
 instant leaves a readable log holding every event and correct checkpoints; the next run's check
@@ -43,6 +45,7 @@ EVENT_LOG = "event_log"                 # catalog.EVENT_LOG
 STATE_FILE = "history.json"             # in the system schema: the event log's last compaction and vacuum
 COMPACT_EVERY = 40                      # event-log commits (≈ small files) since the last compaction
 TARGET_BYTES = 4 * 1000 ** 2            # merged event-log files: ~80 000 events of a small pipeline
+CHANGE_LOG_SMALL_FILES = 16            # small files in an AUTO CDC change log before it is merged
 VACUUM_EVERY_S = 24 * 3600.0
 VACUUM_RETENTION_HOURS = 168            # as `assay vacuum`: readers of week-old versions keep their files
 
@@ -104,6 +107,7 @@ def upkeep(system_dir, events=None, fence: Callable[[], None] = no_fence, *, now
             done.append(Done(EVENT_LOG, "vacuum", files_removed=deleted, retention_hours=VACUUM_RETENTION_HOURS,
                              seconds=time.monotonic() - started))
     prune_checkpoints(system_dir, fence)
+    done += compact_change_logs(system_dir, fence, vacuum=any(d.operation == "vacuum" for d in done))
     if events is not None and done:
         _record(events, done)
     return done
@@ -120,6 +124,34 @@ def compact_event_log(table, fence: Callable[[], None] = no_fence) -> tuple[int,
     faults.crash_point(faults.HISTORY_CHECKPOINTED)
     table.cleanup_metadata()
     return int(metrics.get("numFilesAdded", 0)), int(metrics.get("numFilesRemoved", 0))
+
+
+def compact_change_logs(system_dir, fence: Callable[[], None] = no_fence, *, vacuum: bool = False) -> list:
+    """AUTO CDC flows' change logs (`checkpoints/<flow>/changes`, one small file per batch) merged
+    like the event log once CHANGE_LOG_SMALL_FILES of them are small; vacuumed on the event log's
+    daily schedule. A batch reads its change log at the version its plan recorded, so a rerun after
+    a compaction still reads the same rows."""
+    from ..maintenance import Done
+    from .autocdc import CHANGES
+    root = fs.as_path(system_dir) / "checkpoints"
+    done = []
+    for folder in fs.list_dir(root) if root.exists() else []:
+        table = open_table(folder / CHANGES) if (folder / CHANGES / "_delta_log").exists() else None
+        if table is None:
+            continue
+        small = sum(1 for size in _sizes(table) if size < TARGET_BYTES)
+        name = f"{folder.name} (change log)"
+        if small >= CHANGE_LOG_SMALL_FILES:
+            started = time.monotonic()
+            added, removed = compact_event_log(table, fence)
+            done.append(Done(name, "compact", files_added=added, files_removed=removed, small_files=small,
+                             seconds=time.monotonic() - started))
+        if vacuum:
+            fence()
+            deleted = len(table.vacuum(retention_hours=VACUUM_RETENTION_HOURS, dry_run=False,
+                                       enforce_retention_duration=True))
+            done.append(Done(name, "vacuum", files_removed=deleted, retention_hours=VACUUM_RETENTION_HOURS))
+    return done
 
 
 def prune_checkpoints(system_dir, fence: Callable[[], None] = no_fence) -> int:
