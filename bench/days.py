@@ -5,6 +5,8 @@ the tables are verified against the truth at the end.
 Usage: python bench/days.py [--pipeline activity_logs] [--size 1GB] [--drops 4] [--work DIR]
                             [--source DIR]   (the checkout to time; default this one)
                             [--spark]        (each run on Apache Spark, one local server)
+                            [--remote URL]   (each run on this Spark Connect server)
+                            [--results DIR]  (default bench/results)
                             [--against DIR]  (a second checkout, e.g. an older commit: both run
                                               day by day in turns, each into its own storage, so
                                               that a change of the machine's load hits both alike)
@@ -39,8 +41,12 @@ def main() -> None:
     parser.add_argument("--against", type=Path, default=None, help="a second checkout, run in turns")
     parser.add_argument("--spark", action="store_true",
                         help="run each day on Apache Spark (one local Spark Connect server for all days)")
+    parser.add_argument("--remote", default=None, help="run each day on this Spark Connect server instead")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and the plot go")
     args = parser.parse_args()
-    if args.spark:
+    if args.remote:
+        days(args, ["--remote", args.remote])
+    elif args.spark:
         with spark_server(args.work) as remote:
             days(args, ["--remote", remote])
     else:
@@ -86,11 +92,12 @@ def days(args, run_args: list[str]) -> None:
         verdicts[source] = verdict(source, args.pipeline, gen, run_dir)
         print(f"{source}: last day / first day = {walls[source][-1] / walls[source][0]:.2f}; {verdicts[source]}")
     name = f"days-{args.pipeline}-{args.size}-{args.drops}" + ("-spark" if run_args else "")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(
+    results = args.results
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(
         {"pipeline": args.pipeline, "size": args.size, "days": args.drops, "machine": platform.node(),
          "runs": [{"source": str(s), "walls": walls[s], "verify": verdicts[s]} for s in sources]}, indent=1))
-    print(f"wrote {RESULTS / f'{name}.json'} and {draw(RESULTS / f'{name}.png', args, walls)}")
+    print(f"wrote {results / f'{name}.json'} and {draw(results / f'{name}.png', args, walls)}")
 
 
 def draw(png: Path, args, walls: dict[Path, list[float]]) -> Path:

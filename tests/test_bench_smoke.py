@@ -73,3 +73,17 @@ def test_kafka_pipeline_smoke(tmp_path, spark_server):
     for engine in ("sail", "spark"):
         assert result["summary"][engine]["messages_per_s"] > 0
         assert set(result["summary"][engine]["flows_s"]) >= {"bronze_customers", "silver_customers"}
+
+
+def test_days_smoke_on_both_engines(tmp_path, spark_server):
+    """bench/days.py: one run a day on the embedded engine, then on Spark; every table verified at
+    the end, the results and the plot written."""
+    results = tmp_path / "results"
+    for engine_args, name in (([], "days-activity_logs-3MB-2"), (["--remote", spark_server], "days-activity_logs-3MB-2-spark")):
+        out = bench("days.py", "--pipeline", "activity_logs", "--size", "3MB", "--drops", "2",
+                    "--work", str(tmp_path / "work"), "--results", str(results), *engine_args)
+        result = json.loads((results / f"{name}.json").read_text())
+        [run] = result["runs"]
+        assert len(run["walls"]) == 2 and all(w > 0 for w in run["walls"]), out
+        assert run["verify"] == "activity_logs: every table matches the truth", out
+        assert (results / f"{name}.png").stat().st_size > 0
