@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,15 @@ def spark_server(work: Path):
 
 def days(args, run_args: list[str]) -> None:
     gen = args.work / f"gen-{args.pipeline}-{args.size}-{args.drops}"
+    # clickstream pseudonymises with an HMAC key read from the environment, the generator's truth
+    # too: a throwaway one kept with the generated data, so that a rerun reuses both.
+    key_file = gen.parent / f"{gen.name}.pii-key"
+    if "CLICKSTREAM_PII_KEY" not in os.environ:
+        if not key_file.exists():
+            shutil.rmtree(gen, ignore_errors=True)        # generated with another key
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_hex(32))
+        os.environ["CLICKSTREAM_PII_KEY"] = key_file.read_text().strip()
     if not (gen / "truth").exists():
         shutil.rmtree(gen, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "assay.cli", "generate", args.pipeline, "--out", str(gen),
