@@ -25,7 +25,8 @@ from pyspark.sql import functions as F
 from .. import fs
 from ..definitions import FAIL, WARN
 from ..delta.log import DataFile, read_commit
-from ..delta.table import arrow_schema, open_table
+from ..delta.pruning import files_holding
+from ..delta.table import arrow_schema, data_files, open_table
 from ..errors import AssayError, FlowError
 from ..plan.context import run_query
 from ..plan.refresh import (APPEND, FULL, INCREMENTAL, NOOP, PARTITIONS, Technique, aggregate_shape,
@@ -33,6 +34,9 @@ from ..plan.refresh import (APPEND, FULL, INCREMENTAL, NOOP, PARTITIONS, Techniq
 from .execute import batch_mark
 from .fingerprint import digest
 from .reads import RunReads
+
+
+MAX_TOUCHED = 10_000            # partition values collected to prune the input's files by statistics
 
 
 def noop(last: tuple[int, dict]) -> Technique:
@@ -198,7 +202,13 @@ class ViewRefresh:
         changed = self.engine.read_delta_files(inc.files + inc.removed, arrow_schema(table),
                                                table.metadata().partition_columns)
         touched = changed.select(*[F.col(f"`{p}`").alias(f"_assay_part_{i}") for i, p in enumerate(parts)]).distinct()
-        reads = PartitionReads(self.services, inc.table, touched, parts)
+        # The touched partition values themselves (metadata, as a partitioned table's log lists them;
+        # bounded) prune the input's files by their statistics; above the bound it is read whole.
+        values = [tuple(row) for row in touched.limit(MAX_TOUCHED + 1).collect()]
+        now = open_table(self.services.table_path(inc.table))
+        files = None if len(values) > MAX_TOUCHED else \
+            data_files(self.services.table_path(inc.table), now, files_holding(now, parts, values))
+        reads = PartitionReads(self.services, inc.table, touched, parts, files)
         recomputed = _in_partitions(run_query(self.flow, self.services.context(self.flow, reads)), touched, parts,
                                     "left_semi")
         types = {f.name: f.dataType for f in recomputed.schema.fields}
@@ -272,13 +282,19 @@ class PartitionReads(RunReads):
     """dp.read of the changed input answers its rows in the touched partitions; every other read,
     the table now."""
 
-    def __init__(self, services, name: str, touched, parts: list[str]):
+    def __init__(self, services, name: str, touched, parts: list[str], files: list[DataFile] | None):
         super().__init__(services)
-        self.name, self.touched, self.parts = name, touched, parts
+        self.name, self.touched, self.parts, self.files = name, touched, parts, files
 
     def table(self, name: str):
-        rows = super().table(name)
-        return _in_partitions(rows, self.touched, self.parts, "left_semi") if name == self.name else rows
+        if name != self.name:
+            return super().table(name)
+        if self.files is None:
+            rows = super().table(name)
+        else:                                 # only the files whose statistics may hold those partitions
+            table = open_table(self.services.table_path(name))
+            rows = self.engine.read_delta_files(self.files, arrow_schema(table), table.metadata().partition_columns)
+        return _in_partitions(rows, self.touched, self.parts, "left_semi")
 
 
 @dataclass
