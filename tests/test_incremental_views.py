@@ -10,9 +10,11 @@ import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from assay.delta import table as storage
+from assay.delta.log import read_commit
 from assay.runtime import faults
 from tests.conftest import cli, write_project
 
@@ -191,6 +193,12 @@ def test_every_view_equals_its_recompute_after_every_drop(folder, tmp_path, run_
                                        ev(8, 22, user=5, amount=2)])
     third = run_pipeline(folder)
     assert third["clean"].rows_replaced == 1
+    # The replacement's commit names the folder of the one row it replaced (the old survivor of e5),
+    # so the views by partition recompute that row's partition, not every rewritten file's.
+    clean = folder / "storage" / "02_silver" / "clean"
+    [replacing] = [c for c in (read_commit(clean, v) for v in range(storage.current_version(clean) + 1)) if c.removed]
+    old_rows = pq.read_table(clean / replacing.replaced_rows).to_pylist()
+    assert [(r["id"], r["region"], r["amount"]) for r in old_rows] == [("e5", "north", 7)]
     techniques = check(folder, tmp_path, run_pipeline, third)
     for view, technique in techniques.items():
         assert technique["refresh"] == ("partitions" if view in BY_PARTITION else "full"), (view, technique)

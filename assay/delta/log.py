@@ -33,6 +33,7 @@ class Commit:
     removed: int = 0                 # data files removed (dataChange)
     new_schema: bool = False         # a metaData action: the schema or properties changed
     removed_files: list[DataFile] = field(default_factory=list)
+    replaced_rows: str | None = None  # a dedupe replacement's folder of the rows it replaced (relative)
 
     @property
     def changes_rows(self) -> bool:
@@ -49,7 +50,7 @@ def read_commit(path, version: int) -> Commit:
     except FileNotFoundError:
         raise FlowError(f"the Delta log of {root} no longer has version {version} (its log was cleaned up): "
                         "a retry cannot help; run the tables reading it as a stream with --full-refresh") from None
-    added, removed, new_schema, operation, mode = [], [], False, None, None
+    added, removed, new_schema, operation, mode, replaced_rows = [], [], False, None, None, None
     for line in text.splitlines():
         if not line.strip():
             continue
@@ -69,7 +70,8 @@ def read_commit(path, version: int) -> Commit:
             info = action["commitInfo"]
             operation = info.get("assay.operation") or info.get("operation")
             mode = (info.get("operationParameters") or {}).get("mode")
-    return Commit(version, added, bool(removed), operation, mode, len(removed), new_schema, removed)
+            replaced_rows = info.get("assay.replaced_rows")
+    return Commit(version, added, bool(removed), operation, mode, len(removed), new_schema, removed, replaced_rows)
 
 
 def last_reset(path, up_to_version: int) -> int:

@@ -37,6 +37,11 @@ from .batch_plan import BatchPlan
 from .key_index import HASH, KeyIndex, key_hash
 from .staging import staging_dir
 
+# A replacement's rewrite folder: the rows kept and the rows replaced, apart; the commit names the
+# folder of the replaced rows (outside the table's files: a later vacuum removes it).
+REPLACED, KEPT_ROWS, REPLACED_ROWS = "assay_rows", "kept", "replaced"   # no "_": engines hide such folders
+REPLACED_METADATA = "assay.replaced_rows"
+
 QUARANTINE_SUFFIX = "_quarantine"
 LATE_SUFFIX = "_late"
 # Rows of a deduplicated batch per engine job: a larger backlog is sliced by key hash (one pass).
@@ -373,15 +378,21 @@ class BatchRun:
         if not affected:
             return
         parts = table.metadata().partition_columns
-        kept = keyed.read_files(self.engine, self.path(), table, affected).join(keys_df, keys, "left_anti")
+        # One pass over the affected files writes the rows kept (the rewrite) and, beside them, the
+        # rows replaced: the views downstream learn from those which partitions the replacement
+        # touched (view_refresh), instead of taking every partition of every rewritten file.
+        gone = keys_df.select(*keys).distinct().withColumn(REPLACED, F.lit(REPLACED_ROWS))
+        rows = keyed.read_files(self.engine, self.path(), table, affected).join(gone, keys, "left")
         rewrite = folder / "rewrite"
-        self.engine.write_files(kept, rewrite, partition_by=tuple(parts))
+        self.engine.write_files(rows.withColumn(REPLACED, F.coalesce(F.col(REPLACED), F.lit(KEPT_ROWS))), rewrite,
+                                partition_by=(REPLACED, *parts))
         columns = set(target.schema.names)
-        for path in sorted(rewrite.rglob("*.parquet")):
+        for path in sorted((rewrite / f"{REPLACED}={KEPT_ROWS}").rglob("*.parquet")):
             relative = f"{self.attempt}/rewrite/{path.relative_to(rewrite).as_posix()}"
             target.adds.append(stats.add_action(self.path(), relative, tuple(parts), columns)[0])
         for c in affected:
             target.removes.append(remove_action(c["path"], c.get("size_bytes")))
+        target.metadata[REPLACED_METADATA] = f"{self.attempt}/rewrite/{REPLACED}={REPLACED_ROWS}"
 
 
 def _survivors_of_seen_keys(staged, state, keys, known):

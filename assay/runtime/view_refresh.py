@@ -18,11 +18,13 @@ transaction), so a crash at any instant neither leaves the view stale nor counts
 """
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
 
 from pyspark.sql import functions as F
 
 from .. import fs
+from ..delta import stats
 from ..definitions import FAIL, WARN
 from ..delta.log import DataFile, read_commit
 from ..delta.pruning import files_holding
@@ -54,6 +56,7 @@ class Increment:
     files: list[DataFile]
     removed: list[DataFile] = field(default_factory=list)
     not_appends: str | None = None
+    touching: list[DataFile] = field(default_factory=list)    # files whose rows name the touched partitions
 
     @property
     def rows(self) -> int | None:
@@ -124,15 +127,19 @@ class ViewRefresh:
             return Technique(FULL, f"{name} had no table at refresh {last[0]}")
         if upto < after:
             return Technique(FULL, f"{name} is older (version {upto}) than at refresh {last[0]} (version {after})")
-        changes = _changes(self.tables[name], after, upto)
+        changes = _changes(self.tables[name], after, upto, self._partition_columns(name, upto))
         if changes.blocker and not (changes.removed and self.dataset.partition_cols):
             return Technique(FULL, f"{name} {changes.blocker}")
         mark = batch_mark(ckpt.generation, self.name, "target", last[0])
         if table.transaction_version(mark.app_id) != last[0]:
             return Technique(FULL, f"its table does not hold refresh {last[0]} (written outside this pipeline?)")
         self.increment = Increment(name, after, upto, changes.added, changes.removed,
-                                   f"{name} {changes.blocker}" if changes.blocker else None)
+                                   f"{name} {changes.blocker}" if changes.blocker else None, changes.touching)
         return None
+
+    def _partition_columns(self, name: str, version: int) -> list[str]:
+        table = open_table(self.tables[name], version=version) if version >= 0 else None
+        return [] if table is None else list(table.metadata().partition_columns)
 
     # --- what the query's shape decides ----------------------------------------------------------
 
@@ -192,14 +199,14 @@ class ViewRefresh:
         by the query over the input's rows of those partitions; the other partitions kept."""
         inc, parts = self.increment, list(self.dataset.partition_cols)
         blockers = partition_blockers(root, parts, inc.table, {n: str(p) for n, p in self.tables.items()})
-        gone = [f.path for f in inc.removed if not fs.exists(f.path)]
+        gone = [f.path for f in inc.touching if not fs.exists(f.path)]
         if gone:
-            blockers.append(f"{len(gone)} file(s) {inc.table} removed are gone (vacuumed): their partitions "
-                            "are unknown")
+            blockers.append(f"{len(gone)} file(s) of rows {inc.table} removed are gone (vacuumed): their "
+                            "partitions are unknown")
         if blockers:
             return None, Technique(FULL, f"{not_append}; not by partition: {'; '.join(blockers)}")
         table = open_table(self.services.table_path(inc.table), version=inc.upto)
-        changed = self.engine.read_delta_files(inc.files + inc.removed, arrow_schema(table),
+        changed = self.engine.read_delta_files(inc.touching, arrow_schema(table),
                                                table.metadata().partition_columns)
         touched = changed.select(*[F.col(f"`{p}`").alias(f"_assay_part_{i}") for i, p in enumerate(parts)]).distinct()
         # The touched partition values themselves (metadata, as a partitioned table's log lists them;
@@ -302,14 +309,18 @@ class Changes:
     added: list[DataFile]
     blocker: str | None
     removed: list[DataFile] = field(default_factory=list)
+    touching: list[DataFile] = field(default_factory=list)
 
 
-def _changes(path, after: int, upto: int) -> Changes:
+def _changes(path, after: int, upto: int, partition_columns: list[str]) -> Changes:
     """What commits (after, upto] of a table did: the files they added, or why they were not
     only appends (files removed: a dedupe replacement, an AUTO CDC update or delete, an overwrite,
-    a full refresh; a schema change; a log cleaned up)."""
+    a full refresh; a schema change; a log cleaned up). `touching`: the files whose rows changed,
+    new or gone: a replacement's rows replaced (not every row of the files it rewrote) when its
+    commit names them, else the files a commit removed."""
     added: list[DataFile] = []
     removed: list[DataFile] = []
+    touching: list[DataFile] = []
     operations, schema_at, overwritten = [], None, False
     for version in range(after + 1, upto + 1):
         try:
@@ -318,6 +329,7 @@ def _changes(path, after: int, upto: int) -> Changes:
             return Changes([], f"no longer has version {version} in its log (cleaned up), so what was appended "
                                f"since version {after} is unknown")
         added.extend(commit.added)
+        touching.extend(_touching(path, commit, partition_columns))
         if commit.new_schema and schema_at is None:
             schema_at = version
         if commit.removed or commit.mode == "Overwrite":
@@ -332,5 +344,21 @@ def _changes(path, after: int, upto: int) -> Changes:
         blocker = (f"had {len(removed)} removed file(s) since version {after} (rows replaced or deleted: "
                    f"dedupe replacements, AUTO CDC updates or deletes, an overwrite or a full refresh{what})")
         # An overwrite (a full refresh upstream) replaces everything: recomputing is the cheaper way.
-        return Changes([], blocker) if overwritten else Changes(added, blocker, removed)
-    return Changes(added, None)
+        return Changes([], blocker) if overwritten else Changes(added, blocker, removed, touching)
+    return Changes(added, None, [], touching)
+
+
+def _touching(path, commit, partition_columns: list[str]) -> list[DataFile]:
+    """A commit's files whose rows are new or gone. A dedupe replacement rewrites whole files to
+    drop a few rows: its commit names the folder of those rows, and the rewritten copies of the
+    others (beside it, under the attempt's rewrite/) changed nothing."""
+    if not commit.removed:
+        return list(commit.added)
+    root = fs.as_path(path)
+    folder = root / commit.replaced_rows if commit.replaced_rows else None
+    if folder is None or not fs.exists(folder):
+        return [*commit.added, *commit.removed_files]
+    rewrite = str(root / posixpath.dirname(commit.replaced_rows)) + "/"
+    replaced = [DataFile(f.path, stats.partition_values(f.path[len(str(folder)) + 1:], tuple(partition_columns)))
+                for f in fs.walk_files(folder) if f.path.endswith(".parquet")]
+    return [*(f for f in commit.added if not f.path.startswith(rewrite)), *replaced]
