@@ -72,7 +72,7 @@ def days(args, run_args: list[str]) -> None:
     # clickstream pseudonymises with an HMAC key read from the environment, the generator's truth
     # too: a throwaway one kept with the generated data, so that a rerun reuses both.
     key_file = gen.parent / f"{gen.name}.pii-key"
-    if "CLICKSTREAM_PII_KEY" not in os.environ:
+    if args.pipeline == "clickstream" and "CLICKSTREAM_PII_KEY" not in os.environ:
         if not key_file.exists():
             shutil.rmtree(gen, ignore_errors=True)        # generated with another key
             key_file.parent.mkdir(parents=True, exist_ok=True)
