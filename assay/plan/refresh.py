@@ -229,21 +229,9 @@ def _input_path(rel, changed: str, names: dict[str, str], blockers: list[str]) -
     """How many times the input `changed` is read under `rel`; adds a blocker for every relation on
     its path that does not keep rows apart, and for non-deterministic expressions anywhere."""
     kind = _kind(rel)
-    if kind == "read":
-        read = rel.read
-        if read.HasField("data_source"):
-            paths = [str(p).rstrip("/") for p in read.data_source.paths]
-            if read.data_source.format == "delta" and len(paths) == 1 and paths[0] in names:
-                return int(names[paths[0]] == changed)
-            blockers.append(f"reads {read.data_source.format or 'files'} {', '.join(paths)} directly")
-            return 0
-        blockers.append(f"reads '{read.named_table.unparsed_identifier}' from the engine's catalog")
-        return 0
-    if kind in ("local_relation", "cached_local_relation", "range"):
-        return 0
-    if kind == "sql":
-        blockers.append("part of it is SQL text (its shape is not visible)")
-        return 0
+    leaf = _leaf(rel, changed, names, blockers)
+    if leaf is not None:
+        return leaf
     for expr in _expressions(rel):
         _row_wise(expr, WHERE.get(kind, f"a {kind.replace('_', ' ')}"), blockers)
     if kind == "join":
@@ -265,6 +253,27 @@ def _input_path(rel, changed: str, names: dict[str, str], blockers: list[str]) -
     if found and kind not in ROW_WISE:
         blockers.append(_not_row_wise(rel, changed))
     return found
+
+
+def _leaf(rel, changed: str, names: dict[str, str], blockers: list[str]) -> int | None:
+    """How many times a relation without inputs reads `changed` (None: it has inputs)."""
+    kind = _kind(rel)
+    if kind == "read":
+        read = rel.read
+        if read.HasField("data_source"):
+            paths = [str(p).rstrip("/") for p in read.data_source.paths]
+            if read.data_source.format == "delta" and len(paths) == 1 and paths[0] in names:
+                return int(names[paths[0]] == changed)
+            blockers.append(f"reads {read.data_source.format or 'files'} {', '.join(paths)} directly")
+            return 0
+        blockers.append(f"reads '{read.named_table.unparsed_identifier}' from the engine's catalog")
+        return 0
+    if kind in ("local_relation", "cached_local_relation", "range"):
+        return 0
+    if kind == "sql":
+        blockers.append("part of it is SQL text (its shape is not visible)")
+        return 0
+    return None
 
 
 def _not_row_wise(rel, changed: str) -> str:
@@ -325,13 +334,9 @@ def partition_blockers(root, partition_cols: list[str], changed: str, tables: di
 
 def _partition_path(rel, parts: set[str], changed: str, names: dict[str, str], blockers: list[str]) -> int:
     kind = _kind(rel)
-    if kind == "read":
-        return _input_path(rel, changed, names, blockers)
-    if kind in ("local_relation", "cached_local_relation", "range"):
-        return 0
-    if kind == "sql":
-        blockers.append("part of it is SQL text (its shape is not visible)")
-        return 0
+    leaf = _leaf(rel, changed, names, blockers)
+    if leaf is not None:
+        return leaf
     for expr in _expressions(rel):
         _not_time_or_layout(expr, WHERE.get(kind, f"a {kind.replace('_', ' ')}"), blockers)
     found = sum(_partition_path(c, parts, changed, names, blockers) for c in _children(rel))
