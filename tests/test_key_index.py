@@ -148,3 +148,18 @@ def test_keys_constant_in_a_file_hash_like_any_other(engine, tmp_path):
     hashed = engine.read_parquet([tmp_path]).select(key_index.key_hash(["k", "s"]).alias("h")).collect()
     expected = engine.spark.range(1).select(F.xxhash64(F.lit(1).cast("bigint"), F.lit("a"))).collect()[0][0]
     assert [row["h"] for row in hashed] == [expected] * 3
+
+
+def test_each_batch_leaves_the_index_covering_every_file_it_committed(project, run_pipeline):
+    """The files a batch adds are hashed right after its commit (replacements' rewrites marked
+    covered): the next batch finds nothing to catch up, and the index holds one part per batch."""
+    from assay.delta.table import add_actions, open_table
+    folder = project({"transformations/p.py": PIPELINE})
+    for day in range(len(DROPS)):
+        land(folder, day)
+        run_pipeline(folder)
+        manifest = json.loads((index_folder(folder) / "manifest.json").read_text())
+        files = {a["path"] for a in add_actions(open_table(folder / "storage" / "02_silver" / "clean"))}
+        assert files <= set(manifest["covered"]), day
+        assert len(manifest["parts"]) == day + 1
+    assert survivors(folder) == expected(len(DROPS))

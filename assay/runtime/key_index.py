@@ -90,15 +90,24 @@ class KeyIndex:
         return self._read(self.catch_up(root, table))
 
     def catch_up(self, root, table) -> list[str]:
-        """Hash the data files of `table` the index does not cover yet; its parts after that.
-        A batch calls it right after its commit too, so that each run hashes the files it added
-        (the next run's index is ready; the cost follows the new data, not the history)."""
+        """Hash the data files of `table` the index does not cover yet; its parts after that."""
         manifest = self._manifest() or {"parts": [], "covered": []}
-        parts, covered = list(manifest["parts"]), set(manifest["covered"])
-        prefix = str(root).rstrip("/") + "/"
+        prefix, covered = str(root).rstrip("/") + "/", set(manifest["covered"])
         new = [f for f in data_files(root, table) if _relative(f.path, prefix) not in covered]
+        return self._take(manifest, new, prefix, arrow_schema(table), table.metadata().partition_columns)
+
+    def add(self, root, files, schema, partition_columns) -> None:
+        """Hash the files a batch just committed, into an index that covered every other file of the
+        table: each run hashes the files it added, so the next batch finds the index ready (built
+        lazily, the first increment after a full run of zenith 1 GB hashed the whole table: +1 %
+        4.6 s → 6.5 s)."""
+        manifest = self._manifest() or {"parts": [], "covered": []}
+        self._take(manifest, files, str(root).rstrip("/") + "/", schema, partition_columns)
+
+    def _take(self, manifest: dict, new: list, prefix: str, schema, partition_columns) -> list[str]:
+        parts, covered = list(manifest["parts"]), set(manifest["covered"])
         if new:
-            rows = self.engine.read_delta_files(new, arrow_schema(table), table.metadata().partition_columns)
+            rows = self.engine.read_delta_files(new, schema, partition_columns)
             parts.append(self._write_part(rows.select(key_hash(self.keys).alias(HASH))))
             covered |= {_relative(f.path, prefix) for f in new}
         if len(parts) > MAX_PARTS:
