@@ -28,7 +28,7 @@ from ..delta import stats
 from ..definitions import FAIL, WARN
 from ..delta.log import DataFile, read_commit
 from ..delta.pruning import files_holding
-from ..delta.table import arrow_schema, data_files, open_table
+from ..delta.table import add_actions, arrow_schema, data_files, open_table
 from ..errors import AssayError, FlowError
 from ..plan.context import run_query
 from ..plan.refresh import (APPEND, FULL, INCREMENTAL, NOOP, PARTITIONS, Technique, aggregate_shape,
@@ -210,11 +210,18 @@ class ViewRefresh:
                                                table.metadata().partition_columns)
         touched = changed.select(*[F.col(f"`{p}`").alias(f"_assay_part_{i}") for i, p in enumerate(parts)]).distinct()
         # The touched partition values themselves (metadata, as a partitioned table's log lists them;
-        # bounded) prune the input's files by their statistics; above the bound it is read whole.
+        # bounded) prune the input's files by their statistics; above the bound, or when most of the
+        # view's partitions are touched, a full recompute reads no more.
         values = [tuple(row) for row in touched.limit(MAX_TOUCHED + 1).collect()]
+        held = {tuple(a.get(f"partition.{p}") for p in parts)
+                for a in add_actions(open_table(self.services.table_path(self.flow.target)))}
+        again = sum(1 for v in values if v in held)
+        counted = f"{again} of its {len(held)} partition(s)" if len(values) <= MAX_TOUCHED else "too many partitions"
+        if len(values) > MAX_TOUCHED or again * 2 > len(held) > 0:
+            return None, Technique(FULL, f"{not_append}; by partition it would recompute {counted}: recomputed "
+                                         "whole, which reads no less")
         now = open_table(self.services.table_path(inc.table))
-        files = None if len(values) > MAX_TOUCHED else \
-            data_files(self.services.table_path(inc.table), now, files_holding(now, parts, values))
+        files = data_files(self.services.table_path(inc.table), now, files_holding(now, parts, values))
         reads = PartitionReads(self.services, inc.table, touched, parts, files)
         recomputed = _in_partitions(run_query(self.flow, self.services.context(self.flow, reads)), touched, parts,
                                     "left_semi")
@@ -224,8 +231,8 @@ class ViewRefresh:
             recomputed.select(*[F.col(f"`{c}`") for c in columns]))
         what = "added and removed" if inc.removed else "added"
         reason = (f"{inc.table} changed since version {inc.after} (up to version {inc.upto}): the partitions of "
-                  f"{', '.join(parts)} its {what} rows fall in are recomputed, the others kept (not appended: "
-                  f"{not_append})")
+                  f"{', '.join(parts)} its {what} rows fall in are recomputed ({counted}, and "
+                  f"{len(values) - again} new), the others kept (not appended: {not_append})")
         return rows, Technique(PARTITIONS, reason)
 
 
@@ -286,21 +293,18 @@ def _in_partitions(df, touched, parts: list[str], how: str):
 
 
 class PartitionReads(RunReads):
-    """dp.read of the changed input answers its rows in the touched partitions; every other read,
-    the table now."""
+    """dp.read of the changed input answers its rows in the touched partitions, read from the files
+    whose statistics may hold them; every other read, the table now."""
 
-    def __init__(self, services, name: str, touched, parts: list[str], files: list[DataFile] | None):
+    def __init__(self, services, name: str, touched, parts: list[str], files: list[DataFile]):
         super().__init__(services)
         self.name, self.touched, self.parts, self.files = name, touched, parts, files
 
     def table(self, name: str):
         if name != self.name:
             return super().table(name)
-        if self.files is None:
-            rows = super().table(name)
-        else:                                 # only the files whose statistics may hold those partitions
-            table = open_table(self.services.table_path(name))
-            rows = self.engine.read_delta_files(self.files, arrow_schema(table), table.metadata().partition_columns)
+        table = open_table(self.services.table_path(name))
+        rows = self.engine.read_delta_files(self.files, arrow_schema(table), table.metadata().partition_columns)
         return _in_partitions(rows, self.touched, self.parts, "left_semi")
 
 
