@@ -133,7 +133,7 @@ def running_flow(log: Path) -> str | None:
     pytest.param(DEFAULT_KILLS, id="kills-default"),
     pytest.param(KILLS, id="kills-soak", marks=[
         pytest.mark.soak, pytest.mark.skipif(not SOAK, reason="25-kill soak: set ASSAY_SOAK=1 (make test-all)")])])
-def test_kill_9_at_random_instants_loses_and_duplicates_nothing(tmp_path, kills_wanted):
+def test_kill_9_at_random_instants_loses_and_duplicates_nothing(tmp_path, assay_cli, kills_wanted):
     folder = write_project(tmp_path / "proj", {"transformations/p.py": PIPELINE})
     files = make_files()
     landed = 0
@@ -173,8 +173,7 @@ def test_kill_9_at_random_instants_loses_and_duplicates_nothing(tmp_path, kills_
     while landed < len(files):
         land(folder, *files[landed])
         landed += 1
-    final = subprocess.run([sys.executable, "-m", "assay.cli", "run"], cwd=folder, capture_output=True, text=True,
-                           timeout=600, env={**os.environ, "RUST_LOG": "error", "PYTHONPATH": str(ROOT)})
+    final = assay_cli("run", cwd=folder)      # the rerun is tested by the storage it mends: in process
     assert final.returncode == 0, final.stdout + final.stderr
     print(f"kills: {kills} in {attempts} runs, by flow running at the kill: {dict(hit)}")
     assert hit["events"] and hit["clean"] and hit["totals"], f"kills did not reach every layer: {dict(hit)}"
@@ -193,7 +192,7 @@ def test_kill_9_at_random_instants_loses_and_duplicates_nothing(tmp_path, kills_
 
 
 @pytest.mark.slow
-def test_kill_9_at_each_instant_of_the_commit_protocol(tmp_path):
+def test_kill_9_at_each_instant_of_the_commit_protocol(tmp_path, assay_cli):
     """Aimed kills: right after the engine wrote a batch's files (nothing committed), between the
     commits of one batch's tables (quarantine/late committed, target not), after every commit
     but before the batch is recorded, and after a view's refresh landed but before it is recorded.
@@ -223,8 +222,7 @@ def test_kill_9_at_each_instant_of_the_commit_protocol(tmp_path):
             assert result.returncode == 0, result.stdout + result.stderr
     for name, rows in files[landed:]:
         land(folder, name, rows)
-    final = subprocess.run([sys.executable, "-m", "assay.cli", "run"], cwd=folder, capture_output=True, text=True,
-                           timeout=300, env={**os.environ, "RUST_LOG": "error", "PYTHONPATH": str(ROOT)})
+    final = assay_cli("run", cwd=folder)      # the rerun is tested by the storage it mends: in process
     assert final.returncode == 0, final.stdout + final.stderr
     print(f"aimed kills: {dict(kills)}")
     assert all(kills[p] >= 3 for p in points), dict(kills)
