@@ -4,7 +4,7 @@
 #
 #   bash scripts/azurite.sh fetch            npm install (pinned in scripts/azurite/package.json) into .cache/azurite
 #   bash scripts/azurite.sh start [PORT]     start the blob service on 127.0.0.1:PORT (default 10000)
-#   bash scripts/azurite.sh stop [PORT]      SIGTERM, then SIGKILL after 10 s
+#   bash scripts/azurite.sh stop [PORT]      SIGTERM, then SIGKILL after AZURITE_STOP_TIMEOUT s (10)
 #   bash scripts/azurite.sh status [PORT]    exit 0 and print the endpoint when it is running
 #   bash scripts/azurite.sh log [PORT]       the tail of its log
 #
@@ -12,6 +12,7 @@
 #   AZURITE_DATA_DIR    run folder (data, log, pid); default .cache/azurite/run-PORT
 #   AZURITE_WATCH_PID   if set, the emulator is stopped when that process ends (test sessions)
 #   AZURITE_CACHE_DIR   where node_modules live (default .cache/azurite)
+#   AZURITE_STOP_TIMEOUT seconds between SIGTERM and SIGKILL at stop (default 10; 0: SIGKILL at once)
 # The account is Azurite's well-known development account (devstoreaccount1, its documented key).
 set -euo pipefail
 
@@ -86,9 +87,12 @@ cmd_start() {
 
 cmd_stop() {
   local pid
+  local grace="${AZURITE_STOP_TIMEOUT:-10}"
   pid="$(server_pid)" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if [[ "$grace" != 0 ]]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 $((grace * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
   kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
   rm -f "$PIDFILE"
 }

@@ -7,7 +7,7 @@
 #   bash scripts/seaweedfs.sh start [PORT]       master, volume, filer and the S3 gateway on 127.0.0.1;
 #                                                S3 on PORT (default 8333); prints the endpoint
 #   bash scripts/seaweedfs.sh bucket NAME [PORT] create a bucket (no error if it exists)
-#   bash scripts/seaweedfs.sh stop [PORT]        SIGTERM, then SIGKILL after 15 s
+#   bash scripts/seaweedfs.sh stop [PORT]        SIGTERM, then SIGKILL after SEAWEEDFS_STOP_TIMEOUT s (15)
 #   bash scripts/seaweedfs.sh status [PORT]      exit 0 and print the endpoint when it is running
 #   bash scripts/seaweedfs.sh log [PORT]         the tail of its log
 #
@@ -17,6 +17,7 @@
 #   SEAWEEDFS_SECRET_KEY   its secret key (default assay-test-secret); requests must be signed
 #   SEAWEEDFS_WATCH_PID    if set, the server is stopped when that process ends (test sessions)
 #   SEAWEEDFS_CACHE_DIR    where bin/ lives (default .cache/seaweedfs)
+#   SEAWEEDFS_STOP_TIMEOUT seconds between SIGTERM and SIGKILL at stop (default 15; 0: SIGKILL at once)
 # The other ports (master, volume, filer and their gRPC ports) are free ones, kept in the run folder.
 set -euo pipefail
 
@@ -141,9 +142,12 @@ cmd_bucket() {
 
 cmd_stop() {
   local pid
+  local grace="${SEAWEEDFS_STOP_TIMEOUT:-15}"
   pid="$(server_pid)" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if [[ "$grace" != 0 ]]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 $((grace * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
   kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
   rm -f "$PIDFILE"
 }

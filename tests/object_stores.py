@@ -47,9 +47,9 @@ class _Server:
         self.port = port
         self.data_dir = Path(data_dir)
 
-    def _run(self, *args: str, timeout: float) -> str:
+    def _run(self, *args: str, timeout: float, env: dict | None = None) -> str:
         env = dict(os.environ, **{f"{self.env_prefix}_DATA_DIR": str(self.data_dir),
-                                  f"{self.env_prefix}_WATCH_PID": str(os.getpid())}, **self.extra_env())
+                                  f"{self.env_prefix}_WATCH_PID": str(os.getpid())}, **self.extra_env(), **(env or {}))
         try:
             proc = subprocess.run(["bash", str(ROOT / "scripts" / self.script), *args], cwd=ROOT, env=env, text=True,
                                   capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
@@ -71,8 +71,10 @@ class _Server:
                 return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
         return "(no log)"
 
-    def stop(self) -> None:
-        self._run("stop", str(self.port), timeout=60)
+    def stop(self, grace_s: int | None = None) -> None:
+        """SIGTERM, SIGKILL after `grace_s` (the script's default; 0: SIGKILL at once)."""
+        env = None if grace_s is None else {f"{self.env_prefix}_STOP_TIMEOUT": str(grace_s)}
+        self._run("stop", str(self.port), timeout=60, env=env)
 
 
 class SeaweedS3(_Server):
@@ -147,25 +149,23 @@ def _serve(cls, tmp_path_factory, name):
     server = cls(_free_port(), tmp_path_factory.mktemp(name))
     os.environ.update(server.env)
     server.start()
-    return server
+    try:
+        yield server
+    finally:
+        # Throwaway: its data goes with the session's temporary folder. Neither ends on SIGTERM here
+        # (Azurite's event loop stays up after it says closed, weed's filer keeps reconnecting), so a
+        # graceful stop waited out the scripts' whole grace, 10 s and 15 s, at the end of every session.
+        server.stop(grace_s=0)
 
 
 @pytest.fixture(scope="session")
 def s3_store(tmp_path_factory):
-    server = _serve(SeaweedS3, tmp_path_factory, "seaweedfs")
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(SeaweedS3, tmp_path_factory, "seaweedfs")
 
 
 @pytest.fixture(scope="session")
 def azure_store(tmp_path_factory):
-    server = _serve(AzuriteBlob, tmp_path_factory, "azurite")
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(AzuriteBlob, tmp_path_factory, "azurite")
 
 
 @pytest.hookimpl(hookwrapper=True)

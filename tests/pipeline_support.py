@@ -110,8 +110,10 @@ def kill_when(proc: subprocess.Popen, log: Path, pattern: str, delay: float, tim
     raise AssertionError(f"'{pattern}' never showed in {log}:\n{log.read_text()}")
 
 
-def finish_run(pipeline: Path, landing: Path, store: Path, extra: tuple = ()) -> None:
-    result = cli("run", "-p", str(pipeline), "--landing", str(landing), "--storage", str(store), *extra, cwd=ROOT,
+def finish_run(pipeline: Path, landing: Path, store: Path, extra: tuple = (), run=cli) -> None:
+    """`assay run` to the end. `run`: cli (a process of its own) or the assay_cli fixture (in this one,
+    on the session's engine), as for verify_cli."""
+    result = run("run", "-p", str(pipeline), "--landing", str(landing), "--storage", str(store), *extra, cwd=ROOT,
                  timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -141,18 +143,20 @@ def assert_same_tables(expected: dict[str, pa.Table], actual: dict[str, pa.Table
         assert result.ok, f"{name}: {result}"
 
 
-def kills_then_truth(pipeline: Path, out: Path, tmp_path: Path, plan: list, seed: int, max_delay: float) -> Path:
+def kills_then_truth(pipeline: Path, out: Path, tmp_path: Path, plan: list, seed: int, max_delay: float,
+                     run=cli) -> Path:
     """Drop 0 run to the end, then `plan`'s runs each killed -9 (kill_through_drops), then one run to
-    the end: the storage must equal the generator's truth. Returns the storage."""
+    the end: the storage must equal the generator's truth. Returns the storage. `run` runs the two
+    runs to the end (finish_run); the killed ones are always processes of their own."""
     import random
     from assay.generator import land_drop
     landing, store = tmp_path / "landing", tmp_path / "storage"
     land_drop(out, landing, 0)
-    finish_run(pipeline, landing, store)
+    finish_run(pipeline, landing, store, run=run)
     kills = kill_through_drops(pipeline, out, landing, store, tmp_path, plan, random.Random(seed), max_delay)
     print(f"kill -9 landed in: {kills}")
     assert len(kills) >= 3, f"only {len(kills)} kills landed: {kills}"
-    finish_run(pipeline, landing, store)
+    finish_run(pipeline, landing, store, run=run)
     report = verify_storage(pipeline, out / "truth", store)
     assert report.ok, f"after kills at {kills}:\n{report.render()}"
     return store
@@ -244,8 +248,10 @@ class ReferenceContract:
         assert_same_tables(once, tables_under(store, self.layers, self.volatile))
 
     @pytest.mark.slow
-    def test_kill_9_in_the_middle_of_a_drop_then_rerun_matches_the_truth(self, generated, tmp_path):
+    def test_kill_9_in_the_middle_of_a_drop_then_rerun_matches_the_truth(self, generated, tmp_path, assay_cli):
         out, _ = generated
+        # The killed runs are processes of their own; the first run and the rerun are tested by the
+        # storage they leave, so they run in process.
         store = kills_then_truth(self.pipeline, out, tmp_path, self.kill_plan, seed=self.kill_seed,
-                                 max_delay=self.kill_max_delay)
+                                 max_delay=self.kill_max_delay, run=assay_cli)
         self.assert_truth(out, store)

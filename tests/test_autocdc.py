@@ -428,7 +428,7 @@ def test_random_streams_run_per_drop_equal_in_order_processing(tmp_path, run_pip
 # --- kill -9 --------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_kill_9_mid_run_loses_and_duplicates_no_history_row(tmp_path):
+def test_kill_9_mid_run_loses_and_duplicates_no_history_row(tmp_path, assay_cli):
     from tests.pipeline_support import finish_run, kill_when, start_run
     kills_wanted = int(os.environ.get("ASSAY_CDC_KILLS", "12"))
     rng = random.Random(5)
@@ -446,7 +446,7 @@ def test_kill_9_mid_run_loses_and_duplicates_no_history_row(tmp_path):
             break                                       # the run finished before the kill
         lines = [ln for ln in log.read_text().splitlines() if "running" in ln]
         kills.append(lines[-1].split()[1] if lines else "?")     # the flow running when killed
-    finish_run(folder, landing, store)
+    finish_run(folder, landing, store, run=assay_cli)        # the rerun mends the storage in process
     print(f"kill -9: {len(kills)} kills landed in {attempts} runs, in flows {kills}")
     assert len(kills) >= min(3, kills_wanted), f"only {len(kills)} kills landed"
     for target in MODELS:

@@ -273,7 +273,7 @@ def wait_in_postgres(proc: subprocess.Popen, setup: Setup, query: str, timeout: 
 
 
 def test_kill_9_during_kafka_ingestion_and_postgres_load_exactly_once(kafka_broker, postgres_server, tmp_path,
-                                                                     monkeypatch):
+                                                                     monkeypatch, assay_cli):
     monkeypatch.setenv(PASSWORD_ENV, LOADER_PASSWORD)
     started = time.monotonic()
     drops = KILLS + 2
@@ -326,7 +326,7 @@ def test_kill_9_during_kafka_ingestion_and_postgres_load_exactly_once(kafka_brok
         sent += setup.send(out, next_drop)
         next_drop += 1
 
-    final = cli("run", "-p", str(setup.folder), cwd=ROOT, env=setup.env, timeout=300)
+    final = assay_cli("run", "-p", str(setup.folder), cwd=ROOT, env=setup.env)    # mends the storage: in process
     assert final.returncode == 0, final.stdout + final.stderr
     report = setup.verify(out / "truth")
     kills = sum(hit[m] for m in modes)

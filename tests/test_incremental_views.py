@@ -16,7 +16,7 @@ import pytest
 from assay.delta import table as storage
 from assay.delta.log import read_commit
 from assay.runtime import faults
-from tests.conftest import cli, write_project
+from tests.conftest import write_project
 
 PIPELINE = """
 from pyspark.sql import Window
@@ -258,7 +258,7 @@ AS SELECT user, COUNT(*) AS n FROM events GROUP BY user;
 """
 
 
-def test_a_view_that_requires_incremental_refresh_fails_with_the_reason(tmp_path, run_pipeline):
+def test_a_view_that_requires_incremental_refresh_fails_with_the_reason(tmp_path, run_pipeline, assay_cli):
     from assay.errors import AssayError
     folder = write_project(tmp_path / "inc", {"transformations/p.py": INCREMENTAL, "transformations/s.sql": INCREMENTAL_SQL})
     land(folder, "events", "a.json", [{"id": "a", "user": 1, "amount": 2}, {"id": "b", "user": 2, "amount": 3}])
@@ -270,7 +270,7 @@ def test_a_view_that_requires_incremental_refresh_fails_with_the_reason(tmp_path
     assert "'means'" in str(failed.value) and "requires an incremental refresh" in str(failed.value)
     assert "avg(amount) is not mergeable" in str(failed.value)
     assert sorted(r["amount"] for r in storage.read_arrow(folder / "storage" / "03_gold" / "totals").to_pylist()) == [3, 7]
-    status = {r["flow"]: r for r in json.loads(cli("status", "--format", "json", cwd=folder, check=True).stdout)}
+    status = {r["flow"]: r for r in json.loads(assay_cli("status", "--format", "json", cwd=folder, check=True).stdout)}
     assert status["totals"]["refresh"].startswith("append: events had only appends since version 0 (up to version 1)")
     assert status["means"]["last_outcome"] == "flow_failed" and status["events"]["refresh"] is None
     with pytest.raises(AssayError) as failed:

@@ -261,7 +261,7 @@ def wait_for(proc: subprocess.Popen, log: Path, needle: str, timeout: float = 60
     raise AssertionError(f"the run printed no {needle!r} within {timeout}s:\n{log.read_text()}")
 
 
-def test_kill_9_at_random_instants_exactly_once_into_bronze_and_silver(kafka_broker, tmp_path):
+def test_kill_9_at_random_instants_exactly_once_into_bronze_and_silver(kafka_broker, tmp_path, assay_cli):
     started = time.monotonic()
     feed = Feed(kafka_broker, seed=11)
     folder = write_project(tmp_path / "proj", {"transformations/orders.py": PIPELINE},
@@ -295,8 +295,7 @@ def test_kill_9_at_random_instants_exactly_once_into_bronze_and_silver(kafka_bro
             hit["finished"] += 1
         feed.produce(2000, poison_rate=0.003, dup_rate=0.05)           # more arrives between runs
 
-    final = subprocess.run([sys.executable, "-m", "assay.cli", "run"], cwd=folder, capture_output=True, text=True,
-                           timeout=300, env={**os.environ, "RUST_LOG": "error", "PYTHONPATH": str(ROOT)})
+    final = assay_cli("run", cwd=folder)      # the rerun is tested by the storage it mends: in process
     assert final.returncode == 0, final.stdout + final.stderr
     print(f"kills: {kills} in {attempts} runs, by flow running at the kill: {dict(hit)}; {interrupted} planned "
           f"batches left uncommitted by a kill; {sum(map(len, feed.log.values()))} messages; "

@@ -100,19 +100,20 @@ def test_a_lost_or_foreign_index_is_rebuilt_from_the_target(project, run_pipelin
 
 # Each run writes bronze's batch first: `written` and `committed` of silver are their second instance.
 @pytest.mark.parametrize("point", ["key_indexed:1", "written:2", "committed:2"])
-def test_killed_around_the_index_update_loses_and_keeps_nothing(project, point):
+def test_killed_around_the_index_update_loses_and_keeps_nothing(project, assay_cli, point):
     """kill -9 after the batch's files are written but before any commit (`written`: the index holds
     the earlier batches, the target not this one), after the target's commit while the index takes
     its new files (`key_indexed`: the part written, its manifest not: the target is ahead of the
     index and the batch not recorded), and after the commits and the index update but before the
-    batch is recorded (`committed`)."""
+    batch is recorded (`committed`). The killed run is a process of its own; the run after it,
+    which must mend what it left, needs none."""
     folder = project({"transformations/p.py": PIPELINE})
     for day in range(len(DROPS)):
         land(folder, day)
         if day >= 1:
             crashed = cli("run", "--max-files-per-batch", "1", cwd=folder, env={"ASSAY_CRASH_AT": point})
             assert crashed.returncode == -9, crashed.stdout + crashed.stderr
-        cli("run", cwd=folder, check=True)
+        assay_cli("run", cwd=folder, check=True)
         assert survivors(folder) == expected(day + 1)
 
 
