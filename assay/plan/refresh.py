@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import GraphError
+from . import connect_plan as cp
 
 REFRESH_PROPERTY = "assay.refresh"
 AUTO, INCREMENTAL = "auto", "incremental"
@@ -53,6 +54,9 @@ AGGREGATES = {"count", "sum", "min", "max", "avg", "mean", "count_distinct", "ap
 # appended input may use only these, and joins).
 ROW_WISE = {"filter", "project", "with_columns", "with_columns_renamed", "drop", "to_df", "subquery_alias",
             "hint", "repartition", "repartition_by_expression", "fill_na", "drop_na", "replace"}
+# Where in a query an expression sits, as a reason says it.
+WHERE = {"with_columns": "a computed column", "project": "a projection", "filter": "a filter",
+         "join": "a join condition", "aggregate": "an aggregate"}
 # Above the aggregate: relations that do not change its rows.
 TRANSPARENT = {"sort", "subquery_alias", "hint", "repartition", "repartition_by_expression"}
 
@@ -97,15 +101,15 @@ def aggregate_shape(root, columns: list[str], changed: str, tables: dict[str, st
     names = {str(path).rstrip("/"): name for name, path in tables.items()}
     top: list = []
     rel = root
-    while _kind(rel) in TRANSPARENT | {"project", "to_df", "with_columns_renamed", "drop", "with_columns",
+    while cp.kind(rel) in TRANSPARENT | {"project", "to_df", "with_columns_renamed", "drop", "with_columns",
                                        "filter", "limit", "offset", "tail", "deduplicate"}:
         top.append(rel)
-        rel = _child(rel)
-    if _kind(rel) == "sql":
+        rel = cp.child(rel)
+    if cp.kind(rel) == "sql":
         shape.blockers.append("defined in SQL: its query reaches the engine as text, so its shape is not visible "
                               "to Assay (define the view with the DataFrame API for incremental refreshes)")
         return shape
-    if _kind(rel) != "aggregate":
+    if cp.kind(rel) != "aggregate":
         shape.blockers.append(_no_aggregate(rel))
         return shape
     agg = rel.aggregate
@@ -115,9 +119,9 @@ def aggregate_shape(root, columns: list[str], changed: str, tables: dict[str, st
     outputs: list[tuple[str | None, str]] = []
     for expr in agg.grouping_expressions:
         _row_wise(expr, "a group key", shape.blockers)
-        outputs.append((_name(expr), "key"))
+        outputs.append((cp.name(expr), "key"))
     for expr in agg.aggregate_expressions:
-        outputs.append((_name(expr), _merge_of(expr, shape.blockers)))
+        outputs.append((cp.name(expr), _merge_of(expr, shape.blockers)))
     for rel_above in reversed(top):
         outputs = _above(rel_above, outputs, shape.blockers)
         if outputs is None:
@@ -140,7 +144,7 @@ def aggregate_shape(root, columns: list[str], changed: str, tables: dict[str, st
 # --- above the aggregate ---------------------------------------------------------------------
 
 def _above(rel, outputs, blockers):
-    kind = _kind(rel)
+    kind = cp.kind(rel)
     if kind in TRANSPARENT:
         return outputs
     if kind == "to_df":
@@ -151,7 +155,7 @@ def _above(rel, outputs, blockers):
         renames.update({r.col_name: r.new_col_name for r in getattr(rel.with_columns_renamed, "renames", [])})
         return [(renames.get(n, n), role) for n, role in outputs]
     if kind == "drop":
-        dropped = {_name(e) for e in rel.drop.columns} | set(rel.drop.column_names)
+        dropped = {cp.name(e) for e in rel.drop.columns} | set(rel.drop.column_names)
         if any(n in dropped for n, role in outputs if role == "key"):
             blockers.append("a group key is dropped from the view (its rows cannot be matched by key)")
             return None
@@ -160,14 +164,14 @@ def _above(rel, outputs, blockers):
         by_name = {n: role for n, role in outputs if n is not None}
         result = []
         for expr in rel.project.expressions:
-            inner, alias = _unalias(expr)
+            inner, alias = cp.unalias(expr)
             which = inner.WhichOneof("expr_type")
             if which == "unresolved_star":
                 result.extend(outputs)
-            elif which == "unresolved_attribute" and _attr(inner) in by_name:
-                result.append((alias or _attr(inner), by_name[_attr(inner)]))
+            elif which == "unresolved_attribute" and cp.attr(inner) in by_name:
+                result.append((alias or cp.attr(inner), by_name[cp.attr(inner)]))
             else:
-                blockers.append(f"{_brief(expr)} is computed over the aggregate (the view does not keep "
+                blockers.append(f"{cp.brief(expr)} is computed over the aggregate (the view does not keep "
                                 "the aggregates it is computed from, so it cannot be merged)")
                 return None
         keys = [n for n, role in outputs if role == "key"]
@@ -178,8 +182,8 @@ def _above(rel, outputs, blockers):
     if kind == "with_columns":
         for alias in rel.with_columns.aliases:
             inner = alias.expr
-            if _has_window(inner):
-                blockers.append(f"window function {_window_name(inner)} over the aggregate")
+            if cp.has_window(inner):
+                blockers.append(f"window function {cp.window_name(inner)} over the aggregate")
             else:
                 blockers.append(f"'{alias.name[0] if alias.name else '?'}' is computed over the aggregate "
                                 "(the view does not keep what it is computed from)")
@@ -195,11 +199,11 @@ def _above(rel, outputs, blockers):
 
 
 def _merge_of(expr, blockers) -> str:
-    inner, _ = _unalias(expr)
+    inner, _ = cp.unalias(expr)
     which = inner.WhichOneof("expr_type")
-    fn = _function(inner)
+    fn = cp.function(inner)
     if fn is None:
-        blockers.append(f"{_brief(expr)} wraps an aggregate in {which or 'an expression'} (only bare count, sum, "
+        blockers.append(f"{cp.brief(expr)} wraps an aggregate in {which or 'an expression'} (only bare count, sum, "
                         "min and max are merged)")
         return "?"
     name, args, distinct = fn
@@ -209,13 +213,13 @@ def _merge_of(expr, blockers) -> str:
         return name
     if name in ("count", "sum") and distinct:
         what = "countDistinct" if name == "count" else "sum(DISTINCT)"
-        blockers.append(f"{what}({', '.join(_describe(a) for a in args)}) is not mergeable (a value counted "
+        blockers.append(f"{what}({', '.join(cp.describe(a) for a in args)}) is not mergeable (a value counted "
                         "before cannot be told from a new one)")
         return "?"
     if name in MERGEABLE:
         return MERGEABLE[name]
     if name in ("avg", "mean"):
-        blockers.append(f"avg({', '.join(_describe(a) for a in args)}) is not mergeable from the view's rows "
+        blockers.append(f"avg({', '.join(cp.describe(a) for a in args)}) is not mergeable from the view's rows "
                         "(they keep the average, not its sum and count: aggregate sum and count and divide "
                         "downstream)")
     elif name in AGGREGATES or which == "unresolved_function":
@@ -228,11 +232,11 @@ def _merge_of(expr, blockers) -> str:
 def _input_path(rel, changed: str, names: dict[str, str], blockers: list[str]) -> int:
     """How many times the input `changed` is read under `rel`; adds a blocker for every relation on
     its path that does not keep rows apart, and for non-deterministic expressions anywhere."""
-    kind = _kind(rel)
+    kind = cp.kind(rel)
     leaf = _leaf(rel, changed, names, blockers)
     if leaf is not None:
         return leaf
-    for expr in _expressions(rel):
+    for expr in cp.expressions(rel):
         _row_wise(expr, WHERE.get(kind, f"a {kind.replace('_', ' ')}"), blockers)
     if kind == "join":
         join = rel.join
@@ -248,7 +252,7 @@ def _input_path(rel, changed: str, names: dict[str, str], blockers: list[str]) -
                             f"join with '{changed}' on its {side} side (new rows would change rows already "
                             "aggregated)")
         return left + right
-    children = _children(rel)
+    children = cp.children(rel)
     found = sum(_input_path(c, changed, names, blockers) for c in children)
     if found and kind not in ROW_WISE:
         blockers.append(_not_row_wise(rel, changed))
@@ -257,7 +261,7 @@ def _input_path(rel, changed: str, names: dict[str, str], blockers: list[str]) -
 
 def _leaf(rel, changed: str, names: dict[str, str], blockers: list[str]) -> int | None:
     """How many times a relation without inputs reads `changed` (None: it has inputs)."""
-    kind = _kind(rel)
+    kind = cp.kind(rel)
     if kind == "read":
         read = rel.read
         if read.HasField("data_source"):
@@ -277,7 +281,7 @@ def _leaf(rel, changed: str, names: dict[str, str], blockers: list[str]) -> int 
 
 
 def _not_row_wise(rel, changed: str) -> str:
-    kind = _kind(rel)
+    kind = cp.kind(rel)
     if kind == "aggregate":
         return f"aggregates '{changed}' twice (an aggregate of an aggregate)"
     if kind == "set_op":
@@ -291,10 +295,10 @@ def _not_row_wise(rel, changed: str) -> str:
 
 def _row_wise(expr, where: str, blockers: list[str]) -> None:
     """Blockers for what makes an expression more than a function of its row."""
-    for msg in _messages(expr):
+    for msg in cp.messages(expr):
         name = type(msg).__name__
         if name == "Window":
-            blockers.append(f"window function {_window_name_of(msg)} in {where}")
+            blockers.append(f"window function {cp.window_name_of(msg)} in {where}")
         elif name in ("UnresolvedFunction", "CallFunction"):
             fn = msg.function_name.lower()
             if fn in NONDETERMINISTIC:
@@ -333,13 +337,13 @@ def partition_blockers(root, partition_cols: list[str], changed: str, tables: di
 
 
 def _partition_path(rel, parts: set[str], changed: str, names: dict[str, str], blockers: list[str]) -> int:
-    kind = _kind(rel)
+    kind = cp.kind(rel)
     leaf = _leaf(rel, changed, names, blockers)
     if leaf is not None:
         return leaf
-    for expr in _expressions(rel):
+    for expr in cp.expressions(rel):
         _not_time_or_layout(expr, WHERE.get(kind, f"a {kind.replace('_', ' ')}"), blockers)
-    found = sum(_partition_path(c, parts, changed, names, blockers) for c in _children(rel))
+    found = sum(_partition_path(c, parts, changed, names, blockers) for c in cp.children(rel))
     if not found:
         return 0                                  # a branch the change does not reach: read whole
     shown = ", ".join(sorted(parts))
@@ -350,7 +354,7 @@ def _partition_path(rel, parts: set[str], changed: str, names: dict[str, str], b
         return found
     if kind == "aggregate":
         agg = rel.aggregate
-        keys = {_attr(e) for e in agg.grouping_expressions if e.WhichOneof("expr_type") == "unresolved_attribute"}
+        keys = {cp.attr(e) for e in agg.grouping_expressions if e.WhichOneof("expr_type") == "unresolved_attribute"}
         if agg.group_type != type(agg).GroupType.GROUP_TYPE_GROUPBY or not parts <= keys:
             blockers.append(f"an aggregate that does not group by {shown}")
     elif kind == "deduplicate":
@@ -363,7 +367,7 @@ def _partition_path(rel, parts: set[str], changed: str, names: dict[str, str], b
         if parts & (set(renamed) | set(renamed.values())):
             blockers.append(f"a partition column ({shown}) is renamed")
     elif kind == "drop":
-        if parts & ({_name(e) for e in rel.drop.columns} | set(rel.drop.column_names)):
+        if parts & ({cp.name(e) for e in rel.drop.columns} | set(rel.drop.column_names)):
             blockers.append(f"a partition column ({shown}) is dropped under the view")
     elif kind in ("with_columns", "project"):
         _keeps_partition_columns(rel, kind, parts, blockers)
@@ -378,28 +382,28 @@ def _keeps_partition_columns(rel, kind: str, parts: set[str], blockers: list[str
     else:
         items = []
         for expr in rel.project.expressions:
-            inner, alias = _unalias(expr)
-            items.append((alias or _name(expr), inner))
+            inner, alias = cp.unalias(expr)
+            items.append((alias or cp.name(expr), inner))
     kept = set()
     for name, expr in items:
         if expr.WhichOneof("expr_type") == "unresolved_star":
             kept |= parts
             continue
-        if expr.WhichOneof("expr_type") == "unresolved_attribute" and _attr(expr) == name:
+        if expr.WhichOneof("expr_type") == "unresolved_attribute" and cp.attr(expr) == name:
             kept.add(name)
         elif name in parts:
-            blockers.append(f"partition column '{name}' is computed ({_brief(expr)}), not the input's")
-        for msg in _messages(expr):
+            blockers.append(f"partition column '{name}' is computed ({cp.brief(expr)}), not the input's")
+        for msg in cp.messages(expr):
             if type(msg).__name__ == "Window":
-                over = {_attr(e) for e in msg.partition_spec if e.WhichOneof("expr_type") == "unresolved_attribute"}
+                over = {cp.attr(e) for e in msg.partition_spec if e.WhichOneof("expr_type") == "unresolved_attribute"}
                 if not parts <= over:
-                    blockers.append(f"window function {_window_name_of(msg)} is not partitioned by {shown}")
+                    blockers.append(f"window function {cp.window_name_of(msg)} is not partitioned by {shown}")
     if kind == "project" and not parts <= kept:
         blockers.append(f"a projection without the partition column(s) {', '.join(sorted(parts - kept))}")
 
 
 def _not_time_or_layout(expr, where: str, blockers: list[str]) -> None:
-    for msg in _messages(expr):
+    for msg in cp.messages(expr):
         name = type(msg).__name__
         if name in ("UnresolvedFunction", "CallFunction"):
             fn = msg.function_name.lower()
@@ -415,141 +419,8 @@ def _not_time_or_layout(expr, where: str, blockers: list[str]) -> None:
             blockers.append(f"a subquery in {where}")
 
 
-# --- protobuf helpers ----------------------------------------------------------------------------
-
-def _kind(rel) -> str:
-    return rel.WhichOneof("rel_type") or "unknown"
-
-
-def _child(rel):
-    return getattr(rel, _kind(rel)).input
-
-
-def _children(rel) -> list:
-    """The relations a relation reads (its sub-relations, at any field)."""
-    body = getattr(rel, _kind(rel), None)
-    if body is None or not hasattr(body, "ListFields"):
-        return []
-    found = []
-    for desc, value in body.ListFields():
-        if desc.message_type is not None and desc.message_type.name == "Relation":
-            found.extend(_listed(desc, value))
-    return found
-
-
-def _expressions(rel) -> list:
-    """The expressions a relation evaluates (direct fields, and those inside aliases lists)."""
-    body = getattr(rel, _kind(rel), None)
-    if body is None or not hasattr(body, "ListFields"):
-        return []
-    found = []
-    for desc, value in body.ListFields():
-        if desc.message_type is None or desc.message_type.name == "Relation":
-            continue
-        found.extend(_listed(desc, value))
-    return found
-
-
-def _messages(msg):
-    """Every protobuf message inside `msg` (itself included), not descending into relations."""
-    stack = [msg]
-    while stack:
-        m = stack.pop()
-        yield m
-        for desc, value in m.ListFields():
-            if desc.message_type is None or desc.message_type.name == "Relation":
-                continue
-            stack.extend(_listed(desc, value))
-
-
-def _listed(desc, value) -> list:
-    """A field's value as a list (protobuf 7 has `is_repeated`; older ones, `label`)."""
-    repeated = getattr(desc, "is_repeated", None)
-    if repeated is None:
-        repeated = desc.label == desc.LABEL_REPEATED
-    return list(value) if repeated else [value]
-
-
-def _unalias(expr):
-    if expr.WhichOneof("expr_type") == "alias":
-        return expr.alias.expr, (expr.alias.name[0] if expr.alias.name else None)
-    return expr, None
-
-
-def _attr(expr) -> str:
-    return expr.unresolved_attribute.unparsed_identifier.split(".")[-1].strip("`")
-
-
-def _name(expr) -> str | None:
-    inner, alias = _unalias(expr)
-    if alias:
-        return alias
-    if inner.WhichOneof("expr_type") == "unresolved_attribute":
-        return _attr(inner)
-    return None
-
-
-def _function(expr):
-    which = expr.WhichOneof("expr_type")
-    if which == "unresolved_function":
-        f = expr.unresolved_function
-        return f.function_name.lower(), list(f.arguments), bool(f.is_distinct)
-    if which == "call_function":
-        f = expr.call_function
-        return f.function_name.lower(), list(f.arguments), False
-    return None
-
-
-def _has_window(expr) -> bool:
-    return any(type(m).__name__ == "Window" for m in _messages(expr))
-
-
-def _window_name(expr) -> str:
-    for m in _messages(expr):
-        if type(m).__name__ == "Window":
-            return _window_name_of(m)
-    return "?"
-
-
-def _window_name_of(window) -> str:
-    fn = _function(window.window_function)
-    return f"{fn[0]}() over (...)" if fn else "over (...)"
-
-
-def _describe(expr) -> str:
-    inner, alias = _unalias(expr)
-    which = inner.WhichOneof("expr_type")
-    if which == "unresolved_attribute":
-        return _attr(inner)
-    if which == "unresolved_star":
-        return "*"
-    if which == "literal":
-        return "a literal"
-    fn = _function(inner)
-    if fn:
-        return f"{fn[0]}({', '.join(_describe(a) for a in fn[1])})"
-    if which == "cast":
-        return f"cast({_describe(inner.cast.expr)})"
-    if which == "expression_string":
-        return inner.expression_string.expression
-    return alias or (which or "an expression").replace("_", " ")
-
-
-WHERE = {"with_columns": "a computed column", "project": "a projection", "filter": "a filter",
-         "join": "a join condition", "aggregate": "an aggregate"}
-
-
-def _brief(expr, width: int = 60) -> str:
-    """An expression in a reason: its column name when it has one, else its text, shortened."""
-    inner, alias = _unalias(expr)
-    if alias:
-        return f"'{alias}'"
-    text = _describe(inner)
-    return text if len(text) <= width else text[:width - 1] + "…"
-
-
 def _no_aggregate(rel) -> str:
-    kind = _kind(rel)
+    kind = cp.kind(rel)
     if kind in ("read", "local_relation"):
         return "not an aggregate (no groupBy): its rows are the input's, and rows already there may change"
     if kind == "join":
