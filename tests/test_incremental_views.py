@@ -343,3 +343,43 @@ def test_partition_shapes_that_keep_partitions_apart_and_those_that_do_not(engin
         "current_timestamp() in a computed column depends on when or where it runs"]
     assert blockers(clean.dropDuplicates(["user"])) == ["distinct rows by columns without region"]
     assert blockers(clean.limit(5)) == ["limit over 'clean' mixes partitions"]
+
+
+PARTITIONED_SILVER = """
+from pyspark.sql import functions as F
+from assay import pipelines as dp
+
+@dp.table(name="bronze.events")
+def events():
+    return (dp.read_files("events", "json",
+                          schema="id STRING, ts STRING, user INT, region STRING, amount BIGINT, price STRING")
+            .withColumn("event_time", F.to_timestamp("ts")))
+
+@dp.table(name="silver.clean", partition_cols=["region"])
+@dp.dedupe(["id"], event_time="event_time", watermark="10 minutes")
+def clean():
+    return dp.read_stream("events").select("id", "event_time", "user", "region", "amount")
+
+@dp.materialized_view(name="gold.users", partition_cols=["region"])
+def users():
+    return dp.read("clean").groupBy("region").agg(F.countDistinct("user").alias("users"), F.sum("amount").alias("amount"))
+"""
+
+
+def test_a_replacement_in_a_partitioned_input_touches_only_the_replaced_rows_partitions(tmp_path, run_pipeline):
+    """silver partitioned by region: the replaced survivor's partition comes from its folder's path."""
+    folder = write_project(tmp_path / "proj", {"transformations/p.py": PARTITIONED_SILVER})
+    regions = ["north", "south", "east", "west", "up"]
+    land(folder, "events", "f1.json", [ev(i, i, user=i, region=r) for i, r in enumerate(regions)])
+    run_pipeline(folder)
+    land(folder, "events", "f2.json", [ev(0, 58, user=7, region="north", amount=5, hour=9)])   # beats e0 (10:00)
+    second = run_pipeline(folder)
+    assert second["clean"].rows_replaced == 1
+    technique = second["users"].refresh
+    assert technique["refresh"] == "partitions", technique
+    assert "(1 of its 5 partition(s), and 0 new)" in technique["reason"], technique
+    copy = tmp_path / "recompute"
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("landing"))
+    (copy / "landing").mkdir()
+    run_pipeline(copy, full_refresh={"users"}, refresh={"users"})
+    assert rows_of(folder / "storage" / "03_gold" / "users") == rows_of(copy / "storage" / "03_gold" / "users")

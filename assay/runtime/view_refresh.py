@@ -363,6 +363,7 @@ def _touching(path, commit, partition_columns: list[str]) -> list[DataFile]:
     if folder is None or not fs.exists(folder):
         return [*commit.added, *commit.removed_files]
     rewrite = str(root / posixpath.dirname(commit.replaced_rows)) + "/"
-    replaced = [DataFile(f.path, stats.partition_values(f.path[len(str(folder)) + 1:], tuple(partition_columns)))
+    marker = "/" + commit.replaced_rows.strip("/") + "/"       # a listing's paths may spell the root otherwise
+    replaced = [DataFile(f.path, stats.partition_values(f.path.split(marker, 1)[-1], tuple(partition_columns)))
                 for f in fs.walk_files(folder) if f.path.endswith(".parquet")]
     return [*(f for f in commit.added if not f.path.startswith(rewrite)), *replaced]
